@@ -1,0 +1,100 @@
+# nvring — one non-recursive Makefile. Every output goes under build/.
+#
+#   make            library (static + shared), the nvring CLI, examples, tests
+#   make test       host unit tests + the VM integration suite (installs deps)
+#   make demo       boot QEMU's emulated NVMe controller and run the main job
+#   make asan       ASan + UBSan build of everything, then the unit tests
+#   make deps       install the Debian packages the build and the VM need
+#
+# Sources are found by folder, so adding a .c file needs no edit here.
+
+BUILD    ?= build
+CC       ?= cc
+CSTD     := -std=gnu11
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+OPT      ?= -O2 -g
+CPPFLAGS += -Iinclude -I. -D_GNU_SOURCE
+CFLAGS   += $(CSTD) $(WARN) $(OPT) -fPIC -fvisibility=hidden -MMD -MP $(EXTRA_CFLAGS)
+LDFLAGS  += $(EXTRA_LDFLAGS)
+LDLIBS   += -lpthread
+
+LIB_SRCS   := $(wildcard pci/*.c driver/*.c abi/*.c)
+LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+TOOL_SRCS  := $(wildcard tools/*.c)
+TOOL_OBJS  := $(TOOL_SRCS:%.c=$(BUILD)/obj/%.o)
+EX_SRCS    := $(wildcard examples/*.c)
+EX_BINS    := $(EX_SRCS:examples/%.c=$(BUILD)/examples/%)
+MODEL_SRCS := $(wildcard tests/model/*.c)
+MODEL_OBJS := $(MODEL_SRCS:%.c=$(BUILD)/obj/%.o)
+UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
+UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
+VM_SRCS    := $(wildcard tests/vm/*.c)
+VM_BINS    := $(VM_SRCS:tests/vm/%.c=$(BUILD)/tests/vm/%)
+
+STATIC_LIB := $(BUILD)/lib/libnvring.a
+SHARED_LIB := $(BUILD)/lib/libnvring.so
+CLI        := $(BUILD)/bin/nvring
+
+.PHONY: all test unit vm demo asan deps clean bench
+all: $(STATIC_LIB) $(SHARED_LIB) $(CLI) $(EX_BINS) $(UNIT_BINS) $(VM_BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(STATIC_LIB): $(LIB_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(SHARED_LIB): $(LIB_OBJS) nvring.map
+	@mkdir -p $(@D)
+	$(CC) -shared -Wl,--version-script=nvring.map -Wl,-soname,libnvring.so $(LDFLAGS) -o $@ $(LIB_OBJS) $(LDLIBS)
+
+$(CLI): $(TOOL_OBJS) $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJS) $(STATIC_LIB) $(LDLIBS)
+
+$(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(LDLIBS)
+
+# Unit tests link the production library plus the software controller model.
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(MODEL_OBJS) $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(MODEL_OBJS) $(STATIC_LIB) -lcmocka $(LDLIBS)
+
+# VM tests run in the guest against QEMU's controller; the harness carries
+# their shared libraries along.
+$(BUILD)/tests/vm/%: $(BUILD)/obj/tests/vm/%.o $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(STATIC_LIB) -lcmocka $(LDLIBS)
+
+deps:
+	@qemu/deps
+
+unit: deps
+	@$(MAKE) --no-print-directory all
+	@tests/run-unit $(BUILD)
+
+vm: deps
+	@$(MAKE) --no-print-directory all
+	@tests/run-vm $(BUILD)
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@tests/run-all $(BUILD)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@qemu/demo
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" all
+	@tests/run-unit build/asan
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

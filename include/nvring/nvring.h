@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * nvring — a polled userspace NVMe driver. The embedded API.
+ *
+ * Shape (SPDK-like): attach a controller by PCI address, look at its
+ * namespaces, allocate one queue pair per thread, submit commands with a
+ * completion callback, poll the queue pair for completions, detach.
+ *
+ * Conventions
+ *  - Every function that can fail returns 0 (or a count) on success and a
+ *    negative errno on failure. Nothing here exits or aborts.
+ *  - A queue pair is not thread safe: use it from one thread at a time. A
+ *    controller handle may be shared; queue pair allocation and DMA
+ *    allocation are thread safe.
+ *  - Data buffers must be DMA memory: from nvr_dma_alloc(), or application
+ *    memory made visible with nvr_dma_register(). Anything else is -EFAULT:
+ *    the device never sees memory it was not given.
+ *  - Submission writes the command into the submission queue; the doorbell
+ *    is rung once per batch, by nvr_qpair_poll() or nvr_qpair_kick().
+ */
+#ifndef NVRING_NVRING_H
+#define NVRING_NVRING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NVR_API __attribute__((visibility("default")))
+
+struct nvr_ctrlr;
+struct nvr_qpair;
+
+/* Options for nvr_ctrlr_attach(); zero means "default". */
+struct nvr_ctrlr_opts {
+	uint32_t admin_entries;   /* admin queue depth (default 64, min 32) */
+	uint32_t io_entries;      /* default I/O queue depth (default 256) */
+	uint32_t max_io_qpairs;   /* I/O queue pairs to request (default 16) */
+	uint32_t flags;           /* NVR_ATTACH_* */
+};
+#define NVR_ATTACH_NO_HUGEPAGES 0x1  /* DMA memory from locked 4 KiB pages only */
+
+/* What the controller said about itself. Strings are NUL-terminated with
+ * trailing blanks removed. */
+struct nvr_ctrlr_info {
+	char     bdf[16];
+	uint16_t vid, ssvid;
+	char     sn[21];
+	char     mn[41];
+	char     fr[9];
+	uint32_t version;         /* VS register: major << 16 | minor << 8 */
+	uint64_t cap;             /* CAP register */
+	uint32_t nn;              /* number of namespaces (NN) */
+	uint32_t max_xfer;        /* bytes per command (from MDTS; split above) */
+	uint32_t max_io_qpairs;   /* I/O queue pairs granted */
+	uint32_t max_io_entries;  /* CAP.MQES + 1 */
+	bool     vwc;             /* volatile write cache present: flush matters */
+	bool     write_zeroes;    /* ONCS: Write Zeroes supported */
+	bool     dsm;             /* ONCS: Dataset Management supported */
+};
+
+/* A namespace's geometry. */
+struct nvr_ns_info {
+	uint32_t nsid;
+	uint32_t lba_size;        /* bytes per logical block */
+	uint64_t nlba;            /* size in logical blocks (NSZE) */
+	uint64_t ncap;
+	uint64_t nuse;
+	uint16_t ms;              /* metadata bytes per block (0: none) */
+	uint16_t noiob;           /* optimal I/O boundary in blocks (0: none) */
+};
+
+/* What a completion carries to its callback. */
+struct nvr_cpl {
+	int      res;      /* 0, or a negative errno (see nvr_status_errno()) */
+	uint16_t status;   /* NVMe status as SCT << 8 | SC; 0 on success */
+	uint32_t dw0;      /* command specific */
+};
+typedef void (*nvr_cb)(void *cb_arg, const struct nvr_cpl *cpl);
+
+/* A segment of DMA memory by bus address, for the I/O calls that skip
+ * translation (nvr_io()). */
+struct nvr_seg {
+	uint64_t iova;
+	uint32_t len;
+};
+
+enum nvr_io_op {
+	NVR_IO_READ,
+	NVR_IO_WRITE,
+	NVR_IO_FLUSH,
+	NVR_IO_WRITE_ZEROES,
+	NVR_IO_DEALLOCATE,
+};
+
+/**
+ * nvr_ctrlr_attach() - bring up the NVMe controller at PCI address @bdf.
+ * @bdf:  "0000:00:02.0" (domain optional); the function must be bound to
+ *        vfio-pci (see `nvring bind`).
+ * @opts: NULL for defaults.
+ * @out:  the controller handle.
+ *
+ * Opens the VFIO group and device, resets and enables the controller
+ * (NVMe 2.0 §3.5.1), identifies it and its namespaces and asks for I/O
+ * queues. Errors: -ENODEV no such PCI function; -ENXIO not bound to
+ * vfio-pci; -EBUSY IOMMU group not viable; -EACCES no permission on
+ * /dev/vfio; -ENOMEM memory or RLIMIT_MEMLOCK too low; -ETIMEDOUT the
+ * controller did not become ready within CAP.TO; -EIO controller fatal
+ * status (CSTS.CFS). A one-line reason is printed to stderr.
+ */
+NVR_API int nvr_ctrlr_attach(const char *bdf, const struct nvr_ctrlr_opts *opts,
+			     struct nvr_ctrlr **out);
+
+/**
+ * nvr_ctrlr_detach() - delete the I/O queues, shut the controller down
+ * (CC.SHN normal) and release the device. Queue pairs still allocated are
+ * freed; their outstanding commands complete with -ECANCELED first.
+ */
+NVR_API int nvr_ctrlr_detach(struct nvr_ctrlr *ctrlr);
+
+/** nvr_ctrlr_get_info() - the controller's identity and limits. */
+NVR_API const struct nvr_ctrlr_info *nvr_ctrlr_get_info(const struct nvr_ctrlr *ctrlr);
+
+/**
+ * nvr_ctrlr_ns_list() - the active namespace IDs, ascending.
+ * Fills up to @max entries of @nsids; returns the number of active
+ * namespaces (which may exceed @max).
+ */
+NVR_API int nvr_ctrlr_ns_list(const struct nvr_ctrlr *ctrlr, uint32_t *nsids, uint32_t max);
+
+/** nvr_ns_get_info() - geometry of namespace @nsid; -ENOENT if not active. */
+NVR_API int nvr_ns_get_info(const struct nvr_ctrlr *ctrlr, uint32_t nsid,
+			    struct nvr_ns_info *info);
+
+/**
+ * nvr_qpair_alloc() - create an I/O submission/completion queue pair.
+ * @entries: queue depth, 0 for the controller default; clamped to
+ *           CAP.MQES + 1, at least 2.
+ * Errors: -EBUSY all granted queue pairs are in use; -ENOMEM; -EIO the
+ * controller refused the Create I/O CQ/SQ command.
+ */
+NVR_API int nvr_qpair_alloc(struct nvr_ctrlr *ctrlr, uint32_t entries, struct nvr_qpair **out);
+
+/** nvr_qpair_free() - delete the queue pair (SQ then CQ). Outstanding
+ *  commands complete with -ECANCELED. */
+NVR_API int nvr_qpair_free(struct nvr_qpair *qp);
+
+/** nvr_qpair_depth() - commands the queue pair can have outstanding. */
+NVR_API uint32_t nvr_qpair_depth(const struct nvr_qpair *qp);
+
+/**
+ * nvr_qpair_poll() - ring the SQ doorbell for commands submitted since the
+ * last kick, then reap up to @max completions (0: all available), calling
+ * their callbacks. Returns the number of completions reaped, or -EIO when
+ * the controller has failed (CSTS.CFS): its commands complete with -EIO.
+ */
+NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max);
+
+/** nvr_qpair_kick() - ring the SQ doorbell now without reaping. */
+NVR_API void nvr_qpair_kick(struct nvr_qpair *qp);
+
+/**
+ * nvr_read(), nvr_write() - transfer @nlb logical blocks at @lba of @nsid
+ * to/from @buf (DMA memory). Transfers above the controller's maximum are
+ * split; the callback runs once, with the first error if any part failed.
+ * Errors at submission: -EINVAL bad namespace or zero length; -EFAULT @buf
+ * is not DMA memory; -EAGAIN the queue is full (poll, then retry).
+ * Errors in the completion: the NVMe status mapped by nvr_status_errno().
+ */
+NVR_API int nvr_read(struct nvr_qpair *qp, uint32_t nsid, void *buf, uint64_t lba,
+		     uint32_t nlb, nvr_cb cb, void *cb_arg);
+NVR_API int nvr_write(struct nvr_qpair *qp, uint32_t nsid, const void *buf, uint64_t lba,
+		      uint32_t nlb, nvr_cb cb, void *cb_arg);
+
+/** nvr_readv(), nvr_writev() - as nvr_read()/nvr_write(), scattered. Every
+ *  element boundary inside the transfer must fall on a 4 KiB page boundary
+ *  (the PRP rule, NVMe 2.0 §4.1.1); else -EINVAL. */
+NVR_API int nvr_readv(struct nvr_qpair *qp, uint32_t nsid, const struct iovec *iov, int iovcnt,
+		      uint64_t lba, nvr_cb cb, void *cb_arg);
+NVR_API int nvr_writev(struct nvr_qpair *qp, uint32_t nsid, const struct iovec *iov, int iovcnt,
+		       uint64_t lba, nvr_cb cb, void *cb_arg);
+
+/** nvr_flush() - commit the volatile write cache of @nsid (NVMe Flush). */
+NVR_API int nvr_flush(struct nvr_qpair *qp, uint32_t nsid, nvr_cb cb, void *cb_arg);
+
+/** nvr_write_zeroes() - zero @nlb blocks at @lba (-EOPNOTSUPP if the
+ *  controller lacks Write Zeroes). */
+NVR_API int nvr_write_zeroes(struct nvr_qpair *qp, uint32_t nsid, uint64_t lba, uint32_t nlb,
+			     nvr_cb cb, void *cb_arg);
+
+/** nvr_deallocate() - Dataset Management with the deallocate attribute
+ *  (-EOPNOTSUPP if the controller lacks DSM). */
+NVR_API int nvr_deallocate(struct nvr_qpair *qp, uint32_t nsid, uint64_t lba, uint32_t nlb,
+			   nvr_cb cb, void *cb_arg);
+
+/**
+ * nvr_io() - the general form: @op on @nlb blocks at @lba with the data in
+ * @segs (bus addresses, e.g. from nvr_dma_iova(); ignored for FLUSH,
+ * WRITE_ZEROES and DEALLOCATE). No translation happens here: this is the
+ * path for buffers registered once.
+ */
+NVR_API int nvr_io(struct nvr_qpair *qp, enum nvr_io_op op, uint32_t nsid, uint64_t lba,
+		   uint32_t nlb, const struct nvr_seg *segs, unsigned nseg,
+		   nvr_cb cb, void *cb_arg);
+
+/**
+ * nvr_dma_alloc() - @len bytes of zeroed, 4 KiB aligned DMA memory.
+ * Errors: -ENOMEM (including RLIMIT_MEMLOCK, with a line naming the fix).
+ */
+NVR_API int nvr_dma_alloc(struct nvr_ctrlr *ctrlr, size_t len, void **buf);
+/** nvr_dma_free() - free memory from nvr_dma_alloc(); -EINVAL if unknown. */
+NVR_API int nvr_dma_free(struct nvr_ctrlr *ctrlr, void *buf);
+
+/**
+ * nvr_dma_register() - pin application memory [@va, @va + @len) (4 KiB
+ * aligned) and map it for DMA until nvr_dma_unregister(). Errors: -EINVAL
+ * misaligned; -ENOMEM memlock or IOVA space; -EEXIST overlaps a mapping.
+ */
+NVR_API int nvr_dma_register(struct nvr_ctrlr *ctrlr, void *va, size_t len);
+NVR_API int nvr_dma_unregister(struct nvr_ctrlr *ctrlr, void *va);
+
+/** nvr_dma_iova() - bus address of [@va, @va + @len), which must lie in
+ *  one DMA mapping; -EFAULT otherwise. */
+NVR_API int nvr_dma_iova(struct nvr_ctrlr *ctrlr, const void *va, size_t len, uint64_t *iova);
+
+/**
+ * nvr_status_errno() - the errno the Linux kernel's nvme driver reports
+ * for NVMe status @status (SCT << 8 | SC), as a negative number; 0 for
+ * success. The table is in driver/status.c.
+ */
+NVR_API int nvr_status_errno(uint16_t status);
+
+/** nvr_status_str() - a short name for an NVMe status. */
+NVR_API const char *nvr_status_str(uint16_t status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The seam between the NVMe driver and whatever gives it a PCI function:
+ * VFIO with the type1 IOMMU (pci/vfio.c) in production, the software
+ * controller model (tests/model/) in host unit tests, and later VFIO
+ * no-IOMMU (physical addresses). The driver sees a device only through
+ * struct nvr_pci_dev: a mapped BAR0, DMA memory with its bus addresses, a
+ * reset. All address translation stays behind ops->dma_map/dma_unmap.
+ *
+ * Every function returns 0 or a negative errno.
+ */
+#ifndef NVRING_PCI_PCI_H
+#define NVRING_PCI_PCI_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct nvr_pci_dev;
+
+struct nvr_pci_ops {
+	/* Map BAR @bar; *va and *len describe the mapping. */
+	int  (*map_bar)(struct nvr_pci_dev *dev, int bar, volatile void **va, size_t *len);
+	/* Make [va, va + len) reachable by the device's DMA; return the bus
+	 * address (IOVA) in *iova. va and len are 4 KiB aligned. The memory
+	 * is pinned for as long as it is mapped. */
+	int  (*dma_map)(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova);
+	/* Undo one dma_map exactly (same va, len and the iova it returned). */
+	int  (*dma_unmap)(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t iova);
+	/* Function-level reset if the backend offers one, else -ENOTSUP. */
+	int  (*reset)(struct nvr_pci_dev *dev);
+	/* Release everything (mappings, BARs, fds) and free dev. */
+	void (*close)(struct nvr_pci_dev *dev);
+};
+
+/* One DMA-visible range known to the device: [va, va + len) ↔ [iova, ...). */
+struct nvr_dma_map {
+	uint8_t  *va;
+	uint64_t  iova;
+	size_t    len;
+	unsigned  owned : 1;      /* memory allocated by pci/dma.c (else registered) */
+	unsigned  hugepage : 1;   /* backed by 2 MiB hugepages */
+	size_t    used;           /* arena bump offset for owned chunks */
+	unsigned  live;           /* live sub-allocations in an owned chunk */
+};
+
+/* Common part of every backend's device; backends embed it first. */
+struct nvr_pci_dev {
+	const struct nvr_pci_ops *ops;
+	char bdf[16];                 /* "0000:00:02.0", or a model's name */
+	/* DMA map table (pci/dma.c): sorted by va, guarded by dma_lock. */
+	pthread_rwlock_t dma_lock;
+	struct nvr_dma_map *maps;
+	unsigned nmaps, maps_cap;
+	int dma_flags;                /* NVR_DMA_* */
+};
+
+#define NVR_DMA_NO_HUGEPAGES 0x1  /* never try hugetlb memory */
+
+/* pci/vfio.c: open @bdf (bound to vfio-pci) with the type1 v2 IOMMU, enable
+ * memory space and bus mastering, disable INTx. Errors: -ENODEV (no such
+ * function), -ENXIO (not bound to vfio-pci), -EBUSY (group not viable: the
+ * message names the other devices), -EPERM/-EACCES, -ENOMEM (memlock). */
+int nvr_vfio_open(const char *bdf, struct nvr_pci_dev **out);
+
+/* pci/dma.c: initialise/tear down the DMA table of a backend's device. */
+int  nvr_dma_init(struct nvr_pci_dev *dev);
+void nvr_dma_fini(struct nvr_pci_dev *dev);   /* unmaps and frees all */
+
+/* DMA memory: zeroed, 4 KiB aligned, carved from 2 MiB chunks (hugepages
+ * when reserved, else locked 4 KiB pages) that are mapped once, so small
+ * allocations do not each cost an IOMMU mapping. */
+int  nvr_dma_alloc(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t *iova);
+int  nvr_dma_free(struct nvr_pci_dev *dev, void *va);
+
+/* Map application memory (4 KiB aligned range) for DMA until unregistered. */
+int  nvr_dma_register(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova);
+int  nvr_dma_unregister(struct nvr_pci_dev *dev, void *va);
+
+/* IOVA of [va, va + len), which must lie inside one mapping: -EFAULT if not. */
+int  nvr_dma_translate(struct nvr_pci_dev *dev, const void *va, size_t len, uint64_t *iova);
+
+/* pci/memlock.c-ish helper: check RLIMIT_MEMLOCK allows @bytes more locked
+ * memory; on failure print one line naming the fix and return -ENOMEM. */
+int  nvr_memlock_check(size_t bytes);
+
+#endif
