@@ -64,24 +64,24 @@ struct nvr_pci_dev {
 int nvr_vfio_open(const char *bdf, struct nvr_pci_dev **out);
 
 /* pci/dma.c: initialise/tear down the DMA table of a backend's device. */
-int  nvr_dma_init(struct nvr_pci_dev *dev);
-void nvr_dma_fini(struct nvr_pci_dev *dev);   /* unmaps and frees all */
+int  nvr_pci_dma_init(struct nvr_pci_dev *dev);
+void nvr_pci_dma_fini(struct nvr_pci_dev *dev);   /* unmaps and frees all */
 
 /* DMA memory: zeroed, 4 KiB aligned, carved from 2 MiB chunks (hugepages
  * when reserved, else locked 4 KiB pages) that are mapped once, so small
  * allocations do not each cost an IOMMU mapping. */
-int  nvr_dma_alloc(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t *iova);
-int  nvr_dma_free(struct nvr_pci_dev *dev, void *va);
+int  nvr_pci_dma_alloc(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t *iova);
+int  nvr_pci_dma_free(struct nvr_pci_dev *dev, void *va);
 
 /* Map application memory (4 KiB aligned range) for DMA until unregistered. */
-int  nvr_dma_register(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova);
-int  nvr_dma_unregister(struct nvr_pci_dev *dev, void *va);
+int  nvr_pci_dma_register(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova);
+int  nvr_pci_dma_unregister(struct nvr_pci_dev *dev, void *va);
 
 /* IOVA of [va, va + len), which must lie inside one mapping: -EFAULT if not. */
-int  nvr_dma_translate(struct nvr_pci_dev *dev, const void *va, size_t len, uint64_t *iova);
+int  nvr_pci_dma_translate(struct nvr_pci_dev *dev, const void *va, size_t len, uint64_t *iova);
 
-/* pci/memlock.c-ish helper: check RLIMIT_MEMLOCK allows @bytes more locked
+/* pci/dma.c: check RLIMIT_MEMLOCK allows @bytes more locked
  * memory; on failure print one line naming the fix and return -ENOMEM. */
-int  nvr_memlock_check(size_t bytes);
+int  nvr_pci_memlock_check(size_t bytes);
 
 #endif
