@@ -33,6 +33,11 @@ struct nvr_pci_ops {
 	void (*close)(struct nvr_pci_dev *dev);
 };
 
+/* pci/dma.c carves small allocations from chunks of this size, each mapped
+ * once; allocations are 4 KiB aligned and a multiple of 4 KiB. */
+#define NVR_DMA_CHUNK_SIZE (2u << 20)
+#define NVR_DMA_PAGE_SIZE  4096u
+
 /* One DMA-visible range known to the device: [va, va + len) ↔ [iova, ...). */
 struct nvr_dma_map {
 	uint8_t  *va;
@@ -42,6 +47,9 @@ struct nvr_dma_map {
 	unsigned  hugepage : 1;   /* backed by 2 MiB hugepages */
 	size_t    used;           /* arena bump offset for owned chunks */
 	unsigned  live;           /* live sub-allocations in an owned chunk */
+	/* Owned chunks: one bit per 4 KiB page where a live sub-allocation
+	 * starts, so a free of anything else (or a double free) is refused. */
+	uint64_t  starts[NVR_DMA_CHUNK_SIZE / NVR_DMA_PAGE_SIZE / 64];
 };
 
 /* Common part of every backend's device; backends embed it first. */
@@ -56,6 +64,10 @@ struct nvr_pci_dev {
 };
 
 #define NVR_DMA_NO_HUGEPAGES 0x1  /* never try hugetlb memory */
+/* Set by a backend whose dma_map pins the pages itself (VFIO type1 does, and
+ * charges them to RLIMIT_MEMLOCK): pci/dma.c then skips mlock(), which would
+ * charge the same pages a second time. OR it in; don't assign dma_flags. */
+#define NVR_DMA_BACKEND_PINS 0x2
 
 /* pci/vfio.c: open @bdf (bound to vfio-pci) with the type1 v2 IOMMU, enable
  * memory space and bus mastering, disable INTx. Errors: -ENODEV (no such
