@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The controller object shared by the driver's files (not public): what
+ * bring-up learned, the admin queue, the namespaces and the queue pair IDs.
+ */
+#ifndef NVRING_DRIVER_CTRLR_H
+#define NVRING_DRIVER_CTRLR_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "driver/nvme_spec.h"
+#include "nvring/nvring.h"
+#include "pci/pci.h"
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+	       "NVMe structures are little endian; nvring writes them natively");
+
+#define NVR_ADMIN_ENTRIES_DEFAULT 64
+#define NVR_ADMIN_ENTRIES_MIN     32
+#define NVR_ADMIN_ENTRIES_MAX     4096   /* AQA.ASQS/ACQS are 12 bits */
+#define NVR_IO_ENTRIES_DEFAULT    256
+#define NVR_IO_QPAIRS_DEFAULT     16
+#define NVR_MAX_XFER_NO_MDTS      (1u << 20)  /* MDTS = 0 ("no limit"): 1 MiB */
+#define NVR_ADMIN_TIMEOUT_MS_MIN  5000
+
+/* The admin queue pair: commands are synchronous, one at a time under
+ * lock (NVMe 2.0 §3.3.1, §5). */
+struct nvr_adminq {
+	pthread_mutex_t    lock;
+	struct nvme_sqe   *sq;
+	struct nvme_cqe   *cq;
+	uint64_t           sq_iova, cq_iova;
+	uint16_t           entries;
+	uint16_t           sq_tail, sq_head, cq_head;
+	uint8_t            phase;
+	uint16_t           next_cid;
+	volatile uint32_t *sq_db, *cq_db;
+};
+
+/* One active namespace. */
+struct nvr_ns {
+	struct nvr_ns_info info;
+	uint32_t lba_shift;
+};
+
+struct nvr_qpair;
+
+struct nvr_ctrlr {
+	struct nvr_pci_dev   *dev;
+	volatile uint8_t     *bar;
+	size_t                bar_len;
+	uint64_t              cap;
+	uint32_t              dstrd;
+	uint32_t              ready_timeout_ms;   /* CAP.TO × 500 ms */
+	uint32_t              admin_timeout_ms;
+	struct nvr_ctrlr_opts opts;
+	struct nvr_ctrlr_info info;
+	struct nvr_adminq     adminq;
+	atomic_bool           failed;             /* CSTS.CFS seen */
+
+	struct nvr_ns        *ns;                 /* sorted by nsid */
+	uint32_t              nns;
+
+	/* Queue pair IDs 1..info.max_io_qpairs; qpairs[qid] for detach. */
+	pthread_mutex_t       qid_lock;
+	uint16_t             *free_qids;
+	uint32_t              nfree_qids;
+	struct nvr_qpair    **qpairs;
+
+	void                 *scratch;            /* 4 KiB for Identify data */
+	uint64_t              scratch_iova;
+};
+
+/**
+ * nvr_ctrlr_attach_dev() - bring up the controller behind @dev (any pci
+ * seam backend: VFIO or the test model). Takes ownership of @dev: on
+ * failure it is closed (dev->ops->close) before returning; on success it
+ * is closed by nvr_ctrlr_detach(). Errors as nvr_ctrlr_attach().
+ */
+int nvr_ctrlr_attach_dev(struct nvr_pci_dev *dev, const struct nvr_ctrlr_opts *opts,
+			 struct nvr_ctrlr **out);
+
+/* The namespace @nsid, or NULL if it is not active. */
+const struct nvr_ns *nvr_ctrlr_find_ns(const struct nvr_ctrlr *ctrlr, uint32_t nsid);
+
+/* CSTS.CFS check: on a fatal status, mark the controller failed, print
+ * once, return true. One MMIO read: not for every poll. */
+bool nvr_ctrlr_check_fatal(struct nvr_ctrlr *ctrlr);
+
+/* admin.c */
+int  nvr_adminq_init(struct nvr_ctrlr *ctrlr, uint32_t entries);
+void nvr_adminq_fini(struct nvr_ctrlr *ctrlr);
+/* Submit @cmd (its CID is assigned here) and wait for its completion.
+ * Returns 0; a positive NVMe status (SCT << 8 | SC) if the controller
+ * failed the command; -ETIMEDOUT; -EIO on CSTS.CFS. *dw0 gets CQE DW0. */
+int  nvr_admin_cmd(struct nvr_ctrlr *ctrlr, struct nvme_sqe *cmd, uint32_t *dw0);
+int  nvr_admin_identify(struct nvr_ctrlr *ctrlr, uint8_t cns, uint32_t nsid,
+			uint64_t iova);
+int  nvr_admin_set_features(struct nvr_ctrlr *ctrlr, uint8_t fid, uint32_t cdw11,
+			    uint32_t *dw0);
+int  nvr_admin_create_cq(struct nvr_ctrlr *ctrlr, uint16_t qid, uint32_t entries,
+			 uint64_t iova);
+int  nvr_admin_create_sq(struct nvr_ctrlr *ctrlr, uint16_t qid, uint32_t entries,
+			 uint64_t iova, uint16_t cqid);
+int  nvr_admin_delete_queue(struct nvr_ctrlr *ctrlr, uint8_t opc, uint16_t qid);
+
+/* Milliseconds on CLOCK_MONOTONIC, for bounded waits. */
+uint64_t nvr_now_ms(void);
+
+#endif

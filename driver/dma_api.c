@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/* The public DMA memory calls: thin wrappers over pci/'s DMA table, which
+ * does the locking and the IOMMU work. */
+#include <errno.h>
+
+#include "driver/ctrlr.h"
+
+NVR_API int nvr_dma_alloc(struct nvr_ctrlr *ctrlr, size_t len, void **buf)
+{
+	uint64_t iova;
+
+	if (!ctrlr || !buf || len == 0)
+		return -EINVAL;
+	return nvr_pci_dma_alloc(ctrlr->dev, len, buf, &iova);
+}
+
+NVR_API int nvr_dma_free(struct nvr_ctrlr *ctrlr, void *buf)
+{
+	if (!ctrlr || !buf)
+		return -EINVAL;
+	return nvr_pci_dma_free(ctrlr->dev, buf);
+}
+
+NVR_API int nvr_dma_register(struct nvr_ctrlr *ctrlr, void *va, size_t len)
+{
+	uint64_t iova;
+
+	if (!ctrlr || !va || len == 0)
+		return -EINVAL;
+	return nvr_pci_dma_register(ctrlr->dev, va, len, &iova);
+}
+
+NVR_API int nvr_dma_unregister(struct nvr_ctrlr *ctrlr, void *va)
+{
+	if (!ctrlr || !va)
+		return -EINVAL;
+	return nvr_pci_dma_unregister(ctrlr->dev, va);
+}
+
+NVR_API int nvr_dma_iova(struct nvr_ctrlr *ctrlr, const void *va, size_t len, uint64_t *iova)
+{
+	if (!ctrlr || !va || !iova)
+		return -EINVAL;
+	return nvr_pci_dma_translate(ctrlr->dev, va, len, iova);
+}

@@ -1,0 +1,301 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * NVM command set I/O (NVM Command Set 1.0 §3): the public read/write/
+ * flush/write zeroes/deallocate calls, argument checks, and how a request
+ * is cut into commands:
+ *  - Read/Write: at most max_xfer bytes (MDTS, capped at 2 MiB so one PRP
+ *    list page suffices) and at most 65536 blocks (NLB is 16 bits);
+ *  - Write Zeroes: at most 65536 blocks per command;
+ *  - Dataset Management: one range per request (a request's nlb fits a
+ *    range's 32-bit NLB), written into the tracker's PRP page;
+ *  - Flush: one command.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "driver/ctrlr.h"
+#include "driver/prp.h"
+#include "driver/qpair.h"
+
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#define NVR_MAX_NLB_PER_CMD 65536u    /* CDW12 NLB, 0's based, 16 bits */
+#define NVR_SEG_MAX_LEN     0x80000000u /* page-multiple cap of one nvr_seg */
+
+/* Blocks per Read/Write command for a namespace with @lba_shift. */
+static inline uint32_t rw_max_blocks(const struct nvr_qpair *qp, uint32_t lba_shift)
+{
+	uint32_t n = qp->ctrlr->info.max_xfer >> lba_shift;
+
+	if (n > NVR_MAX_NLB_PER_CMD)
+		n = NVR_MAX_NLB_PER_CMD;
+	return n ? n : 1;
+}
+
+static inline void set_slba_nlb(struct nvme_sqe *cmd, uint64_t lba, uint32_t nlb)
+{
+	cmd->cdw10 = (uint32_t)lba;
+	cmd->cdw11 = (uint32_t)(lba >> 32);
+	cmd->cdw12 = nlb - 1;   /* 0's based */
+}
+
+int nvr_req_build_cmd(const struct nvr_qpair *qp, struct nvr_req *req,
+		      struct nvr_tracker *tr, struct nvme_sqe *cmd)
+{
+	uint32_t n = req->left;
+	int rc;
+
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->nsid = req->nsid;
+	switch (req->op) {
+	case NVR_IO_READ:
+	case NVR_IO_WRITE: {
+		uint32_t max = rw_max_blocks(qp, req->lba_shift);
+		if (n > max)
+			n = max;
+		uint32_t bytes = n << req->lba_shift;
+		rc = nvr_prp_build(req->segs, req->nseg, req->off, bytes, tr->prp_list,
+				   tr->prp_iova, &cmd->prp1, &cmd->prp2);
+		if (unlikely(rc))
+			return rc;
+		cmd->opc = req->op == NVR_IO_READ ? NVME_CMD_READ : NVME_CMD_WRITE;
+		set_slba_nlb(cmd, req->lba, n);
+		req->off += bytes;
+		break;
+	}
+	case NVR_IO_WRITE_ZEROES:
+		if (n > NVR_MAX_NLB_PER_CMD)
+			n = NVR_MAX_NLB_PER_CMD;
+		cmd->opc = NVME_CMD_WRITE_ZEROES;
+		set_slba_nlb(cmd, req->lba, n);
+		break;
+	case NVR_IO_DEALLOCATE: {
+		struct nvme_dsm_range *r = (struct nvme_dsm_range *)tr->prp_list;
+		r->cattr = 0;
+		r->nlb = n;
+		r->slba = req->lba;
+		cmd->opc = NVME_CMD_DSM;
+		cmd->prp1 = tr->prp_iova;          /* 16 bytes, inside one page */
+		cmd->cdw10 = 0;                    /* NR: one range, 0's based */
+		cmd->cdw11 = NVME_DSM_ATTR_DEALLOCATE;
+		break;
+	}
+	case NVR_IO_FLUSH:
+		cmd->opc = NVME_CMD_FLUSH;
+		break;
+	default:
+		return -EINVAL;
+	}
+	req->lba += n;
+	req->left -= n;
+	return 0;
+}
+
+/*
+ * Checks common to every operation, then a request slot: -EIO/-ECANCELED
+ * on a dead qpair, -EINVAL bad namespace / zero length / LBA overflow,
+ * -EOPNOTSUPP unsupported by the controller, -EAGAIN no request slot.
+ */
+static int req_start(struct nvr_qpair *qp, enum nvr_io_op op, const struct nvr_ns *ns,
+		     uint64_t lba, uint32_t nlb, nvr_cb cb, void *cb_arg, struct nvr_req **out)
+{
+	const struct nvr_ctrlr_info *info = &qp->ctrlr->info;
+	struct nvr_req *req;
+
+	if (unlikely(qp->fail_err))
+		return qp->fail_err;
+	if (unlikely(!ns))
+		return -EINVAL;
+	if (op == NVR_IO_FLUSH) {
+		lba = 0;
+		nlb = 1;   /* one command; no blocks */
+	} else if (unlikely(nlb == 0 || lba + nlb < lba)) {
+		return -EINVAL;
+	}
+	if (unlikely(op == NVR_IO_WRITE_ZEROES && !info->write_zeroes))
+		return -EOPNOTSUPP;
+	if (unlikely(op == NVR_IO_DEALLOCATE && !info->dsm))
+		return -EOPNOTSUPP;
+	req = nvr_qpair_req_get(qp);
+	if (unlikely(!req))
+		return -EAGAIN;
+	req->cb = cb;
+	req->cb_arg = cb_arg;
+	req->nsid = ns->info.nsid;
+	req->op = (uint8_t)op;
+	req->lba_shift = (uint8_t)ns->lba_shift;
+	req->queued = false;
+	req->inflight = 0;
+	req->lba = lba;
+	req->left = nlb;
+	req->off = 0;
+	req->res = 0;
+	req->status = 0;
+	req->dw0 = 0;
+	req->nseg = 0;
+	*out = req;
+	return 0;
+}
+
+/* Give an unused request slot back (argument error after req_start). */
+static void req_abandon(struct nvr_qpair *qp, struct nvr_req *req)
+{
+	req->next = qp->free_reqs;
+	qp->free_reqs = req;
+}
+
+/* Read/Write with the data in @segs; checked against the PRP rules now, so
+ * that no later command of a split request can fail to build. */
+static int submit_rw(struct nvr_qpair *qp, enum nvr_io_op op, const struct nvr_ns *ns,
+		     uint64_t lba, uint32_t nlb, const struct nvr_seg *segs, unsigned nseg,
+		     nvr_cb cb, void *cb_arg)
+{
+	struct nvr_req *req;
+	int used, rc;
+
+	rc = req_start(qp, op, ns, lba, nlb, cb, cb_arg, &req);
+	if (rc)
+		return rc;
+	used = nvr_segs_check(segs, nseg, (uint64_t)nlb << ns->lba_shift);
+	if (unlikely(used < 0 || used > NVR_REQ_MAX_SEGS)) {
+		req_abandon(qp, req);
+		return -EINVAL;
+	}
+	memcpy(req->segs, segs, (size_t)used * sizeof(*segs));
+	req->nseg = (uint16_t)used;
+	return nvr_qpair_submit(qp, req);
+}
+
+NVR_API int nvr_io(struct nvr_qpair *qp, enum nvr_io_op op, uint32_t nsid, uint64_t lba,
+		   uint32_t nlb, const struct nvr_seg *segs, unsigned nseg,
+		   nvr_cb cb, void *cb_arg)
+{
+	const struct nvr_ns *ns = nvr_ctrlr_find_ns(qp->ctrlr, nsid);
+	struct nvr_req *req;
+	int rc;
+
+	switch (op) {
+	case NVR_IO_READ:
+	case NVR_IO_WRITE:
+		if (unlikely(!segs))
+			return -EINVAL;
+		return submit_rw(qp, op, ns, lba, nlb, segs, nseg, cb, cb_arg);
+	case NVR_IO_FLUSH:
+	case NVR_IO_WRITE_ZEROES:
+	case NVR_IO_DEALLOCATE:
+		rc = req_start(qp, op, ns, lba, nlb, cb, cb_arg, &req);
+		if (rc)
+			return rc;
+		return nvr_qpair_submit(qp, req);
+	default:
+		return -EINVAL;
+	}
+}
+
+/* One virtually contiguous DMA buffer → segments of at most 2 GiB. */
+static int buf_segs(struct nvr_qpair *qp, const void *buf, uint64_t bytes,
+		    struct nvr_seg *segs, unsigned *nseg)
+{
+	uint64_t iova;
+	unsigned n = 0;
+
+	if (unlikely(nvr_pci_dma_translate(qp->ctrlr->dev, buf, bytes, &iova)))
+		return -EFAULT;
+	while (bytes) {
+		uint32_t len = bytes > NVR_SEG_MAX_LEN ? NVR_SEG_MAX_LEN : (uint32_t)bytes;
+
+		if (*nseg + n == NVR_REQ_MAX_SEGS)
+			return -EINVAL;
+		segs[n].iova = iova;
+		segs[n].len = len;
+		iova += len;
+		bytes -= len;
+		n++;
+	}
+	*nseg += n;
+	return 0;
+}
+
+static int rw_buf(struct nvr_qpair *qp, enum nvr_io_op op, uint32_t nsid, const void *buf,
+		  uint64_t lba, uint32_t nlb, nvr_cb cb, void *cb_arg)
+{
+	const struct nvr_ns *ns = nvr_ctrlr_find_ns(qp->ctrlr, nsid);
+	struct nvr_seg segs[NVR_REQ_MAX_SEGS];
+	unsigned nseg = 0;
+	int rc;
+
+	if (unlikely(!ns || nlb == 0))
+		return -EINVAL;
+	rc = buf_segs(qp, buf, (uint64_t)nlb << ns->lba_shift, segs, &nseg);
+	if (rc)
+		return rc;
+	return submit_rw(qp, op, ns, lba, nlb, segs, nseg, cb, cb_arg);
+}
+
+NVR_API int nvr_read(struct nvr_qpair *qp, uint32_t nsid, void *buf, uint64_t lba,
+		     uint32_t nlb, nvr_cb cb, void *cb_arg)
+{
+	return rw_buf(qp, NVR_IO_READ, nsid, buf, lba, nlb, cb, cb_arg);
+}
+
+NVR_API int nvr_write(struct nvr_qpair *qp, uint32_t nsid, const void *buf, uint64_t lba,
+		      uint32_t nlb, nvr_cb cb, void *cb_arg)
+{
+	return rw_buf(qp, NVR_IO_WRITE, nsid, buf, lba, nlb, cb, cb_arg);
+}
+
+/* Scattered: one or more segments per iovec element, in order. */
+static int rw_vec(struct nvr_qpair *qp, enum nvr_io_op op, uint32_t nsid,
+		  const struct iovec *iov, int iovcnt, uint64_t lba, nvr_cb cb, void *cb_arg)
+{
+	const struct nvr_ns *ns = nvr_ctrlr_find_ns(qp->ctrlr, nsid);
+	struct nvr_seg segs[NVR_REQ_MAX_SEGS];
+	unsigned nseg = 0;
+	uint64_t total = 0;
+	int rc;
+
+	if (unlikely(!ns || !iov || iovcnt <= 0))
+		return -EINVAL;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len == 0)
+			continue;
+		rc = buf_segs(qp, iov[i].iov_base, iov[i].iov_len, segs, &nseg);
+		if (rc)
+			return rc;
+		total += iov[i].iov_len;
+	}
+	if (unlikely(total == 0 || (total & ((1u << ns->lba_shift) - 1)) ||
+		     (total >> ns->lba_shift) > UINT32_MAX))
+		return -EINVAL;
+	return submit_rw(qp, op, ns, lba, (uint32_t)(total >> ns->lba_shift), segs, nseg,
+			 cb, cb_arg);
+}
+
+NVR_API int nvr_readv(struct nvr_qpair *qp, uint32_t nsid, const struct iovec *iov, int iovcnt,
+		      uint64_t lba, nvr_cb cb, void *cb_arg)
+{
+	return rw_vec(qp, NVR_IO_READ, nsid, iov, iovcnt, lba, cb, cb_arg);
+}
+
+NVR_API int nvr_writev(struct nvr_qpair *qp, uint32_t nsid, const struct iovec *iov, int iovcnt,
+		       uint64_t lba, nvr_cb cb, void *cb_arg)
+{
+	return rw_vec(qp, NVR_IO_WRITE, nsid, iov, iovcnt, lba, cb, cb_arg);
+}
+
+NVR_API int nvr_flush(struct nvr_qpair *qp, uint32_t nsid, nvr_cb cb, void *cb_arg)
+{
+	return nvr_io(qp, NVR_IO_FLUSH, nsid, 0, 0, NULL, 0, cb, cb_arg);
+}
+
+NVR_API int nvr_write_zeroes(struct nvr_qpair *qp, uint32_t nsid, uint64_t lba, uint32_t nlb,
+			     nvr_cb cb, void *cb_arg)
+{
+	return nvr_io(qp, NVR_IO_WRITE_ZEROES, nsid, lba, nlb, NULL, 0, cb, cb_arg);
+}
+
+NVR_API int nvr_deallocate(struct nvr_qpair *qp, uint32_t nsid, uint64_t lba, uint32_t nlb,
+			   nvr_cb cb, void *cb_arg)
+{
+	return nvr_io(qp, NVR_IO_DEALLOCATE, nsid, lba, nlb, NULL, 0, cb, cb_arg);
+}

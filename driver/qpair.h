@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * I/O queue pairs (internal). A queue pair owns an SQ and a CQ in DMA
+ * memory, a fixed set of trackers (one per command that may be in flight,
+ * CID = tracker index) and a fixed set of requests (one per user call).
+ * A request larger than one command is split; its commands go out as
+ * trackers allow and the rest waits in the qpair's FIFO of pending
+ * requests, continued from nvr_qpair_poll(). Nothing here allocates,
+ * locks or makes a system call after nvr_qpair_alloc().
+ */
+#ifndef NVRING_DRIVER_QPAIR_H
+#define NVRING_DRIVER_QPAIR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "driver/nvme_spec.h"
+#include "nvring/nvring.h"
+
+struct nvr_ctrlr;
+
+/* Segments a request keeps for its later commands: the cap on iovcnt and
+ * on nvr_io()'s nseg (only the segments the transfer uses count). */
+#define NVR_REQ_MAX_SEGS 32
+
+/* One user call (read, write, flush, ...), possibly several commands. */
+struct nvr_req {
+	struct nvr_req *next;      /* free list or pending FIFO */
+	nvr_cb          cb;
+	void           *cb_arg;
+	uint32_t        nsid;
+	uint8_t         op;        /* enum nvr_io_op */
+	uint8_t         lba_shift;
+	bool            queued;    /* in the pending FIFO */
+	uint32_t        inflight;  /* commands submitted, not completed */
+	uint64_t        lba;       /* first block of the next command */
+	uint32_t        left;      /* blocks not yet submitted (FLUSH: 1) */
+	uint64_t        off;       /* byte offset into segs of the next command */
+	int             res;       /* first error */
+	uint16_t        status;    /* its NVMe status */
+	uint32_t        dw0;       /* DW0 of the last completion */
+	uint16_t        nseg;
+	struct nvr_seg  segs[NVR_REQ_MAX_SEGS];
+};
+
+/* One command slot. Its PRP list page doubles as the DSM range buffer. */
+struct nvr_tracker {
+	struct nvr_req *req;       /* NULL when free */
+	uint64_t       *prp_list;  /* 4 KiB of DMA memory */
+	uint64_t        prp_iova;
+};
+
+struct nvr_qpair {
+	struct nvr_ctrlr  *ctrlr;
+	uint16_t           qid;
+	uint16_t           sq_tail, sq_db_tail; /* written / last rung */
+	uint16_t           sq_head;             /* from CQE.SQHD */
+	uint16_t           cq_head, cq_db_head;
+	uint8_t            phase;
+	bool               sq_created, cq_created;
+	uint32_t           entries;
+	struct nvme_sqe   *sq;
+	struct nvme_cqe   *cq;
+	uint64_t           sq_iova, cq_iova;
+	volatile uint32_t *sq_db, *cq_db;
+
+	uint32_t           ntr;                 /* entries - 1 */
+	struct nvr_tracker *tr;
+	uint16_t          *free_tr;             /* stack of free tracker indices */
+	uint32_t           nfree_tr;
+	void              *prp_block;           /* ntr pages, one DMA block */
+	uint64_t           prp_block_iova;
+
+	struct nvr_req    *reqs;
+	struct nvr_req    *free_reqs;
+	struct nvr_req    *pending_head, *pending_tail;
+
+	int                fail_err;            /* 0, -EIO (CFS) or -ECANCELED */
+	uint32_t           idle_polls;
+	uint64_t           bad_cids;            /* completions with a CID we never issued */
+};
+
+/* The free request slot, or NULL (the caller returns -EAGAIN). */
+static inline struct nvr_req *nvr_qpair_req_get(struct nvr_qpair *qp)
+{
+	struct nvr_req *req = qp->free_reqs;
+
+	if (req)
+		qp->free_reqs = req->next;
+	return req;
+}
+
+/* Start (or queue) a filled-in request. 0, or a negative errno when the
+ * first command could not be built (the request is released). */
+int nvr_qpair_submit(struct nvr_qpair *qp, struct nvr_req *req);
+
+/* ns_cmd.c: the next command of @req into @cmd (CID left to the caller),
+ * using @tr's PRP page; advances @req. 0 or a negative errno. */
+int nvr_req_build_cmd(const struct nvr_qpair *qp, struct nvr_req *req,
+		      struct nvr_tracker *tr, struct nvme_sqe *cmd);
+
+/* Teardown in the order detach needs: all SQs, then all CQs, then
+ * nvr_qpair_destroy() (cancel what is left with -ECANCELED, free). */
+int  nvr_qpair_delete_sq(struct nvr_qpair *qp);
+int  nvr_qpair_delete_cq(struct nvr_qpair *qp);
+void nvr_qpair_destroy(struct nvr_qpair *qp);
+
+#endif
