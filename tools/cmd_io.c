@@ -203,10 +203,9 @@ static int run_io(int argc, char **argv, bool is_write)
 		goto out;
 	}
 	if (a.lba >= ns.nlba || a.count > ns.nlba - a.lba) {
-		code = cli_fail(EXIT_RUNTIME, "blocks %llu..%llu are past the end of namespace %u (%llu blocks)",
-				(unsigned long long)a.lba,
-				(unsigned long long)a.lba + a.count - 1, a.nsid,
-				(unsigned long long)ns.nlba);
+		code = cli_fail(EXIT_RUNTIME, "%u blocks at LBA %llu run past the end of namespace %u (%llu blocks of %u bytes)",
+				a.count, (unsigned long long)a.lba, a.nsid,
+				(unsigned long long)ns.nlba, ns.lba_size);
 		goto out;
 	}
 

@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * VM test: DMA memory. Which backing is in use (2 MiB hugepages when the
+ * guest reserved some, $NVRING_HUGEPAGES > 0, else 4 KiB pages), read from
+ * the kernel's own account in /proc/self/smaps; NVR_ATTACH_NO_HUGEPAGES;
+ * many allocations (aligned, zeroed, disjoint, consistent bus addresses);
+ * an allocation larger than one 2 MiB chunk; application memory registered
+ * with nvr_dma_register() used for I/O.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <sys/mman.h>
+
+#include "tests/vm/vm_util.h"
+#include "tests/vm/vm_io.h"
+
+#define PAGE 4096u
+
+/* KernelPageSize (kB) of the mapping holding @addr, from /proc/self/smaps;
+ * -1 if not found. */
+static long kernel_page_kb(const void *addr)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool inside = false;
+	long kb = -1;
+	uintptr_t a = (uintptr_t)addr;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			inside = a >= lo && a < hi;
+			continue;
+		}
+		if (inside && sscanf(line, "KernelPageSize: %ld kB", &kb) == 1)
+			break;
+	}
+	fclose(f);
+	return inside ? kb : -1;
+}
+
+/* The DMA path in use matches what the guest offers. */
+static void test_dma_backing(void **state)
+{
+	struct vm_ctrlr *v = VM_CTRLR(0);
+	long hugepages = vm_env_long("NVRING_HUGEPAGES", 0);
+	void *buf;
+	long kb;
+
+	(void)state;
+	assert_int_equal(nvr_dma_alloc(v->ctrlr, 64 * 1024, &buf), 0);
+	kb = kernel_page_kb(buf);
+	print_message("DMA path: %s (KernelPageSize %ld kB, $NVRING_HUGEPAGES=%ld)\n",
+		      kb == 2048 ? "2 MiB hugepages" : kb == 4 ? "4 KiB pages" : "unknown", kb,
+		      hugepages);
+	assert_int_equal(nvr_dma_free(v->ctrlr, buf), 0);
+	if (hugepages > 0)
+		assert_int_equal(kb, 2048);
+	else
+		assert_int_equal(kb, 4);
+}
+
+/* Many allocations of mixed sizes: aligned, zeroed, disjoint, and each
+ * one's bus address is contiguous across its pages. */
+static void test_many_allocations(void **state)
+{
+	struct vm_ctrlr *v = VM_CTRLR(0);
+	enum { N = 96 };
+	void *bufs[N];
+	size_t lens[N];
+	uint64_t rng = vm_rng(51);
+
+	(void)state;
+	for (int i = 0; i < N; i++) {
+		uint64_t iova, iova_last;
+
+		lens[i] = (size_t)vm_rand_range(&rng, 1, 40000);
+		assert_int_equal(nvr_dma_alloc(v->ctrlr, lens[i], &bufs[i]), 0);
+		assert_int_equal((uintptr_t)bufs[i] & (PAGE - 1), 0);
+		if (!vm_all_zero(bufs[i], lens[i]))
+			fail_msg("allocation %d (%zu bytes) is not zeroed", i, lens[i]);
+		memset(bufs[i], 0x40 + (i & 0x3f), lens[i]);
+		assert_int_equal(nvr_dma_iova(v->ctrlr, bufs[i], lens[i], &iova), 0);
+		assert_int_equal(nvr_dma_iova(v->ctrlr, (uint8_t *)bufs[i] + lens[i] - 1, 1, &iova_last), 0);
+		assert_int_equal(iova_last - iova, lens[i] - 1);
+		for (int k = 0; k < i; k++) {
+			uintptr_t a = (uintptr_t)bufs[i], b = (uintptr_t)bufs[k];
+
+			if (a < b + lens[k] && b < a + lens[i])
+				fail_msg("allocations %d and %d overlap", i, k);
+		}
+	}
+	/* Each still holds its own pattern. */
+	for (int i = 0; i < N; i++)
+		for (size_t k = 0; k < lens[i]; k++)
+			if (((uint8_t *)bufs[i])[k] != 0x40 + (i & 0x3f))
+				fail_msg("allocation %d byte %zu overwritten", i, k);
+	for (int i = 0; i < N; i += 2)
+		assert_int_equal(nvr_dma_free(v->ctrlr, bufs[i]), 0);
+	/* Freed memory is handed out zeroed again. */
+	for (int i = 0; i < N; i += 2) {
+		assert_int_equal(nvr_dma_alloc(v->ctrlr, lens[i], &bufs[i]), 0);
+		if (!vm_all_zero(bufs[i], lens[i]))
+			fail_msg("reallocation %d (%zu bytes) is not zeroed", i, lens[i]);
+	}
+	for (int i = 0; i < N; i++)
+		assert_int_equal(nvr_dma_free(v->ctrlr, bufs[i]), 0);
+	/* Double free: -EINVAL, not a crash. */
+	assert_int_equal(nvr_dma_free(v->ctrlr, bufs[0]), -EINVAL);
+}
+
+/* One allocation larger than a 2 MiB chunk, used for I/O at both ends. */
+static void test_large_allocation(void **state)
+{
+	struct vm_ctrlr *v = VM_CTRLR(0);
+	size_t len = 5u << 20;   /* 5 MiB */
+	struct vm_io *io = vm_io_open(state, v, 0, len, 52);
+	uint32_t nlb = (uint32_t)(64 * 1024 / v->ns.lba_size);
+	uint64_t iova;
+
+	assert_int_equal(nvr_dma_iova(v->ctrlr, io->wbuf, len, &iova), 0);
+	for (size_t off = 0; off < len; off += len - 64 * 1024 - PAGE) {
+		uint64_t lba = vm_rand_range(&io->rng, 0, v->ns.nlba - nlb);
+
+		vm_io_roundtrip(io, off, lba, nlb);
+	}
+}
+
+/* Application memory, registered, carries I/O; unregistered, it is not
+ * DMA memory any more. */
+static void test_register(void **state)
+{
+	struct vm_ctrlr *v = VM_CTRLR(0);
+	size_t len = 64 * 1024;
+	uint8_t *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct vm_io *io = vm_io_open(state, v, 0, len, 53);
+	uint32_t nlb = (uint32_t)(32 * 1024 / v->ns.lba_size);
+	uint64_t lba = vm_rand_range(&io->rng, 0, v->ns.nlba - nlb);
+	uint64_t iova;
+	struct vm_wait w = { 0 };
+
+	assert_true(mem != MAP_FAILED);
+	assert_int_equal(nvr_dma_register(v->ctrlr, mem + 100, PAGE), -EINVAL);   /* misaligned */
+	assert_int_equal(nvr_dma_register(v->ctrlr, mem, len), 0);
+	assert_int_equal(nvr_dma_register(v->ctrlr, mem + PAGE, PAGE), -EEXIST);  /* overlaps */
+	assert_int_equal(nvr_dma_iova(v->ctrlr, mem, len, &iova), 0);
+
+	/* Write from registered memory (offset 512), read into DMA memory. */
+	vm_fill_random(&io->rng, mem, len);
+	VM_OK(io->qp, NVR_IO_WRITE, v->nsid, mem + 512, lba, nlb);
+	memset(io->rbuf, 0xa5, len);
+	VM_OK(io->qp, NVR_IO_READ, v->nsid, io->rbuf, lba, nlb);
+	VM_SAME(io->rbuf, mem + 512, (size_t)nlb * v->ns.lba_size, "write from registered memory");
+	/* And the other way. */
+	memset(mem, 0, len);
+	VM_OK(io->qp, NVR_IO_READ, v->nsid, mem + PAGE, lba, nlb);
+	VM_SAME(mem + PAGE, io->rbuf, (size_t)nlb * v->ns.lba_size, "read into registered memory");
+
+	assert_int_equal(nvr_dma_unregister(v->ctrlr, mem), 0);
+	assert_int_equal(nvr_read(io->qp, v->nsid, mem, lba, nlb, vm_wait_cb, &w), -EFAULT);
+	assert_int_equal(nvr_dma_iova(v->ctrlr, mem, PAGE, &iova), -EFAULT);
+	munmap(mem, len);
+}
+
+/* NVR_ATTACH_NO_HUGEPAGES: 4 KiB pages whatever the guest offers. Runs
+ * last: it re-attaches controller 0. */
+static void test_no_hugepages_flag(void **state)
+{
+	struct vm_ctrlr *v = VM_CTRLR(0);
+	struct nvr_ctrlr_opts opts = { .flags = NVR_ATTACH_NO_HUGEPAGES };
+	struct nvr_ctrlr *c;
+	void *buf;
+	long kb;
+	int rc;
+
+	(void)state;
+	assert_int_equal(nvr_ctrlr_detach(v->ctrlr), 0);
+	v->ctrlr = NULL;
+	v->attach_rc = -ENODEV;   /* until re-attached below */
+	rc = nvr_ctrlr_attach(v->bdf, &opts, &c);
+	if (rc < 0)
+		fail_msg("attach %s with NVR_ATTACH_NO_HUGEPAGES: %s", v->bdf, strerror(-rc));
+	assert_int_equal(nvr_dma_alloc(c, 64 * 1024, &buf), 0);
+	kb = kernel_page_kb(buf);
+	print_message("with NVR_ATTACH_NO_HUGEPAGES: KernelPageSize %ld kB\n", kb);
+	assert_int_equal(nvr_dma_free(c, buf), 0);
+	assert_int_equal(nvr_ctrlr_detach(c), 0);
+	assert_int_equal(kb, 4);
+
+	/* A detach + attach cycle leaves a working controller. */
+	v->attach_rc = nvr_ctrlr_attach(v->bdf, NULL, &v->ctrlr);
+	assert_int_equal(v->attach_rc, 0);
+	v->info = nvr_ctrlr_get_info(v->ctrlr);
+	assert_string_equal(v->info->bdf, v->bdf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_dma_backing),
+		cmocka_unit_test(test_many_allocations),
+		cmocka_unit_test_setup_teardown(test_large_allocation, vm_io_setup, vm_io_teardown),
+		cmocka_unit_test_setup_teardown(test_register, vm_io_setup, vm_io_teardown),
+		cmocka_unit_test(test_no_hugepages_flag),
+	};
+
+	return cmocka_run_group_tests_name("vm_dma", tests, vm_setup, vm_teardown);
+}
