@@ -115,7 +115,9 @@ enum nvme_model_qsel {
  * nvme_model_create() - a new controller with its namespaces (zeroed) and
  * a running service thread. *dev is its pci seam device (ops: map_bar for
  * BAR 0 only, dma_map, dma_unmap, reset, close); its DMA table is already
- * initialised with nvr_pci_dma_init(). Errors: -EINVAL bad cfg (lba_shift
+ * initialised with nvr_pci_dma_init(), and dma_flags has
+ * NVR_DMA_BACKEND_PINS (nothing needs pinning for an in-process device, so
+ * pci/dma.c skips mlock and tests don't hit RLIMIT_MEMLOCK). Errors: -EINVAL bad cfg (lba_shift
  * not 9/12, mqes < 1, nns > 1024), -ENOMEM, or pthread_create's error.
  */
 int nvme_model_create(const struct nvme_model_cfg *cfg, struct nvme_model **model,
