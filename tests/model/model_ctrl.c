@@ -15,7 +15,11 @@
 
 #define READY_DELAY_NS   1000000ull  /* CC.EN 0→1 to CSTS.RDY */
 #define IDLE_SPINS       64          /* idle passes before sleeping */
-#define IDLE_SLEEP_NS    50000       /* sleep per idle pass after that */
+/* Sleep per idle pass after that: short while a test is likely still busy,
+ * longer once it has gone quiet, so an idle model costs ~1% of a core. */
+#define IDLE_SLEEP_NS    50000
+#define IDLE_SLEEP2_NS   1000000
+#define IDLE_LONG_NS     20000000ull /* idle this long: the longer sleep */
 #define SQ_BUDGET        16          /* commands per SQ per pass (round robin) */
 #define CAP_TO           2           /* CAP.TO in 500 ms units */
 
@@ -409,6 +413,7 @@ static void *service(void *arg)
 {
 	struct nvme_model *m = arg;
 	unsigned idle = 0, pass = 0;
+	uint64_t idle_since = 0;
 
 	while (!atomic_load_explicit(&m->stop, memory_order_acquire)) {
 		bool work = false;
@@ -428,8 +433,11 @@ static void *service(void *arg)
 			scan_stray_doorbells(m);
 		if (work) {
 			idle = 0;
-		} else if (++idle > IDLE_SPINS) {
-			struct timespec ts = { 0, IDLE_SLEEP_NS };
+		} else if (++idle == IDLE_SPINS) {
+			idle_since = now_ns();
+		} else if (idle > IDLE_SPINS) {
+			bool quiet = now_ns() - idle_since > IDLE_LONG_NS;
+			struct timespec ts = { 0, quiet ? IDLE_SLEEP2_NS : IDLE_SLEEP_NS };
 
 			nanosleep(&ts, NULL);
 		}

@@ -56,7 +56,7 @@ static void nap_us(unsigned us)
 
 static uint32_t r32(struct host *h, uint32_t off)
 {
-	return *(volatile uint32_t *)(h->bar + off);
+	return __atomic_load_n((const uint32_t *)(h->bar + off), __ATOMIC_ACQUIRE);
 }
 
 /* Register writes; doorbells are release stores so the SQ entry written
@@ -92,6 +92,11 @@ static bool wait_csts(struct host *h, uint32_t mask, uint32_t want)
 	return true;
 }
 
+static uint16_t cqe_status(const struct nvme_cqe *c)
+{
+	return __atomic_load_n(&c->status, __ATOMIC_ACQUIRE);
+}
+
 static void submit(struct host *h, struct hq *q, struct nvme_sqe *sqe)
 {
 	sqe->cid = q->cid++;
@@ -107,7 +112,7 @@ static int reap(struct host *h, struct hq *q, unsigned ms)
 	struct nvme_cqe *c = &q->cq[q->cq_head];
 
 	/* The acquire load of the phase orders the reads of the entry after it. */
-	while (NVME_CQE_PHASE(__atomic_load_n(&c->status, __ATOMIC_ACQUIRE)) != q->phase) {
+	while (NVME_CQE_PHASE(cqe_status(c)) != q->phase) {
 		if (now_ms() > end)
 			return -ETIMEDOUT;
 		nap_us(20);
@@ -644,7 +649,7 @@ static void test_phase_wrap(void **state)
 	assert_int_equal(flips, 6);   /* 20 completions on a 3-entry CQ */
 	assert_int_equal(q->phase, 1);
 	/* Entries not yet consumed still carry the old phase. */
-	assert_int_equal(NVME_CQE_PHASE(q->cq[q->cq_head].status), 0);
+	assert_int_equal(NVME_CQE_PHASE(cqe_status(&q->cq[q->cq_head])), 0);
 	st = nvme_model_get_stats(h->m);
 	assert_int_equal(st.bad_dbs, 0);
 	assert_int_equal(st.errors, 0);
@@ -668,8 +673,8 @@ static void test_cq_full(void **state)
 	}
 	nap_us(20000);
 	/* One entry posted, the next slot still empty (old phase). */
-	assert_int_equal(NVME_CQE_PHASE(q->cq[0].status), 1);
-	assert_int_equal(NVME_CQE_PHASE(q->cq[1].status), 0);
+	assert_int_equal(NVME_CQE_PHASE(cqe_status(&q->cq[0])), 1);
+	assert_int_equal(NVME_CQE_PHASE(cqe_status(&q->cq[1])), 0);
 	assert_true(nvme_model_get_stats(h->m).cq_full_waits > 0);
 	for (i = 0; i < 5; i++) {
 		assert_int_equal(reap(h, q, WAIT_MS), 0);
