@@ -1,0 +1,618 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VFIO backend (Documentation/driver-api/vfio.rst): a PCI function bound
+ * to vfio-pci, its IOMMU group attached to a container, DMA through the
+ * type1 v2 IOMMU with IOVAs from our own allocator (pci/iova.c) inside the
+ * ranges the kernel reports.
+ *
+ * Layout: the generic VFIO part (group, device, BARs, config space, reset,
+ * close) is shared; the IOMMU model is one section (type1_*) and one ops
+ * struct. A no-IOMMU backend (physical addresses of hugepages from
+ * /proc/self/pagemap) is another model and another ops struct reusing the
+ * generic part; vfio_open_group() is where the choice is made.
+ *
+ * Every failure prints one line to stderr, "nvring: ", saying what to do.
+ */
+#include "pci/pci.h"
+#include "pci/iova.h"
+#include "pci/sysfs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/pci_regs.h>
+#include <linux/vfio.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define VFIO_CONTAINER_PATH "/dev/vfio/vfio"
+#define NVR_VFIO_NBARS      (VFIO_PCI_BAR5_REGION_INDEX + 1)
+
+struct nvr_vfio_dev {
+	struct nvr_pci_dev pci;        /* first: the ops cast back */
+	int container, group, device;  /* fds, -1 when closed */
+	int group_id;
+	uint32_t device_flags;         /* VFIO_DEVICE_FLAGS_* */
+	uint64_t config_offset;        /* config space region in the device fd */
+	pthread_mutex_t bar_lock;
+	struct { volatile void *va; size_t len; } bars[NVR_VFIO_NBARS];
+
+	/* type1 IOMMU state */
+	pthread_mutex_t iova_lock;     /* dma_map may run outside dma_lock */
+	struct nvr_iova iova;
+	uint64_t iova_pgsizes;         /* bitmap of IOMMU page sizes */
+};
+
+static struct nvr_vfio_dev *to_vfio(struct nvr_pci_dev *dev)
+{
+	return (struct nvr_vfio_dev *)dev;
+}
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "nvring: %s\n", line);
+}
+
+/* ---- the type1 IOMMU model ---------------------------------------------- */
+
+/* Find capability @id in a VFIO info buffer of @argsz bytes whose chain
+ * starts at @off (offsets are from the start of the buffer). */
+static const struct vfio_info_cap_header *find_cap(const void *buf, uint32_t argsz,
+						   uint32_t off, uint16_t id, size_t min_size)
+{
+	/* A chain longer than this is a corrupt buffer, not a real one. */
+	for (int hops = 0; off && hops < 64; hops++) {
+		const struct vfio_info_cap_header *h;
+
+		if (off > argsz || argsz - off < sizeof(*h))
+			return NULL;
+		h = (const struct vfio_info_cap_header *)((const uint8_t *)buf + off);
+		if (h->id == id)
+			return argsz - off >= min_size ? h : NULL;
+		off = h->next;
+	}
+	return NULL;
+}
+
+/* VFIO_IOMMU_GET_INFO with its capability chain: the page sizes and the
+ * usable IOVA ranges, which set up the IOVA allocator. */
+static int type1_setup_iova(struct nvr_vfio_dev *vd)
+{
+	struct vfio_iommu_type1_info *info;
+	const struct vfio_iommu_type1_info_cap_iova_range *cap = NULL;
+	struct nvr_iova_range *ranges = NULL;
+	uint32_t argsz = sizeof(*info), n = 0;
+	uint64_t page;
+	bool have_ranges;
+	int err;
+
+	for (;;) {
+		info = calloc(1, argsz);
+		if (!info)
+			return -ENOMEM;
+		info->argsz = argsz;
+		if (ioctl(vd->container, VFIO_IOMMU_GET_INFO, info) < 0) {
+			err = -errno;
+			say("VFIO_IOMMU_GET_INFO failed: %s", strerror(-err));
+			free(info);
+			return err;
+		}
+		/* The kernel raises argsz when the capabilities did not fit. */
+		if (info->argsz <= argsz)
+			break;
+		argsz = info->argsz;
+		free(info);
+	}
+
+	if (!(info->flags & VFIO_IOMMU_INFO_PGSIZES) || !info->iova_pgsizes) {
+		say("VFIO type1 IOMMU reports no page sizes");
+		free(info);
+		return -ENOTSUP;
+	}
+	vd->iova_pgsizes = info->iova_pgsizes;
+	page = info->iova_pgsizes & -info->iova_pgsizes;   /* smallest page size */
+
+	if ((info->flags & VFIO_IOMMU_INFO_CAPS) && info->cap_offset)
+		cap = (const void *)find_cap(info, argsz, info->cap_offset,
+					     VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, sizeof(*cap));
+	if (cap) {
+		const uint8_t *end = (const uint8_t *)info + argsz;
+		const uint8_t *first = (const uint8_t *)cap->iova_ranges;
+
+		n = cap->nr_iovas;
+		if (n == 0 || (size_t)(end - first) / sizeof(cap->iova_ranges[0]) < n) {
+			say("VFIO reported a garbled IOVA range capability");
+			free(info);
+			return -EIO;
+		}
+		ranges = calloc(n, sizeof(*ranges));
+		if (!ranges) {
+			free(info);
+			return -ENOMEM;
+		}
+		for (uint32_t i = 0; i < n; i++)
+			ranges[i] = (struct nvr_iova_range){ cap->iova_ranges[i].start,
+							     cap->iova_ranges[i].end };
+	}
+	have_ranges = cap != NULL;
+	free(info);
+
+	if (!have_ranges) {
+		/* Kernels before 5.4 lack the capability. 39 bits is the
+		 * narrowest address width common IOMMUs have (VT-d with 3-level
+		 * tables, QEMU's intel-iommu default), and the x86 MSI window is
+		 * left out by hand: DMA writes there are taken as interrupts, not
+		 * translated (harmless to skip elsewhere). */
+		static const struct nvr_iova_range fallback[] = {
+			{ 1ull << 12, 0xfedfffffull },
+			{ 0xfef00000ull, (1ull << 39) - 1 },
+		};
+
+		err = nvr_iova_init(&vd->iova, fallback, 2, page);
+	} else {
+		err = nvr_iova_init(&vd->iova, ranges, n, page);
+	}
+	free(ranges);
+	if (err)
+		say("no usable IOVA range reported by VFIO (%s)", strerror(-err));
+	return err;
+}
+
+/* Attach the group's container to the type1 v2 IOMMU. */
+static int type1_setup(struct nvr_vfio_dev *vd)
+{
+	int err;
+
+	if (ioctl(vd->container, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU) <= 0) {
+		say("this kernel's VFIO lacks the type1 v2 IOMMU: load vfio_iommu_type1");
+		return -ENOTSUP;
+	}
+	if (ioctl(vd->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) < 0) {
+		err = -errno;
+		if (err == -EPERM)
+			say("VFIO_SET_IOMMU refused (EPERM): the IOMMU has no interrupt remapping; "
+			    "enable it (e.g. QEMU intel-iommu,intremap=on) or load vfio_iommu_type1 "
+			    "with allow_unsafe_interrupts=1");
+		else
+			say("VFIO_SET_IOMMU(type1v2) failed: %s", strerror(-err));
+		return err;
+	}
+	return type1_setup_iova(vd);
+}
+
+/* IOVA alignment for a mapping of @len bytes: the largest IOMMU page size
+ * that fits in it, so the IOMMU can use large pages where the memory is. */
+static uint64_t type1_align(const struct nvr_vfio_dev *vd, size_t len)
+{
+	uint64_t align = vd->iova.page;
+
+	for (uint64_t ps = vd->iova_pgsizes; ps; ps &= ps - 1) {
+		uint64_t bit = ps & -ps;
+
+		if (bit <= len && bit > align)
+			align = bit;
+	}
+	return align;
+}
+
+static int type1_dma_map(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova)
+{
+	struct nvr_vfio_dev *vd = to_vfio(dev);
+	struct vfio_iommu_type1_dma_map map = {
+		.argsz = sizeof(map),
+		.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+		.vaddr = (uintptr_t)va,
+		.size = len,
+	};
+	uint64_t at;
+	int err;
+
+	if (!len || (((uintptr_t)va | len) & (vd->iova.page - 1)))
+		return -EINVAL;
+	pthread_mutex_lock(&vd->iova_lock);
+	err = nvr_iova_alloc(&vd->iova, len, type1_align(vd, len), &at);
+	pthread_mutex_unlock(&vd->iova_lock);
+	if (err) {
+		say("out of IOVA space for a %zu-byte DMA mapping", len);
+		return err;
+	}
+	map.iova = at;
+
+	if (ioctl(vd->container, VFIO_IOMMU_MAP_DMA, &map) < 0) {
+		err = -errno;
+		pthread_mutex_lock(&vd->iova_lock);
+		nvr_iova_free(&vd->iova, map.iova, len);
+		pthread_mutex_unlock(&vd->iova_lock);
+		/* Pinned pages count against RLIMIT_MEMLOCK: name the fix if
+		 * that is the cause; ENOSPC is the 65,535-mapping limit. */
+		if (err != -ENOMEM || nvr_pci_memlock_check(len) == 0)
+			say("VFIO_IOMMU_MAP_DMA of %zu bytes failed: %s", len, strerror(-err));
+		return err;
+	}
+	*iova = map.iova;
+	return 0;
+}
+
+static int type1_dma_unmap(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t iova)
+{
+	struct nvr_vfio_dev *vd = to_vfio(dev);
+	struct vfio_iommu_type1_dma_unmap unmap = {
+		.argsz = sizeof(unmap),
+		.iova = iova,
+		.size = len,
+	};
+	int err;
+
+	if (ioctl(vd->container, VFIO_IOMMU_UNMAP_DMA, &unmap) < 0) {
+		err = -errno;
+		say("VFIO_IOMMU_UNMAP_DMA of %zu bytes at IOVA 0x%" PRIx64 " failed: %s",
+		    len, iova, strerror(-err));
+		return err;
+	}
+	/* The kernel reports how much it unmapped: anything else means the
+	 * mapping was not the one we made, so keep its IOVA reserved. */
+	if (unmap.size != len) {
+		say("VFIO_IOMMU_UNMAP_DMA at IOVA 0x%" PRIx64 " unmapped %llu bytes, not %zu",
+		    iova, (unsigned long long)unmap.size, len);
+		return -EIO;
+	}
+	pthread_mutex_lock(&vd->iova_lock);
+	err = nvr_iova_free(&vd->iova, iova, len);
+	pthread_mutex_unlock(&vd->iova_lock);
+	return err;
+}
+
+static void type1_fini(struct nvr_vfio_dev *vd)
+{
+	nvr_iova_fini(&vd->iova);
+}
+
+/* ---- generic VFIO device --------------------------------------------- */
+
+static int region_info(struct nvr_vfio_dev *vd, uint32_t index, struct vfio_region_info *ri)
+{
+	*ri = (struct vfio_region_info){ .argsz = sizeof(*ri), .index = index };
+	if (ioctl(vd->device, VFIO_DEVICE_GET_REGION_INFO, ri) < 0)
+		return -errno;
+	return 0;
+}
+
+static int vfio_map_bar(struct nvr_pci_dev *dev, int bar, volatile void **va, size_t *len)
+{
+	struct nvr_vfio_dev *vd = to_vfio(dev);
+	struct vfio_region_info ri;
+	void *p;
+	int err = 0;
+
+	if (bar < 0 || bar >= NVR_VFIO_NBARS)
+		return -EINVAL;
+	pthread_mutex_lock(&vd->bar_lock);
+	if (vd->bars[bar].va)
+		goto done;                 /* mapped already: the same mapping */
+	err = region_info(vd, VFIO_PCI_BAR0_REGION_INDEX + (uint32_t)bar, &ri);
+	if (err) {
+		say("%s: BAR%d region info failed: %s", dev->bdf, bar, strerror(-err));
+		goto done;
+	}
+	if (!ri.size || !(ri.flags & VFIO_REGION_INFO_FLAG_MMAP)) {
+		say("%s: BAR%d is %s", dev->bdf, bar, ri.size ? "not mappable" : "not implemented");
+		err = ri.size ? -ENOTSUP : -ENOENT;
+		goto done;
+	}
+	p = mmap(NULL, ri.size, PROT_READ | PROT_WRITE, MAP_SHARED, vd->device, (off_t)ri.offset);
+	if (p == MAP_FAILED) {
+		err = -errno;
+		say("%s: mmap of BAR%d (%llu bytes) failed: %s", dev->bdf, bar,
+		    (unsigned long long)ri.size, strerror(-err));
+		goto done;
+	}
+	vd->bars[bar].va = p;
+	vd->bars[bar].len = ri.size;
+done:
+	if (!err) {
+		*va = vd->bars[bar].va;
+		*len = vd->bars[bar].len;
+	}
+	pthread_mutex_unlock(&vd->bar_lock);
+	return err;
+}
+
+/* Memory space on (BAR0 answers), bus mastering on (the device may DMA),
+ * INTx off (we poll; no stray legacy interrupts). */
+static int vfio_enable_command(struct nvr_vfio_dev *vd)
+{
+	off_t at = (off_t)(vd->config_offset + PCI_COMMAND);
+	uint16_t cmd;
+	ssize_t n;
+
+	n = pread(vd->device, &cmd, sizeof(cmd), at);
+	if (n == (ssize_t)sizeof(cmd)) {
+		cmd |= PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE;
+		n = pwrite(vd->device, &cmd, sizeof(cmd), at);
+		if (n == (ssize_t)sizeof(cmd))
+			return 0;
+	}
+	int err = n < 0 ? -errno : -EIO;
+
+	say("%s: cannot update the PCI command register: %s", vd->pci.bdf, strerror(-err));
+	return err;
+}
+
+static int vfio_reset(struct nvr_pci_dev *dev)
+{
+	struct nvr_vfio_dev *vd = to_vfio(dev);
+
+	if (!(vd->device_flags & VFIO_DEVICE_FLAGS_RESET))
+		return -ENOTSUP;
+	if (ioctl(vd->device, VFIO_DEVICE_RESET) < 0) {
+		int err = -errno;
+
+		say("%s: VFIO_DEVICE_RESET failed: %s", dev->bdf, strerror(-err));
+		return err;
+	}
+	/* A function-level reset clears the command register; the kernel
+	 * restores saved state, but make sure DMA and MMIO are on again. */
+	return vfio_enable_command(vd);
+}
+
+/* Release everything @vd holds; fds at -1 and NULL BARs are skipped. */
+static void vfio_release(struct nvr_vfio_dev *vd, bool dma_inited, bool iommu_inited)
+{
+	if (dma_inited)
+		nvr_pci_dma_fini(&vd->pci);   /* unmaps while the container is open */
+	for (int i = 0; i < NVR_VFIO_NBARS; i++)
+		if (vd->bars[i].va)
+			munmap((void *)vd->bars[i].va, vd->bars[i].len);
+	if (iommu_inited)
+		type1_fini(vd);
+	if (vd->device >= 0)
+		close(vd->device);
+	if (vd->group >= 0)
+		close(vd->group);        /* detaches the group from the container */
+	if (vd->container >= 0)
+		close(vd->container);
+	pthread_mutex_destroy(&vd->bar_lock);
+	pthread_mutex_destroy(&vd->iova_lock);
+	free(vd);
+}
+
+static void vfio_close(struct nvr_pci_dev *dev)
+{
+	vfio_release(to_vfio(dev), true, true);
+}
+
+static const struct nvr_pci_ops vfio_type1_ops = {
+	.map_bar = vfio_map_bar,
+	.dma_map = type1_dma_map,
+	.dma_unmap = type1_dma_unmap,
+	.reset = vfio_reset,
+	.close = vfio_close,
+};
+
+/* Say which other functions keep IOMMU group @group from being viable:
+ * every function in a group must be bound to vfio-pci (or pci-stub, or to
+ * no driver) before any of them can be used. */
+static void explain_not_viable(const char *bdf, int group)
+{
+	char members[32][16], list[384] = "";
+	size_t used = 0;
+	int n = nvr_pci_group_devices(group, members, 32), named = 0;
+
+	for (int i = 0; i < n && i < 32; i++) {
+		struct nvr_pci_fn fn;
+
+		if (!strcmp(members[i], bdf) || nvr_pci_fn_info(members[i], &fn))
+			continue;
+		/* Unbound functions and these drivers do not spoil a group. */
+		if (!fn.driver[0] || !strcmp(fn.driver, "vfio-pci") || !strcmp(fn.driver, "pci-stub"))
+			continue;
+		int w = snprintf(list + used, sizeof(list) - used, "%s%s (%s)", used ? ", " : "",
+				 members[i], fn.driver);
+
+		if (w < 0 || (size_t)w >= sizeof(list) - used)
+			break;
+		used += (size_t)w;
+		named++;
+	}
+	say("%s: IOMMU group %d is not viable: %s %s also in it; bind every function of the "
+	    "group to vfio-pci (`nvring bind BDF`) or unbind it",
+	    bdf, group, named ? list : "other functions", named == 1 ? "is" : "are");
+}
+
+/* Open the group node and attach it to the container with the IOMMU model
+ * its name selects: "N" is a real IOMMU group, "noiommu-N" has none. */
+static int vfio_open_group(struct nvr_vfio_dev *vd)
+{
+	struct vfio_group_status st = { .argsz = sizeof(st) };
+	char path[64];
+	struct stat sb;
+	int err, version;
+
+	snprintf(path, sizeof(path), "/dev/vfio/%d", vd->group_id);
+	if (stat(path, &sb) < 0) {
+		char noiommu[64];
+
+		snprintf(noiommu, sizeof(noiommu), "/dev/vfio/noiommu-%d", vd->group_id);
+		if (stat(noiommu, &sb) == 0) {
+			/* The no-IOMMU model plugs in here (VFIO_NOIOMMU_IOMMU and
+			 * physical addresses): not written yet. */
+			say("%s: %s is a no-IOMMU group; nvring supports only IOMMU-backed "
+			    "VFIO for now: enable the IOMMU (intel_iommu=on / amd_iommu=on)",
+			    vd->pci.bdf, noiommu);
+			return -ENOTSUP;
+		}
+		err = -errno;
+		say("%s is bound to vfio-pci but %s is missing (%s): is devtmpfs mounted "
+		    "on /dev?", vd->pci.bdf, path, strerror(-err));
+		return err;
+	}
+
+	vd->container = open(VFIO_CONTAINER_PATH, O_RDWR | O_CLOEXEC);
+	if (vd->container < 0) {
+		err = -errno;
+		say("cannot open %s: %s%s", VFIO_CONTAINER_PATH, strerror(-err),
+		    err == -ENOENT ? ": load the vfio module" : "");
+		return err;
+	}
+	version = ioctl(vd->container, VFIO_GET_API_VERSION);
+	if (version != VFIO_API_VERSION) {
+		say("%s speaks VFIO API %d, nvring needs %d", VFIO_CONTAINER_PATH, version,
+		    VFIO_API_VERSION);
+		return -ENOTSUP;
+	}
+
+	vd->group = open(path, O_RDWR | O_CLOEXEC);
+	if (vd->group < 0) {
+		err = -errno;
+		if (err == -EACCES || err == -EPERM)
+			say("cannot open %s: %s: run as root, or give your user that node "
+			    "(chown) and enough memlock", path, strerror(-err));
+		else if (err == -EBUSY)
+			say("cannot open %s: another process is using %s", path, vd->pci.bdf);
+		else
+			say("cannot open %s: %s", path, strerror(-err));
+		return err;
+	}
+	if (ioctl(vd->group, VFIO_GROUP_GET_STATUS, &st) < 0) {
+		err = -errno;
+		say("VFIO_GROUP_GET_STATUS on %s failed: %s", path, strerror(-err));
+		return err;
+	}
+	if (!(st.flags & VFIO_GROUP_FLAGS_VIABLE)) {
+		explain_not_viable(vd->pci.bdf, vd->group_id);
+		return -EBUSY;
+	}
+	if (ioctl(vd->group, VFIO_GROUP_SET_CONTAINER, &vd->container) < 0) {
+		err = -errno;
+		say("VFIO_GROUP_SET_CONTAINER on %s failed: %s", path, strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+/* The device fd, its flags, config space and BAR0's presence. */
+static int vfio_open_device(struct nvr_vfio_dev *vd)
+{
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	struct vfio_region_info ri;
+	int err;
+
+	vd->device = ioctl(vd->group, VFIO_GROUP_GET_DEVICE_FD, vd->pci.bdf);
+	if (vd->device < 0) {
+		err = -errno;
+		say("%s: VFIO_GROUP_GET_DEVICE_FD failed: %s", vd->pci.bdf, strerror(-err));
+		return err;
+	}
+	if (ioctl(vd->device, VFIO_DEVICE_GET_INFO, &info) < 0) {
+		err = -errno;
+		say("%s: VFIO_DEVICE_GET_INFO failed: %s", vd->pci.bdf, strerror(-err));
+		return err;
+	}
+	if (!(info.flags & VFIO_DEVICE_FLAGS_PCI) ||
+	    info.num_regions <= VFIO_PCI_CONFIG_REGION_INDEX) {
+		say("%s: VFIO does not present it as a PCI device", vd->pci.bdf);
+		return -ENODEV;
+	}
+	vd->device_flags = info.flags;
+
+	err = region_info(vd, VFIO_PCI_CONFIG_REGION_INDEX, &ri);
+	if (err || ri.size < PCI_STD_HEADER_SIZEOF) {
+		say("%s: no usable config space region", vd->pci.bdf);
+		return err ? err : -EIO;
+	}
+	vd->config_offset = ri.offset;
+
+	/* The NVMe registers live in BAR0 (NVMe 2.0 §3.1): fail here, not in
+	 * the driver, if it cannot be mapped. */
+	err = region_info(vd, VFIO_PCI_BAR0_REGION_INDEX, &ri);
+	if (err || !ri.size || !(ri.flags & VFIO_REGION_INFO_FLAG_MMAP)) {
+		say("%s: BAR0 is missing or cannot be mmap()ed", vd->pci.bdf);
+		return err ? err : -ENOTSUP;
+	}
+	return vfio_enable_command(vd);
+}
+
+int nvr_vfio_open(const char *bdf_in, struct nvr_pci_dev **out)
+{
+	struct nvr_vfio_dev *vd;
+	struct nvr_pci_fn fn;
+	char bdf[16];
+	bool iommu_inited = false;
+	int err;
+
+	if (nvr_pci_parse_bdf(bdf_in, bdf)) {
+		say("'%s' is not a PCI address (want DDDD:BB:DD.F or BB:DD.F)",
+		    bdf_in ? bdf_in : "(null)");
+		return -EINVAL;
+	}
+	err = nvr_pci_fn_info(bdf, &fn);
+	if (err == -ENODEV) {
+		say("no PCI function %s (`nvring list` shows the NVMe controllers)", bdf);
+		return err;
+	}
+	if (err) {
+		say("%s: cannot read its sysfs attributes: %s", bdf, strerror(-err));
+		return err;
+	}
+	if (strcmp(fn.driver, "vfio-pci") != 0) {
+		if (fn.driver[0])
+			say("%s is bound to %s, not vfio-pci: run `nvring bind %s`", bdf, fn.driver, bdf);
+		else
+			say("%s is not bound to vfio-pci: run `nvring bind %s`", bdf, bdf);
+		return -ENXIO;
+	}
+	if (fn.iommu_group < 0) {
+		say("%s has no IOMMU group: enable the IOMMU (intel_iommu=on / amd_iommu=on)", bdf);
+		return -ENOTSUP;
+	}
+	/* Find out now, with the fix spelled out, rather than at the first
+	 * mapping: at least one 2 MiB chunk of DMA memory will be pinned. */
+	err = nvr_pci_memlock_check(NVR_DMA_CHUNK_SIZE);
+	if (err)
+		return err;
+
+	vd = calloc(1, sizeof(*vd));
+	if (!vd)
+		return -ENOMEM;
+	vd->container = vd->group = vd->device = -1;
+	vd->group_id = fn.iommu_group;
+	memcpy(vd->pci.bdf, bdf, sizeof(vd->pci.bdf));
+	vd->pci.ops = &vfio_type1_ops;
+	pthread_mutex_init(&vd->bar_lock, NULL);
+	pthread_mutex_init(&vd->iova_lock, NULL);
+
+	err = vfio_open_group(vd);
+	if (err)
+		goto fail;
+	err = type1_setup(vd);
+	if (err)
+		goto fail;
+	iommu_inited = true;
+	err = vfio_open_device(vd);
+	if (err)
+		goto fail;
+	err = nvr_pci_dma_init(&vd->pci);
+	if (err)
+		goto fail;
+	/* type1 pins what it maps and charges it to RLIMIT_MEMLOCK. */
+	vd->pci.dma_flags |= NVR_DMA_BACKEND_PINS;
+	*out = &vd->pci;
+	return 0;
+fail:
+	vfio_release(vd, false, iommu_inited);
+	return err;
+}
