@@ -18,8 +18,8 @@
 /* Sleep per idle pass after that: short while a test is likely still busy,
  * longer once it has gone quiet, so an idle model costs ~1% of a core. */
 #define IDLE_SLEEP_NS    50000
-#define IDLE_SLEEP2_NS   1000000
-#define IDLE_LONG_NS     20000000ull /* idle this long: the longer sleep */
+#define IDLE_SLEEP2_NS   250000
+#define IDLE_LONG_NS     100000000ull /* idle this long: the longer sleep */
 #define SQ_BUDGET        16          /* commands per SQ per pass (round robin) */
 #define CAP_TO           2           /* CAP.TO in 500 ms units */
 
