@@ -206,8 +206,8 @@ static int buf_segs(struct nvr_qpair *qp, const void *buf, uint64_t bytes,
 
 		if (*nseg + n == NVR_REQ_MAX_SEGS)
 			return -EINVAL;
-		segs[n].iova = iova;
-		segs[n].len = len;
+		segs[*nseg + n].iova = iova;
+		segs[*nseg + n].len = len;
 		iova += len;
 		bytes -= len;
 		n++;
