@@ -482,7 +482,8 @@ static int vfio_open_group(struct nvr_vfio_dev *vd)
 			say("cannot open %s: %s: run as root, or give your user that node "
 			    "(chown) and enough memlock", path, strerror(-err));
 		else if (err == -EBUSY)
-			say("cannot open %s: another process is using %s", path, vd->pci.bdf);
+			say("cannot open %s: the IOMMU group of %s is already open (by another "
+			    "process, or by this one)", path, vd->pci.bdf);
 		else
 			say("cannot open %s: %s", path, strerror(-err));
 		return err;
