@@ -155,6 +155,35 @@ static int identify_ctrlr(struct nvr_ctrlr *ctrlr)
 	return 0;
 }
 
+/* The NVM command set's limits on Write Zeroes and DSM (CNS 06h, NVMe
+ * 2.0 §5.17.2.6). Controllers before 2.0 may not know CNS 06h: then there
+ * are no limits beyond the command formats. */
+static int identify_ctrlr_nvm(struct nvr_ctrlr *ctrlr)
+{
+	const struct nvme_id_ctrl_nvm *id = ctrlr->scratch;
+	struct nvme_sqe c = {
+		.opc = NVME_ADM_IDENTIFY, .prp1 = ctrlr->scratch_iova,
+		.cdw10 = NVME_CNS_CS_CTRLR,
+		.cdw11 = (uint32_t)NVME_CSI_NVM << NVME_IDENTIFY_CSI_SHIFT,
+	};
+	uint32_t page_shift = NVR_PAGE_SHIFT + NVME_CAP_MPSMIN(ctrlr->cap);
+	int rc;
+
+	ctrlr->dsm_ranges = NVME_DSM_MAX_RANGES;
+	rc = nvr_admin_cmd(ctrlr, &c, NULL);
+	if (rc > 0)
+		return 0;   /* not supported: no limits reported */
+	if (rc < 0)
+		return rc;
+	if (id->wzsl && id->wzsl + page_shift < 32)
+		ctrlr->wz_max_bytes = 1u << (id->wzsl + page_shift);
+	ctrlr->dsm_range_blocks = id->dmrsl;
+	if (id->dmrl)   /* at most 255, below the format's 256 */
+		ctrlr->dsm_ranges = id->dmrl;
+	ctrlr->dsm_cmd_blocks = id->dmsl;
+	return 0;
+}
+
 /* Room for one more namespace in ctrlr->ns. */
 static int ns_reserve(struct nvr_ctrlr *ctrlr, uint32_t *cap)
 {
@@ -393,6 +422,9 @@ int nvr_ctrlr_attach_dev(struct nvr_pci_dev *dev, const struct nvr_ctrlr_opts *o
 	if (rc)
 		goto fail;
 	rc = identify_ctrlr(ctrlr);
+	if (rc)
+		goto fail;
+	rc = identify_ctrlr_nvm(ctrlr);
 	if (rc)
 		goto fail;
 	rc = negotiate_queues(ctrlr);

@@ -61,6 +61,13 @@ struct nvr_ctrlr {
 	struct nvr_adminq     adminq;
 	atomic_bool           failed;             /* CSTS.CFS seen */
 
+	/* Limits of non-data commands (NVM Identify Controller, CNS 06h);
+	 * 0 = the command format's own limit. */
+	uint32_t              wz_max_bytes;       /* WZSL */
+	uint32_t              dsm_range_blocks;   /* DMRSL */
+	uint32_t              dsm_ranges;         /* DMRL, 1..256 */
+	uint64_t              dsm_cmd_blocks;     /* DMSL */
+
 	struct nvr_ns        *ns;                 /* sorted by nsid */
 	uint32_t              nns;
 

@@ -5,9 +5,11 @@
  * is cut into commands:
  *  - Read/Write: at most max_xfer bytes (MDTS, capped at 2 MiB so one PRP
  *    list page suffices) and at most 65536 blocks (NLB is 16 bits);
- *  - Write Zeroes: at most 65536 blocks per command;
- *  - Dataset Management: one range per request (a request's nlb fits a
- *    range's 32-bit NLB), written into the tracker's PRP page;
+ *  - Write Zeroes: at most 65536 blocks per command, fewer if the
+ *    controller reports a Write Zeroes Size Limit (WZSL);
+ *  - Dataset Management: up to 256 ranges per command (DMRL), each at most
+ *    DMRSL blocks (else 2^32 - 1), at most DMSL blocks per command, the
+ *    ranges written into the tracker's PRP page (256 × 16 B = 4 KiB);
  *  - Flush: one command.
  */
 #include <errno.h>
@@ -39,6 +41,36 @@ static inline void set_slba_nlb(struct nvme_sqe *cmd, uint64_t lba, uint32_t nlb
 	cmd->cdw12 = nlb - 1;   /* 0's based */
 }
 
+/* Dataset Management, deallocate (NVM Cmd Set §3.2.3): as many ranges as
+ * the limits allow; returns the blocks covered. */
+static uint32_t build_dsm(const struct nvr_ctrlr *ctrlr, const struct nvr_req *req,
+			  struct nvr_tracker *tr, struct nvme_sqe *cmd)
+{
+	struct nvme_dsm_range *r = (struct nvme_dsm_range *)tr->prp_list;
+	uint32_t range_max = ctrlr->dsm_range_blocks ? ctrlr->dsm_range_blocks : UINT32_MAX;
+	uint64_t cmd_left = ctrlr->dsm_cmd_blocks ? ctrlr->dsm_cmd_blocks : UINT64_MAX;
+	uint64_t lba = req->lba;
+	uint32_t left = req->left, k = 0;
+
+	if (cmd_left < left)
+		left = (uint32_t)cmd_left;
+	while (left && k < ctrlr->dsm_ranges) {
+		uint32_t n = left < range_max ? left : range_max;
+
+		r[k].cattr = 0;
+		r[k].nlb = n;   /* not 0's based */
+		r[k].slba = lba;
+		lba += n;
+		left -= n;
+		k++;
+	}
+	cmd->opc = NVME_CMD_DSM;
+	cmd->prp1 = tr->prp_iova;     /* k × 16 bytes, inside one page */
+	cmd->cdw10 = k - 1;           /* NR, 0's based */
+	cmd->cdw11 = NVME_DSM_ATTR_DEALLOCATE;
+	return (uint32_t)(lba - req->lba);
+}
+
 int nvr_req_build_cmd(const struct nvr_qpair *qp, struct nvr_req *req,
 		      struct nvr_tracker *tr, struct nvme_sqe *cmd)
 {
@@ -63,23 +95,19 @@ int nvr_req_build_cmd(const struct nvr_qpair *qp, struct nvr_req *req,
 		req->off += bytes;
 		break;
 	}
-	case NVR_IO_WRITE_ZEROES:
-		if (n > NVR_MAX_NLB_PER_CMD)
-			n = NVR_MAX_NLB_PER_CMD;
+	case NVR_IO_WRITE_ZEROES: {
+		uint32_t max = NVR_MAX_NLB_PER_CMD, wz = qp->ctrlr->wz_max_bytes >> req->lba_shift;
+		if (wz && wz < max)
+			max = wz;
+		if (n > max)
+			n = max;
 		cmd->opc = NVME_CMD_WRITE_ZEROES;
 		set_slba_nlb(cmd, req->lba, n);
 		break;
-	case NVR_IO_DEALLOCATE: {
-		struct nvme_dsm_range *r = (struct nvme_dsm_range *)tr->prp_list;
-		r->cattr = 0;
-		r->nlb = n;
-		r->slba = req->lba;
-		cmd->opc = NVME_CMD_DSM;
-		cmd->prp1 = tr->prp_iova;          /* 16 bytes, inside one page */
-		cmd->cdw10 = 0;                    /* NR: one range, 0's based */
-		cmd->cdw11 = NVME_DSM_ATTR_DEALLOCATE;
-		break;
 	}
+	case NVR_IO_DEALLOCATE:
+		n = build_dsm(qp->ctrlr, req, tr, cmd);
+		break;
 	case NVR_IO_FLUSH:
 		cmd->opc = NVME_CMD_FLUSH;
 		break;

@@ -129,7 +129,10 @@ enum {
 	NVME_CNS_NS          = 0x00,
 	NVME_CNS_CTRLR       = 0x01,
 	NVME_CNS_ACTIVE_NSL  = 0x02,
+	NVME_CNS_CS_CTRLR    = 0x06,   /* I/O Command Set specific controller */
 };
+#define NVME_IDENTIFY_CSI_SHIFT 24  /* CDW11 bits 31:24 */
+#define NVME_CSI_NVM            0x00
 
 /* Feature identifiers. */
 enum {
@@ -238,6 +241,23 @@ struct nvme_id_ns {
 _Static_assert(sizeof(struct nvme_id_ns) == 4096, "Identify Namespace is 4 KiB");
 _Static_assert(offsetof(struct nvme_id_ns, flbas) == 26, "FLBAS at byte 26");
 _Static_assert(offsetof(struct nvme_id_ns, lbaf) == 128, "LBAF at byte 128");
+
+/* Identify Controller, NVM Command Set specific (CNS 06h, CSI 00h; NVM
+ * Command Set 1.0 Figure 112): the limits on non-data commands. */
+struct nvme_id_ctrl_nvm {
+	uint8_t  vsl;       /* Verify Size Limit: 2^n × CAP.MPSMIN, 0 = none */
+	uint8_t  wzsl;      /* Write Zeroes Size Limit: 2^n × CAP.MPSMIN, 0 = none */
+	uint8_t  wusl;      /* Write Uncorrectable Size Limit */
+	uint8_t  dmrl;      /* DSM ranges per command, 0 = no limit beyond 256 */
+	uint32_t dmrsl;     /* DSM blocks per range, 0 = no limit */
+	uint64_t dmsl;      /* DSM blocks per command, 0 = no limit */
+	uint8_t  rsvd16[4096 - 16];
+};
+_Static_assert(sizeof(struct nvme_id_ctrl_nvm) == 4096, "NVM Identify Controller is 4 KiB");
+_Static_assert(offsetof(struct nvme_id_ctrl_nvm, dmrsl) == 4, "DMRSL at byte 4");
+_Static_assert(offsetof(struct nvme_id_ctrl_nvm, dmsl) == 8, "DMSL at byte 8");
+
+#define NVME_DSM_MAX_RANGES 256
 
 /* Status code types and the generic codes (NVMe 2.0 §4.6.1.2). */
 enum {
