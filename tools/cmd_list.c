@@ -38,7 +38,7 @@ static void kernel_model(const char *bdf, char *model, size_t len)
 }
 
 static const char list_help[] =
-	"usage: nvring list [--json]\n\n"
+	"usage: nvring list [--json|-j]\n\n"
 	"List the NVMe functions (PCI class 0x010802), one a line:\n"
 	"  ADDRESS  DRIVER  IOMMU-GROUP  VENDOR:DEVICE  MODEL\n"
 	"DRIVER and IOMMU-GROUP are \"-\" when there is none. MODEL is read from\n"
@@ -57,7 +57,7 @@ static int parse_simple(int argc, char **argv, const char *help, bool allow_json
 	int c;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+hj", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			fputs(help, stdout);
