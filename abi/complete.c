@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Completion: finishing requests, link chains, CQ posting with the NODROP
+ * overflow backlog, CQE_SKIP_SUCCESS, and the request pool.
+ *
+ * Completions are never finished where they happen (a device callback, or
+ * a synchronous result at issue): they are queued on ring->done and
+ * finished by ur_finish_done(), iteratively, so a chain of a thousand
+ * synchronous NOPs does not recurse and no callback re-enters the queue
+ * pair.
+ *
+ * Link failure follows the kernel (io_uring/io_uring.c io_fail_links(),
+ * req_set_fail()): a failed member without IOSQE_IO_HARDLINK cancels the
+ * rest of its chain with -ECANCELED (members that failed at submission keep
+ * their own error); the canceled members post CQEs even if they asked for
+ * CQE_SKIP_SUCCESS, unless the failed member itself had CQE_SKIP_SUCCESS,
+ * in which case its CQE is posted and theirs are not.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "abi/ring.h"
+
+int ur_reqs_grow(struct ur_ring *r, unsigned n)
+{
+	void **chunks = realloc(r->chunks, (r->nchunks + 1) * sizeof(*chunks));
+	if (!chunks)
+		return -ENOMEM;
+	r->chunks = chunks;
+	struct ur_req *reqs = calloc(n, sizeof(*reqs));
+	if (!reqs)
+		return -ENOMEM;
+	chunks[r->nchunks++] = reqs;
+	for (unsigned i = 0; i < n; i++) {
+		reqs[i].next = r->free_reqs;
+		r->free_reqs = &reqs[i];
+	}
+	return 0;
+}
+
+void ur_reqs_free_all(struct ur_ring *r)
+{
+	for (unsigned i = 0; i < r->nchunks; i++)
+		free(r->chunks[i]);
+	free(r->chunks);
+	r->chunks = NULL;
+	r->nchunks = 0;
+	r->free_reqs = NULL;
+}
+
+struct ur_req *ur_req_alloc(struct ur_ring *r)
+{
+	if (__builtin_expect(!r->free_reqs, 0)) {
+		/* Slow path: more requests in flight than ever before. */
+		if (ur_reqs_grow(r, r->sq_entries < 64 ? 64 : r->sq_entries) < 0)
+			return NULL;
+	}
+	struct ur_req *req = r->free_reqs;
+	r->free_reqs = req->next;
+	/* Clear everything but iov_inline (filled before use). */
+	memset(req, 0, offsetof(struct ur_req, iov_inline));
+	req->ring = r;
+	return req;
+}
+
+/* Give back what the request holds in the device world. */
+static void ur_req_release(struct ur_ring *r, struct ur_req *req)
+{
+	if (req->dma)
+		ur_pool_put(r, req);
+	if (req->iov && req->iov != req->iov_inline)
+		free(req->iov);
+	req->iov = NULL;
+	if (req->ns) {
+		ur_ns_put(req->ns);
+		req->ns = NULL;
+	}
+}
+
+void ur_req_free(struct ur_ring *r, struct ur_req *req)
+{
+	ur_req_release(r, req);
+	req->next = r->free_reqs;
+	r->free_reqs = req;
+}
+
+static bool ur_cq_write(struct ur_ring *r, uint64_t user_data, int32_t res, uint32_t flags)
+{
+	if (r->cq_tail - ur_cq_head_acquire(r) >= r->cq_entries)
+		return false;
+	struct io_uring_cqe *cqe = &r->cqes[(r->cq_tail & (r->cq_entries - 1)) << r->cqe_shift];
+	cqe->user_data = user_data;
+	cqe->res = res;
+	cqe->flags = flags;
+	if (r->cqe_shift) {
+		cqe->big_cqe[0] = 0;
+		cqe->big_cqe[1] = 0;
+	}
+	r->cq_tail++;
+	return true;
+}
+
+/* Post req's CQE, or keep req on the backlog until there is room. While
+ * the backlog is non-empty new CQEs queue behind it (kernel: posting past
+ * overflowed CQEs would reorder them). */
+void ur_post_cqe(struct ur_ring *r, struct ur_req *req)
+{
+	if (!r->overflow.head && ur_cq_write(r, req->user_data, req->res, 0)) {
+		ur_req_free(r, req);
+		return;
+	}
+	ur_req_release(r, req);
+	if (!r->overflow.head)
+		ur_sq_flags_set(r, IORING_SQ_CQ_OVERFLOW);
+	ur_q_push(&r->overflow, req);
+}
+
+void ur_cq_flush_overflow(struct ur_ring *r)
+{
+	struct ur_req *req;
+	while ((req = r->overflow.head)) {
+		if (!ur_cq_write(r, req->user_data, req->res, 0))
+			break;
+		ur_q_pop(&r->overflow);
+		req->next = r->free_reqs;
+		r->free_reqs = req;
+	}
+	ur_cq_tail_release(r);
+	if (!r->overflow.head)
+		ur_sq_flags_clear(r, IORING_SQ_CQ_OVERFLOW);
+}
+
+static inline bool ur_is_rw(uint8_t op)
+{
+	return op == IORING_OP_READ || op == IORING_OP_WRITE || op == IORING_OP_READV ||
+	       op == IORING_OP_WRITEV || op == IORING_OP_READ_FIXED || op == IORING_OP_WRITE_FIXED;
+}
+
+/* The kernel's req_set_fail(). */
+static inline void ur_set_fail(struct ur_req *req)
+{
+	req->rflags |= UR_F_FAIL;
+	if (req->rflags & UR_F_CQE_SKIP) {
+		req->rflags &= ~UR_F_CQE_SKIP;
+		req->rflags |= UR_F_SKIP_LINK;
+	}
+}
+
+void ur_complete(struct ur_ring *r, struct ur_req *req, int res)
+{
+	req->res = res;
+	ur_q_push(&r->done, req);
+}
+
+/* Cancel the members after @req (the kernel's io_fail_links()). */
+static void ur_cancel_links(struct ur_ring *r, struct ur_req *req)
+{
+	bool ignore = req->rflags & UR_F_SKIP_LINK;
+	struct ur_req *m = req->link;
+	req->link = NULL;
+	while (m) {
+		struct ur_req *next = m->link;
+		if (!(m->rflags & UR_F_FAIL))
+			m->res = -ECANCELED;
+		if (ignore)
+			m->rflags |= UR_F_CQE_SKIP;
+		else
+			m->rflags &= ~UR_F_CQE_SKIP;
+		r->active--;
+		if (m->rflags & UR_F_CQE_SKIP)
+			ur_req_free(r, m);
+		else
+			ur_post_cqe(r, m);
+		m = next;
+	}
+}
+
+static void ur_finish_one(struct ur_ring *r, struct ur_req *req)
+{
+	int res = req->res;
+	if (res < 0 || (ur_is_rw(req->opcode) && (uint32_t)res != req->want))
+		ur_set_fail(req);
+	if (res > 0 && (req->rflags & UR_F_CUR_POS) && req->ns)
+		atomic_store_explicit(&req->ns->fpos, req->pos + (uint64_t)res, memory_order_relaxed);
+
+	struct ur_req *next = req->link;
+	if (next && (req->rflags & UR_F_FAIL) && !(req->sqe_flags & IOSQE_IO_HARDLINK)) {
+		/* post ours first, as the kernel does, then the canceled ones */
+		req->link = NULL;
+		struct ur_req tmp_head = { .link = next, .rflags = req->rflags };
+		r->active--;
+		if (req->rflags & UR_F_CQE_SKIP)
+			ur_req_free(r, req);
+		else
+			ur_post_cqe(r, req);
+		ur_cancel_links(r, &tmp_head);
+		return;
+	}
+	req->link = NULL;
+	r->active--;
+	if (req->rflags & UR_F_CQE_SKIP)
+		ur_req_free(r, req);
+	else
+		ur_post_cqe(r, req);
+	if (next)
+		ur_issue(r, next);
+}
+
+/* A chain whose member failed at submission: the head completes with its
+ * own result (-ECANCELED unless it is the one that failed) and the rest as
+ * io_fail_links() does. Called for chains never issued. */
+void ur_fail_chain_init(struct ur_ring *r, struct ur_req *head)
+{
+	(void)r;
+	head->sqe_flags &= (uint8_t)~IOSQE_IO_HARDLINK;
+	ur_complete(r, head, head->res);
+}
+
+void ur_finish_done(struct ur_ring *r)
+{
+	struct ur_req *req;
+	do {
+		while ((req = ur_q_pop(&r->done)))
+			ur_finish_one(r, req);
+		/* completions may have satisfied a drain; its release may
+		 * complete more at once */
+		if (r->defer.head)
+			ur_release_deferred(r);
+	} while (r->done.head);
+	ur_cq_tail_release(r);
+}

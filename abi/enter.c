@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * io_uring_enter(2): submission, waiting for completions (plain, IOPOLL,
+ * EXT_ARG timeouts) and the SQPOLL poller thread.
+ *
+ * Without SQPOLL nothing runs in the background: the device is reaped here,
+ * in the caller's thread. Waiting spins on the queue pair while commands
+ * are in the device (they complete in microseconds) and backs off to short
+ * sleeps when nothing is in flight (then only a timeout can end the wait,
+ * as in the kernel).
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "abi/ring.h"
+
+#define UR_ENTER_FLAGS (IORING_ENTER_GETEVENTS | IORING_ENTER_SQ_WAKEUP | IORING_ENTER_SQ_WAIT | \
+			IORING_ENTER_EXT_ARG | IORING_ENTER_REGISTERED_RING)
+#define UR_RINGFD_REG_MAX 16      /* IO_RINGFD_REG_MAX */
+#define UR_KERNEL_SIGSET  8       /* sizeof(sigset_t) in the kernel */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);   /* vDSO: no syscall */
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Poll the device once and finish what completed. Returns what
+ * nvr_qpair_poll() returned. */
+int ur_reap(struct ur_ring *r)
+{
+	int n = 0;
+	if (r->in_device)
+		n = nvr_qpair_poll(r->qp, 0);
+	if (r->done.head || r->defer.head)
+		ur_finish_done(r);
+	if (r->retry.head) {
+		ur_retry_issue(r);
+		if (r->done.head)
+			ur_finish_done(r);
+	}
+	return n;
+}
+
+static inline uint32_t ur_cq_ready(struct ur_ring *r)
+{
+	/* acquire on the tail: another thread (SQPOLL) may be its writer */
+	return atomic_load_explicit(r->cq_ktail, memory_order_acquire) - ur_cq_head_acquire(r);
+}
+
+static void ur_backoff(unsigned *idle)
+{
+	if (++*idle < 64) {
+		__builtin_ia32_pause();
+	} else if (*idle < 256) {
+		sched_yield();
+	} else {
+		struct timespec ts = { 0, 20000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* io_cqring_wait(): wait until @min CQEs are ready or @deadline passes. */
+static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
+{
+	bool sqpoll = r->flags & IORING_SETUP_SQPOLL;
+	unsigned idle = 0;
+	int ret = 0;
+	for (;;) {
+		if (r->overflow.head) {
+			if (sqpoll)
+				pthread_mutex_lock(&r->lock);
+			ur_cq_flush_overflow(r);
+			if (sqpoll)
+				pthread_mutex_unlock(&r->lock);
+		}
+		if (ur_cq_ready(r) >= min)
+			return 0;
+		if (deadline && now_ns() >= deadline) {
+			ret = -ETIME;
+			break;
+		}
+		if (!sqpoll) {
+			uint32_t before = r->cq_tail;
+			ur_reap(r);
+			if (r->cq_tail != before || r->in_device) {
+				idle = 0;
+				continue;
+			}
+		}
+		ur_backoff(&idle);
+	}
+	return ur_cq_ready(r) ? 0 : ret;
+}
+
+/* io_iopoll_check(): return at once if CQEs are ready; else reap until
+ * @min completions were found or nothing is left in flight. */
+static int ur_iopoll_check(struct ur_ring *r, unsigned min)
+{
+	if (r->overflow.head)
+		ur_cq_flush_overflow(r);
+	if (ur_cq_ready(r))
+		return 0;
+	unsigned found = 0;
+	do {
+		uint32_t before = r->cq_tail;
+		ur_reap(r);
+		found += r->cq_tail - before;
+		if (!r->in_device && !r->retry.head && !r->done.head)
+			break;
+	} while (found < min);
+	return 0;
+}
+
+static int ur_get_ext_arg(unsigned flags, const void *arg, size_t argsz, uint64_t *deadline)
+{
+	*deadline = 0;
+	if (!(flags & IORING_ENTER_EXT_ARG)) {
+		if (arg && argsz != UR_KERNEL_SIGSET)
+			return -EINVAL;   /* set_user_sigmask(); the mask is not applied */
+		return 0;
+	}
+	if (argsz != sizeof(struct io_uring_getevents_arg))
+		return -EINVAL;
+	if (!arg)
+		return -EFAULT;
+	struct io_uring_getevents_arg ea;
+	memcpy(&ea, arg, sizeof(ea));
+	if (ea.sigmask && ea.sigmask_sz != UR_KERNEL_SIGSET)
+		return -EINVAL;
+	if (ea.ts) {
+		struct __kernel_timespec ts;
+		memcpy(&ts, (const void *)(uintptr_t)ea.ts, sizeof(ts));
+		if (ts.tv_sec < 0 || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000)
+			return -EINVAL;
+		*deadline = now_ns() + (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+		if (!*deadline)
+			*deadline = 1;
+	}
+	return 0;
+}
+
+static int ur_sq_wait_space(struct ur_ring *r)
+{
+	unsigned idle = 0;
+	/* io_sqpoll_wait_sq(): until the poller has consumed something */
+	while (ur_sq_tail_acquire(r) - atomic_load_explicit(r->sq_khead, memory_order_acquire) >=
+	       r->sq_entries) {
+		if (!r->sq_thread_running)
+			return -EOWNERDEAD;
+		ur_backoff(&idle);
+	}
+	return 0;
+}
+
+static void ur_sq_wakeup(struct ur_ring *r)
+{
+	atomic_fetch_add_explicit(&r->sq_wake, 1, memory_order_release);
+	syscall(SYS_futex, &r->sq_wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
+			    unsigned flags, const void *arg, size_t argsz)
+{
+	if (flags & ~UR_ENTER_FLAGS)
+		return -EINVAL;
+	if (flags & IORING_ENTER_REGISTERED_RING)   /* no ring fds are registered */
+		return (unsigned)fd >= UR_RINGFD_REG_MAX ? -EINVAL : -EBADF;
+	int err;
+	struct ur_ring *r = ur_ring_get(fd, &err);
+	if (!r)
+		return err;
+	if (atomic_load_explicit(&r->disabled, memory_order_acquire))
+		return -EBADFD;
+
+	int ret = 0;
+	if (r->flags & IORING_SETUP_SQPOLL) {
+		if (r->overflow.head) {
+			pthread_mutex_lock(&r->lock);
+			ur_cq_flush_overflow(r);
+			pthread_mutex_unlock(&r->lock);
+		}
+		if (!r->sq_thread_running)
+			return -EOWNERDEAD;
+		if (flags & IORING_ENTER_SQ_WAKEUP)
+			ur_sq_wakeup(r);
+		if (flags & IORING_ENTER_SQ_WAIT) {
+			ret = ur_sq_wait_space(r);
+			if (ret)
+				return ret;
+		}
+		ret = (int)to_submit;
+	} else if (to_submit) {
+		ret = ur_submit(r, to_submit);
+		if (r->done.head || r->retry.head)
+			ur_reap(r);
+		nvr_qpair_kick(r->qp);   /* one doorbell for the batch */
+		if ((unsigned)ret != to_submit)
+			return ret;
+	}
+	if (flags & IORING_ENTER_GETEVENTS) {
+		int ret2;
+		uint64_t deadline;
+		if (min_complete > r->cq_entries)
+			min_complete = r->cq_entries;
+		if ((r->flags & (IORING_SETUP_IOPOLL | IORING_SETUP_SQPOLL)) == IORING_SETUP_IOPOLL) {
+			ret2 = ur_get_ext_arg(flags, arg, argsz, &deadline);
+			if (!ret2)
+				ret2 = ur_iopoll_check(r, min_complete);
+		} else {
+			ret2 = ur_get_ext_arg(flags, arg, argsz, &deadline);
+			if (!ret2)
+				ret2 = ur_wait(r, min_complete, deadline);
+		}
+		if (!ret)
+			ret = ret2;
+	} else if (!(r->flags & IORING_SETUP_SQPOLL) && r->in_device) {
+		/* no wait asked: still make progress, as interrupts would */
+		ur_reap(r);
+	}
+	return ret;
+}
+
+/* ---- SQPOLL ---- */
+
+static void *ur_sq_thread(void *arg)
+{
+	struct ur_ring *r = arg;
+	uint64_t last_busy = now_ns();
+	unsigned idle = 0;
+	if (r->sq_cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(r->sq_cpu, &set);
+		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	}
+	while (!atomic_load_explicit(&r->sq_stop, memory_order_acquire)) {
+		bool busy = false;
+		pthread_mutex_lock(&r->lock);
+		if (!atomic_load_explicit(&r->disabled, memory_order_acquire)) {
+			uint32_t before = r->cq_tail;
+			int n = ur_submit(r, r->sq_entries);
+			ur_reap(r);
+			nvr_qpair_kick(r->qp);
+			busy = n > 0 || r->cq_tail != before;
+		}
+		bool pending = r->in_device || r->retry.head || r->defer.head;
+		pthread_mutex_unlock(&r->lock);
+		if (busy || pending) {
+			if (busy)
+				last_busy = now_ns();
+			idle = 0;
+			continue;
+		}
+		if (now_ns() - last_busy < (uint64_t)r->sq_idle_ms * 1000000ull) {
+			ur_backoff(&idle);
+			continue;
+		}
+		/* Idle: ask for a wakeup, then look once more so that an SQE
+		 * published before the flag was visible is not missed. */
+		uint32_t seq = atomic_load_explicit(&r->sq_wake, memory_order_acquire);
+		ur_sq_flags_set(r, IORING_SQ_NEED_WAKEUP);
+		atomic_thread_fence(memory_order_seq_cst);  /* flag store before tail load */
+		if (ur_sq_tail_acquire(r) == r->sq_head &&
+		    !atomic_load_explicit(&r->sq_stop, memory_order_acquire))
+			syscall(SYS_futex, &r->sq_wake, FUTEX_WAIT_PRIVATE, seq, NULL, NULL, 0);
+		ur_sq_flags_clear(r, IORING_SQ_NEED_WAKEUP);
+		last_busy = now_ns();
+		idle = 0;
+	}
+	return NULL;
+}
+
+int ur_sqpoll_start(struct ur_ring *r)
+{
+	atomic_store(&r->sq_stop, false);
+	int ret = pthread_create(&r->sq_thread, NULL, ur_sq_thread, r);
+	if (ret)
+		return -ret;
+	r->sq_thread_running = true;
+	return 0;
+}
+
+void ur_sqpoll_stop(struct ur_ring *r)
+{
+	if (!r->sq_thread_running)
+		return;
+	atomic_store_explicit(&r->sq_stop, true, memory_order_release);
+	ur_sq_wakeup(r);
+	pthread_join(r->sq_thread, NULL);
+	r->sq_thread_running = false;
+}

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The fd table: which fd numbers are our rings and namespace descriptors.
+ * Both are real fds (memfds), so their numbers never clash with other
+ * files; this table only says which of them are ours. Lookups are
+ * lock-free (one acquire load per level); insertion and removal take a
+ * mutex (setup/close only).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "abi/ring.h"
+
+#define FDTAB_PAGE   1024u
+#define FDTAB_PAGES  1024u      /* fds below 1 M */
+
+typedef _Atomic(struct ur_obj *) slot_t;
+static _Atomic(slot_t *) fdtab[FDTAB_PAGES];
+static pthread_mutex_t fdtab_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int ur_fdtab_put(struct ur_obj *o)
+{
+	unsigned fd = (unsigned)o->fd;
+	if (o->fd < 0 || fd >= FDTAB_PAGE * FDTAB_PAGES)
+		return -EMFILE;
+	pthread_mutex_lock(&fdtab_lock);
+	slot_t *page = atomic_load_explicit(&fdtab[fd / FDTAB_PAGE], memory_order_relaxed);
+	if (!page) {
+		page = calloc(FDTAB_PAGE, sizeof(*page));
+		if (!page) {
+			pthread_mutex_unlock(&fdtab_lock);
+			return -ENOMEM;
+		}
+		/* release: the zeroed page before its pointer */
+		atomic_store_explicit(&fdtab[fd / FDTAB_PAGE], page, memory_order_release);
+	}
+	/* release: the object's fields before the pointer readers follow */
+	atomic_store_explicit(&page[fd % FDTAB_PAGE], o, memory_order_release);
+	pthread_mutex_unlock(&fdtab_lock);
+	return 0;
+}
+
+struct ur_obj *ur_fdtab_get(int fd)
+{
+	if (fd < 0 || (unsigned)fd >= FDTAB_PAGE * FDTAB_PAGES)
+		return NULL;
+	/* acquire: pairs with the release stores in ur_fdtab_put() */
+	slot_t *page = atomic_load_explicit(&fdtab[fd / FDTAB_PAGE], memory_order_acquire);
+	if (!page)
+		return NULL;
+	return atomic_load_explicit(&page[fd % FDTAB_PAGE], memory_order_acquire);
+}
+
+void ur_fdtab_del(int fd)
+{
+	if (fd < 0 || (unsigned)fd >= FDTAB_PAGE * FDTAB_PAGES)
+		return;
+	pthread_mutex_lock(&fdtab_lock);
+	slot_t *page = atomic_load_explicit(&fdtab[fd / FDTAB_PAGE], memory_order_relaxed);
+	if (page)
+		atomic_store_explicit(&page[fd % FDTAB_PAGE], NULL, memory_order_release);
+	pthread_mutex_unlock(&fdtab_lock);
+}
+
+struct ur_ns *ur_ns_get(int fd)
+{
+	struct ur_obj *o = ur_fdtab_get(fd);
+	if (!o || o->kind != UR_NS)
+		return NULL;
+	atomic_fetch_add_explicit(&o->refs, 1, memory_order_relaxed);
+	return (struct ur_ns *)o;
+}
+
+void ur_ns_put(struct ur_ns *ns)
+{
+	/* acq_rel: the last user's accesses happen before the free */
+	if (ns && atomic_fetch_sub_explicit(&ns->obj.refs, 1, memory_order_acq_rel) == 1)
+		free(ns);
+}
+
+NVR_API int nvr_ns_open(struct nvr_ctrlr *ctrlr, uint32_t nsid)
+{
+	struct nvr_ns_info info;
+	int ret = nvr_ns_get_info(ctrlr, nsid, &info);
+	if (ret < 0)
+		return ret;
+	if (!info.lba_size || (info.lba_size & (info.lba_size - 1)))
+		return -EINVAL;
+
+	struct ur_ns *ns = calloc(1, sizeof(*ns));
+	if (!ns)
+		return -ENOMEM;
+	ns->ctrlr = ctrlr;
+	ns->nsid = nsid;
+	ns->lba_size = info.lba_size;
+	ns->lba_shift = (uint32_t)__builtin_ctz(info.lba_size);
+	ns->bytes = info.nlba << ns->lba_shift;
+	ns->obj.kind = UR_NS;
+	atomic_init(&ns->obj.refs, 1);
+	atomic_init(&ns->fpos, 0);
+
+	/* A memfd as large as the namespace (sparse): fstat() then shows the
+	 * size, and the number is a real, unique fd. */
+	int fd = memfd_create("nvring-ns", MFD_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		free(ns);
+		return ret;
+	}
+	if (ftruncate(fd, (off_t)ns->bytes) < 0) {
+		/* size is cosmetic; keep going */
+	}
+	ns->obj.fd = fd;
+	ret = ur_fdtab_put(&ns->obj);
+	if (ret < 0) {
+		close(fd);
+		free(ns);
+		return ret;
+	}
+	return fd;
+}
+
+NVR_API int nvr_ns_close(int fd)
+{
+	struct ur_obj *o = ur_fdtab_get(fd);
+	if (!o || o->kind != UR_NS)
+		return -EBADF;
+	ur_fdtab_del(fd);
+	close(fd);
+	ur_ns_put((struct ur_ns *)o);
+	return 0;
+}
+
+NVR_API int nvr_uring_is_ring(int fd)
+{
+	struct ur_obj *o = ur_fdtab_get(fd);
+	return o && o->kind == UR_RING;
+}
+
+NVR_API int nvr_uring_is_ns(int fd)
+{
+	struct ur_obj *o = ur_fdtab_get(fd);
+	return o && o->kind == UR_NS;
+}
+
+struct ur_ring *ur_ring_get(int fd, int *err)
+{
+	struct ur_obj *o = ur_fdtab_get(fd);
+	if (!o) {
+		/* the kernel: -EBADF for no file, -EOPNOTSUPP for a file that
+		 * is not an io_uring */
+		*err = fcntl(fd, F_GETFD) < 0 ? -EBADF : -EOPNOTSUPP;
+		return NULL;
+	}
+	if (o->kind != UR_RING) {
+		*err = -EOPNOTSUPP;
+		return NULL;
+	}
+	return (struct ur_ring *)o;
+}

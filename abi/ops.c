@@ -1,0 +1,516 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Opcodes on a namespace: what the kernel does for the same SQE on the
+ * namespace opened as a block device with O_DIRECT (Linux 6.1:
+ * io_uring/rw.c, fs/read_write.c rw_verify_area(), block/fops.c
+ * blkdev_read_iter()/blkdev_write_iter()/blkdev_direct_IO()/
+ * blkdev_fallocate(), fs/open.c vfs_fallocate()), and the device commands
+ * that carry them out.
+ *
+ * Data of non-fixed READ/WRITE/READV/WRITEV goes through a bounce buffer
+ * from the ring's pre-mapped DMA pool (abi/bounce.c): copied in before a
+ * write, out after a read. Why bounce and not map-on-demand: the IOMMU maps
+ * whole pages, so mapping an application buffer exposes its neighbours on
+ * the same pages to the device for as long as the mapping lives (the brief
+ * forbids it), a mapping costs an ioctl (VFIO_IOMMU_MAP_DMA, microseconds)
+ * while copying 4 KiB costs ~0.1-0.2 µs, and a cache of mappings must be
+ * invalidated when the application unmaps memory, which we cannot see.
+ * Programs that want zero copy register their buffers (READ_FIXED /
+ * WRITE_FIXED build segments by arithmetic, nothing is mapped per I/O).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "abi/ring.h"
+
+/* linux/fs.h RWF_* (the 6.1 set, RWF_SUPPORTED). */
+#define UR_RWF_HIPRI   0x01
+#define UR_RWF_DSYNC   0x02
+#define UR_RWF_SYNC    0x04
+#define UR_RWF_NOWAIT  0x08
+#define UR_RWF_APPEND  0x10
+#define UR_RWF_SUPPORTED (UR_RWF_HIPRI | UR_RWF_DSYNC | UR_RWF_SYNC | UR_RWF_NOWAIT | UR_RWF_APPEND)
+
+/* linux/falloc.h */
+#define UR_FL_KEEP_SIZE       0x01
+#define UR_FL_PUNCH_HOLE      0x02
+#define UR_FL_NO_HIDE_STALE   0x04
+#define UR_FL_COLLAPSE_RANGE  0x08
+#define UR_FL_ZERO_RANGE      0x10
+#define UR_FL_INSERT_RANGE    0x20
+#define UR_FL_UNSHARE_RANGE   0x40
+#define UR_FL_SUPPORTED (UR_FL_KEEP_SIZE | UR_FL_PUNCH_HOLE | UR_FL_COLLAPSE_RANGE | \
+			 UR_FL_ZERO_RANGE | UR_FL_INSERT_RANGE | UR_FL_UNSHARE_RANGE)
+#define UR_BLKDEV_FL_SUPPORTED (UR_FL_KEEP_SIZE | UR_FL_PUNCH_HOLE | UR_FL_ZERO_RANGE | \
+				UR_FL_NO_HIDE_STALE)
+
+/* NVMe's queue limits in the kernel: data addresses need dword alignment
+ * (nvme core sets blk_queue_dma_alignment(q, 3), Linux >= 6.0); lengths
+ * and offsets need the logical block size. */
+#define UR_DMA_ALIGN_MASK 3u
+
+/* mmap_min_addr: the first pages are never mapped; the kernel's DMA
+ * pinning fails there with -EFAULT. We cannot probe every address without
+ * a syscall; this catches NULL and near-NULL pointers. */
+#define UR_MIN_USER_ADDR 65536u
+
+static inline bool ur_access_ok(uint64_t addr, uint64_t len)
+{
+	return addr <= UR_TASK_SIZE_MAX && len <= UR_TASK_SIZE_MAX - addr;
+}
+
+/*
+ * Import the data description (io_import_iovec()): at submission for
+ * chain members after the head (the kernel's io_req_prep_async()), at
+ * issue for the others. Fills req->iov/iovcnt and req->want.
+ */
+int ur_import(struct ur_ring *r, struct ur_req *req)
+{
+	uint8_t op = req->opcode;
+	if (op == IORING_OP_READ_FIXED || op == IORING_OP_WRITE_FIXED) {
+		const struct ur_fixed_buf *b = &r->bufs[req->buf_index];
+		uint64_t end;
+		if (__builtin_add_overflow(req->addr, (uint64_t)req->len, &end))
+			return -EFAULT;
+		if (!b->len || req->addr < b->base || end > b->base + b->len)
+			return -EFAULT;
+		req->iov = req->iov_inline;
+		req->iov_inline[0].iov_base = (void *)(uintptr_t)req->addr;
+		req->iov_inline[0].iov_len = req->len;
+		req->iovcnt = 1;
+		req->want = req->len;
+		return 0;
+	}
+	if (op == IORING_OP_READ || op == IORING_OP_WRITE) {
+		uint32_t len = req->len > UR_MAX_RW_COUNT ? UR_MAX_RW_COUNT : req->len;
+		if (!ur_access_ok(req->addr, len))
+			return -EFAULT;
+		req->iov = req->iov_inline;
+		req->iov_inline[0].iov_base = (void *)(uintptr_t)req->addr;
+		req->iov_inline[0].iov_len = len;
+		req->iovcnt = 1;
+		req->want = len;
+		return 0;
+	}
+	/* READV / WRITEV */
+	uint32_t n = req->len;
+	if (n > UR_UIO_MAXIOV)
+		return -EINVAL;
+	req->iovcnt = (int)n;
+	req->want = 0;
+	if (!n) {
+		req->iov = req->iov_inline;
+		return 0;
+	}
+	if (!ur_access_ok(req->addr, (uint64_t)n * sizeof(struct iovec)) ||
+	    req->addr < UR_MIN_USER_ADDR)
+		return -EFAULT;
+	struct iovec *iov = req->iov_inline;
+	if (n > sizeof(req->iov_inline) / sizeof(req->iov_inline[0])) {
+		iov = malloc(n * sizeof(*iov));   /* rare: more than 8 segments */
+		if (!iov)
+			return -ENOMEM;
+	}
+	memcpy(iov, (const void *)(uintptr_t)req->addr, n * sizeof(*iov));
+	req->iov = iov;
+	for (uint32_t i = 0; i < n; i++)
+		if ((ssize_t)iov[i].iov_len < 0)
+			return -EINVAL;
+	uint64_t total = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t len = iov[i].iov_len;
+		if (!ur_access_ok((uintptr_t)iov[i].iov_base, len))
+			return -EFAULT;
+		if (len > UR_MAX_RW_COUNT - total) {
+			len = UR_MAX_RW_COUNT - total;
+			iov[i].iov_len = len;
+		}
+		total += len;
+	}
+	req->want = (uint32_t)total;
+	return 0;
+}
+
+/* Resolve sqe->fd (io_assign_file()): -EBADF if it names no namespace of
+ * this ring's controller. */
+static int ur_assign_file(struct ur_ring *r, struct ur_req *req)
+{
+	if (req->ns)
+		return 0;
+	if (req->sqe_flags & IOSQE_FIXED_FILE) {
+		if ((uint32_t)req->fd >= r->nfiles || !r->files[req->fd])
+			return -EBADF;
+		req->ns = r->files[req->fd];
+		atomic_fetch_add_explicit(&req->ns->obj.refs, 1, memory_order_relaxed);
+	} else {
+		req->ns = ur_ns_get(req->fd);
+		if (!req->ns)
+			return -EBADF;
+	}
+	if (req->ns->ctrlr != r->ctrlr)
+		return -EBADF;
+	return 0;
+}
+
+/* The block device's O_DIRECT alignment check (blkdev_dio_unaligned()):
+ * offset and every segment's length a multiple of the logical block size,
+ * every segment's address dword aligned. A fixed buffer is a list of
+ * pages (bio_vecs) in the kernel, so its segments break at 4 KiB. */
+static bool ur_dio_aligned(const struct ur_req *req, uint64_t pos, uint32_t count, uint32_t lbs)
+{
+	uint32_t lmask = lbs - 1;
+	if (pos & lmask)
+		return false;
+	bool fixed = req->opcode == IORING_OP_READ_FIXED || req->opcode == IORING_OP_WRITE_FIXED;
+	for (int i = 0; i < req->iovcnt && count; i++) {
+		uint64_t a = (uintptr_t)req->iov[i].iov_base;
+		uint64_t len = req->iov[i].iov_len < count ? req->iov[i].iov_len : count;
+		count -= (uint32_t)len;
+		while (len) {
+			uint64_t piece = len;
+			if (fixed && piece > UR_PAGE - (a & (UR_PAGE - 1)))
+				piece = UR_PAGE - (a & (UR_PAGE - 1));
+			if ((piece & lmask) || (a & UR_DMA_ALIGN_MASK))
+				return false;
+			a += piece;
+			len -= piece;
+		}
+	}
+	return true;
+}
+
+static uint32_t ur_max_chunk_blocks(struct ur_ring *r, const struct ur_ns *ns)
+{
+	const struct nvr_ctrlr_info *ci = nvr_ctrlr_get_info(r->ctrlr);
+	uint32_t bytes = ci && ci->max_xfer ? ci->max_xfer : 128u * 1024;
+	uint32_t blocks = bytes >> ns->lba_shift;
+	if (!blocks)
+		blocks = 1;
+	return blocks > 65536u ? 65536u : blocks;
+}
+
+static void ur_io_done(void *arg, const struct nvr_cpl *cpl);
+
+/* Issue the next device command of @req. Returns -EAGAIN when the queue
+ * pair or the bounce pool is full (the caller queues it for retry). */
+static int ur_start_io(struct ur_ring *r, struct ur_req *req)
+{
+	if (req->dev_op == NVR_IO_READ || req->dev_op == NVR_IO_WRITE) {
+		if (!req->data_iova) {
+			bool fixed = req->opcode == IORING_OP_READ_FIXED ||
+				     req->opcode == IORING_OP_WRITE_FIXED;
+			if (fixed) {
+				const struct ur_fixed_buf *b = &r->bufs[req->buf_index];
+				req->data_iova = b->iova + (req->addr - b->base);
+			} else {
+				int ret = ur_pool_get(r, req, req->xfer);
+				if (ret < 0)
+					return ret;
+				req->data_iova = req->dma_iova;
+				if (!req->is_read) {
+					/* copy in: the user's segments, truncated to xfer */
+					uint8_t *d = req->dma;
+					uint32_t left = req->xfer;
+					for (int i = 0; i < req->iovcnt && left; i++) {
+						uint32_t n = req->iov[i].iov_len < left
+							? (uint32_t)req->iov[i].iov_len : left;
+						memcpy(d, req->iov[i].iov_base, n);
+						d += n;
+						left -= n;
+					}
+				}
+			}
+		}
+	}
+	uint32_t chunk = 0;
+	struct nvr_seg seg = { 0, 0 };
+	if (req->dev_op != NVR_IO_FLUSH) {
+		uint64_t max = ur_max_chunk_blocks(r, req->ns);
+		if (req->dev_op == NVR_IO_WRITE_ZEROES || req->dev_op == NVR_IO_DEALLOCATE)
+			max = 65536u;
+		chunk = (uint32_t)(req->nlb_left < max ? req->nlb_left : max);
+		seg.iova = req->data_iova;
+		seg.len = chunk << req->ns->lba_shift;
+	}
+	int ret = nvr_io(r->qp, (enum nvr_io_op)req->dev_op, req->ns->nsid, req->lba, chunk,
+			 &seg, req->dev_op == NVR_IO_READ || req->dev_op == NVR_IO_WRITE ? 1 : 0,
+			 ur_io_done, req);
+	if (ret < 0)
+		return ret;
+	req->chunk = chunk;
+	r->in_device++;
+	return 0;
+}
+
+/* Start @req now, or queue it behind others waiting for room. */
+static void ur_start_or_queue(struct ur_ring *r, struct ur_req *req)
+{
+	int ret = r->retry.head ? -EAGAIN : ur_start_io(r, req);
+	if (ret == -EAGAIN)
+		ur_q_push(&r->retry, req);
+	else if (ret < 0)
+		ur_complete(r, req, ret);
+}
+
+void ur_retry_issue(struct ur_ring *r)
+{
+	struct ur_req *req;
+	while ((req = r->retry.head)) {
+		int ret = ur_start_io(r, req);
+		if (ret == -EAGAIN)
+			break;
+		ur_q_pop(&r->retry);
+		if (ret < 0)
+			ur_complete(r, req, ret);
+	}
+}
+
+/* Device callback: runs inside nvr_qpair_poll(); only records. */
+static void ur_io_done(void *arg, const struct nvr_cpl *cpl)
+{
+	struct ur_req *req = arg;
+	struct ur_ring *r = req->ring;
+	r->in_device--;
+	if (cpl->res < 0) {
+		ur_complete(r, req, cpl->res);
+		return;
+	}
+	if (req->dev_op == NVR_IO_FLUSH) {
+		ur_complete(r, req, req->flush_after ? (int)req->xfer : 0);
+		return;
+	}
+	req->nlb_left -= req->chunk;
+	req->lba += req->chunk;
+	req->data_iova += (uint64_t)req->chunk << req->ns->lba_shift;
+	if (req->nlb_left) {
+		ur_q_push(&r->retry, req);
+		return;
+	}
+	if (req->dev_op == NVR_IO_READ && req->dma) {
+		/* copy out: the bounce buffer into the user's segments */
+		const uint8_t *s = req->dma;
+		uint32_t left = req->xfer;
+		for (int i = 0; i < req->iovcnt && left; i++) {
+			uint32_t n = req->iov[i].iov_len < left ? (uint32_t)req->iov[i].iov_len : left;
+			memcpy(req->iov[i].iov_base, s, n);
+			s += n;
+			left -= n;
+		}
+	}
+	if (req->flush_after) {
+		req->dev_op = NVR_IO_FLUSH;
+		ur_q_push(&r->retry, req);
+		return;
+	}
+	bool rw = req->dev_op == NVR_IO_READ || req->dev_op == NVR_IO_WRITE;
+	ur_complete(r, req, rw ? (int)req->xfer : 0);
+}
+
+static void ur_issue_rw(struct ur_ring *r, struct ur_req *req)
+{
+	int ret = ur_assign_file(r, req);
+	if (ret < 0)
+		goto fail;
+	if (req->rflags & UR_F_HAS_ERR) {
+		ret = req->err;
+		goto fail;
+	}
+	if (!req->iov) {
+		ret = ur_import(r, req);
+		if (ret < 0)
+			goto fail;
+	}
+	if (req->rw_flags & ~UR_RWF_SUPPORTED) {
+		ret = -EOPNOTSUPP;
+		goto fail;
+	}
+	struct ur_ns *ns = req->ns;
+	uint64_t pos = req->off;
+	if (pos == UINT64_MAX) {
+		req->rflags |= UR_F_CUR_POS;
+		pos = atomic_load_explicit(&ns->fpos, memory_order_relaxed);
+	}
+	uint32_t count = req->want;
+	/* rw_verify_area() */
+	if ((int64_t)pos < 0 || (int64_t)(pos + count) < 0) {
+		ret = -EINVAL;
+		goto fail;
+	}
+	req->pos = pos;
+	req->is_read = req->opcode == IORING_OP_READ || req->opcode == IORING_OP_READV ||
+		       req->opcode == IORING_OP_READ_FIXED;
+	if (req->is_read) {
+		if (pos + count > ns->bytes) {
+			if (pos >= ns->bytes) {
+				ret = 0;
+				goto fail;
+			}
+			count = (uint32_t)(ns->bytes - pos);
+		}
+		if (!count) {
+			ret = 0;
+			goto fail;
+		}
+	} else {
+		if (!count) {
+			ret = 0;
+			goto fail;
+		}
+		if (pos >= ns->bytes) {
+			ret = -ENOSPC;
+			goto fail;
+		}
+		if (pos + count > ns->bytes)
+			count = (uint32_t)(ns->bytes - pos);
+	}
+	if (!ur_dio_aligned(req, pos, count, ns->lba_size)) {
+		ret = -EINVAL;
+		goto fail;
+	}
+	if (req->opcode != IORING_OP_READ_FIXED && req->opcode != IORING_OP_WRITE_FIXED) {
+		uint32_t left = count;
+		for (int i = 0; i < req->iovcnt && left; i++) {
+			uint32_t n = req->iov[i].iov_len < left ? (uint32_t)req->iov[i].iov_len : left;
+			if (n && (uintptr_t)req->iov[i].iov_base < UR_MIN_USER_ADDR) {
+				ret = -EFAULT;
+				goto fail;
+			}
+			left -= n;
+		}
+	}
+	req->xfer = count;
+	req->dev_op = req->is_read ? NVR_IO_READ : NVR_IO_WRITE;
+	req->lba = pos >> ns->lba_shift;
+	req->nlb_left = count >> ns->lba_shift;
+	req->flush_after = !req->is_read && r->vwc && (req->rw_flags & (UR_RWF_DSYNC | UR_RWF_SYNC));
+	ur_start_or_queue(r, req);
+	return;
+fail:
+	ur_complete(r, req, ret);
+}
+
+static void ur_issue_fsync(struct ur_ring *r, struct ur_req *req)
+{
+	int ret = ur_assign_file(r, req);
+	if (ret < 0 || !r->vwc) {
+		/* no volatile cache: nothing to commit (the block layer
+		 * completes an empty flush at once) */
+		ur_complete(r, req, ret < 0 ? ret : 0);
+		return;
+	}
+	req->dev_op = NVR_IO_FLUSH;
+	ur_start_or_queue(r, req);
+}
+
+/* vfs_fallocate() then blkdev_fallocate(), Linux 6.1. */
+static void ur_issue_fallocate(struct ur_ring *r, struct ur_req *req)
+{
+	int ret = ur_assign_file(r, req);
+	if (ret < 0)
+		goto fail;
+	int64_t start = (int64_t)req->off, len = (int64_t)req->addr;
+	uint32_t mode = req->len;
+	if (start < 0 || len <= 0) {
+		ret = -EINVAL;
+		goto fail;
+	}
+	if (mode & ~UR_FL_SUPPORTED) {
+		ret = -EOPNOTSUPP;
+		goto fail;
+	}
+	if ((mode & (UR_FL_PUNCH_HOLE | UR_FL_ZERO_RANGE)) == (UR_FL_PUNCH_HOLE | UR_FL_ZERO_RANGE) ||
+	    ((mode & UR_FL_PUNCH_HOLE) && !(mode & UR_FL_KEEP_SIZE))) {
+		ret = -EOPNOTSUPP;
+		goto fail;
+	}
+	if (((mode & UR_FL_COLLAPSE_RANGE) && (mode & ~UR_FL_COLLAPSE_RANGE)) ||
+	    ((mode & UR_FL_INSERT_RANGE) && (mode & ~UR_FL_INSERT_RANGE)) ||
+	    ((mode & UR_FL_UNSHARE_RANGE) && (mode & ~(UR_FL_UNSHARE_RANGE | UR_FL_KEEP_SIZE)))) {
+		ret = -EINVAL;
+		goto fail;
+	}
+	uint64_t sum;
+	if (__builtin_add_overflow((uint64_t)start, (uint64_t)len, &sum) || (int64_t)sum < 0) {
+		ret = -EFBIG;
+		goto fail;
+	}
+	if (mode & ~UR_BLKDEV_FL_SUPPORTED) {
+		ret = -EOPNOTSUPP;
+		goto fail;
+	}
+	struct ur_ns *ns = req->ns;
+	if ((uint64_t)start >= ns->bytes) {
+		ret = -EINVAL;
+		goto fail;
+	}
+	if ((uint64_t)start + (uint64_t)len - 1 >= ns->bytes) {
+		if (!(mode & UR_FL_KEEP_SIZE)) {
+			ret = -EINVAL;
+			goto fail;
+		}
+		len = (int64_t)(ns->bytes - (uint64_t)start);
+	}
+	if (((uint64_t)start | (uint64_t)len) & (ns->lba_size - 1)) {
+		ret = -EINVAL;
+		goto fail;
+	}
+	const struct nvr_ctrlr_info *ci = nvr_ctrlr_get_info(r->ctrlr);
+	switch (mode) {
+	case UR_FL_ZERO_RANGE:
+	case UR_FL_ZERO_RANGE | UR_FL_KEEP_SIZE:
+	case UR_FL_PUNCH_HOLE | UR_FL_KEEP_SIZE:
+		/* Both are Write Zeroes in the kernel (PUNCH_HOLE lets the
+		 * device deallocate; reads return zeroes either way). */
+		if (!ci || !ci->write_zeroes) {
+			ret = -EOPNOTSUPP;
+			goto fail;
+		}
+		req->dev_op = NVR_IO_WRITE_ZEROES;
+		break;
+	case UR_FL_PUNCH_HOLE | UR_FL_KEEP_SIZE | UR_FL_NO_HIDE_STALE:
+		/* unreachable through vfs_fallocate() in 6.1; kept for
+		 * completeness: a discard */
+		if (!ci || !ci->dsm) {
+			ret = -EOPNOTSUPP;
+			goto fail;
+		}
+		req->dev_op = NVR_IO_DEALLOCATE;
+		break;
+	default:
+		ret = -EOPNOTSUPP;
+		goto fail;
+	}
+	req->lba = (uint64_t)start >> ns->lba_shift;
+	req->nlb_left = (uint64_t)len >> ns->lba_shift;
+	ur_start_or_queue(r, req);
+	return;
+fail:
+	ur_complete(r, req, ret);
+}
+
+void ur_issue(struct ur_ring *r, struct ur_req *req)
+{
+	switch (req->opcode) {
+	case IORING_OP_NOP:
+		ur_complete(r, req, 0);
+		return;
+	case IORING_OP_READ:
+	case IORING_OP_WRITE:
+	case IORING_OP_READV:
+	case IORING_OP_WRITEV:
+	case IORING_OP_READ_FIXED:
+	case IORING_OP_WRITE_FIXED:
+		ur_issue_rw(r, req);
+		return;
+	case IORING_OP_FSYNC:
+		ur_issue_fsync(r, req);
+		return;
+	case IORING_OP_FALLOCATE:
+		ur_issue_fallocate(r, req);
+		return;
+	default:
+		ur_complete(r, req, -EOPNOTSUPP);
+		return;
+	}
+}

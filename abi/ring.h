@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The emulated io_uring instance (internal to abi/): the ring memory shared
+ * with the application, the requests between SQE and CQE, and the
+ * acquire/release accessors for the shared head/tail words.
+ *
+ * Who writes what (the kernel's split, io_uring(7)):
+ *   SQ tail, SQ array, SQEs, CQ head: the application  -> we load-acquire
+ *   SQ head, SQ flags, SQ dropped, CQ tail, CQEs:      us -> we store-release
+ */
+#ifndef NVRING_ABI_RING_H
+#define NVRING_ABI_RING_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "nvring/nvring.h"
+#include "nvring/uring.h"
+
+/* The kernel's limits (io_uring/io_uring.c, rsrc.c, Linux 6.1). */
+#define UR_MAX_ENTRIES      32768u
+#define UR_MAX_CQ_ENTRIES   (2u * UR_MAX_ENTRIES)
+#define UR_MAX_REG_BUFFERS  (1u << 14)
+#define UR_MAX_FIXED_FILES  (1u << 20)
+#define UR_MAX_BUF_LEN      (1ul << 30)            /* SZ_1G per registered buffer */
+#define UR_UIO_MAXIOV       1024
+#define UR_MAX_RW_COUNT     (0x7fffffffu & ~4095u) /* INT_MAX & PAGE_MASK */
+#define UR_TASK_SIZE_MAX    0x00007ffffffff000ull  /* x86-64 access_ok() limit */
+#define UR_PAGE             4096u
+
+/* sqe->flags the kernel knows (SQE_VALID_FLAGS) and the link flags. */
+#define UR_SQE_VALID (IOSQE_FIXED_FILE | IOSQE_IO_DRAIN | IOSQE_IO_LINK | IOSQE_IO_HARDLINK | \
+		      IOSQE_ASYNC | IOSQE_BUFFER_SELECT | IOSQE_CQE_SKIP_SUCCESS)
+#define UR_SQE_LINK  (IOSQE_IO_LINK | IOSQE_IO_HARDLINK)
+
+/* Setup flags we accept (see uring.h). */
+#define UR_SETUP_OK (IORING_SETUP_IOPOLL | IORING_SETUP_SQPOLL | IORING_SETUP_SQ_AFF | \
+		     IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_SUBMIT_ALL | \
+		     IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | \
+		     IORING_SETUP_SQE128 | IORING_SETUP_CQE32 | IORING_SETUP_SINGLE_ISSUER | \
+		     IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED | \
+		     IORING_SETUP_NO_SQARRAY)
+
+/* What we truly implement. Not SINGLE_MMAP: the SQ and CQ rings are two
+ * regions of the memfd. */
+#define UR_FEATURES (IORING_FEAT_NODROP | IORING_FEAT_SUBMIT_STABLE | IORING_FEAT_RW_CUR_POS | \
+		     IORING_FEAT_SQPOLL_NONFIXED | IORING_FEAT_EXT_ARG | IORING_FEAT_CQE_SKIP)
+
+/* ---- the fd table: rings and namespace descriptors by fd number ---- */
+
+enum ur_kind { UR_RING = 1, UR_NS = 2 };
+
+struct ur_obj {
+	enum ur_kind kind;
+	int fd;
+	_Atomic int refs;          /* the fd table holds one; file tables one each */
+};
+
+struct ur_ns {
+	struct ur_obj obj;
+	struct nvr_ctrlr *ctrlr;
+	uint32_t nsid;
+	uint32_t lba_size, lba_shift;
+	uint64_t bytes;            /* namespace size: the block device's size */
+	_Atomic uint64_t fpos;     /* the file position, for offset -1 (RW_CUR_POS) */
+};
+
+int  ur_fdtab_put(struct ur_obj *o);            /* publish o at o->fd */
+struct ur_obj *ur_fdtab_get(int fd);            /* lock-free lookup, NULL if none */
+void ur_fdtab_del(int fd);
+struct ur_ns *ur_ns_get(int fd);                /* +1 ref, NULL if not a namespace */
+void ur_ns_put(struct ur_ns *ns);               /* -1 ref, frees at 0 */
+
+/* ---- requests ---- */
+
+/* req->rflags: the kernel's REQ_F_* that matter here. */
+#define UR_F_FAIL        0x01  /* failed: cancels the rest of a non-hard link */
+#define UR_F_CQE_SKIP    0x02  /* post no CQE */
+#define UR_F_SKIP_LINK   0x04  /* failed with CQE_SKIP_SUCCESS: canceled links post none */
+#define UR_F_DRAIN       0x08  /* wait for everything submitted before it */
+#define UR_F_CUR_POS     0x10  /* offset -1: use and advance the file position */
+#define UR_F_HAS_ERR     0x20  /* import failed at submission: complete with err at issue */
+#define UR_F_OWN_DMA     0x40  /* bounce memory from nvr_dma_alloc, not the pool */
+
+struct ur_req {
+	struct ur_req *next;      /* free list, defer/retry/done/overflow queues */
+	struct ur_req *link;      /* next member of the chain */
+	struct ur_ring *ring;
+	uint64_t user_data;
+	int32_t  res;
+	uint32_t want;            /* bytes asked for (after EOF truncation): short = fail */
+	uint8_t  opcode;
+	uint8_t  sqe_flags;
+	uint16_t rflags;
+	int32_t  err;             /* with UR_F_HAS_ERR */
+
+	/* The operation, decoded at submission (SUBMIT_STABLE). */
+	struct ur_ns *ns;         /* referenced while the request lives */
+	uint64_t off;
+	uint64_t addr;
+	uint32_t len;
+	uint32_t rw_flags;
+	uint16_t buf_index;
+	int32_t  fd;
+
+	/* Data: the user's iovecs (copied at submission) and the DMA side. */
+	struct iovec *iov;        /* iov_inline or heap for > 8 */
+	int      iovcnt;
+	void    *dma;             /* bounce memory (or NULL for fixed buffers) */
+	uint64_t dma_iova;
+	uint32_t dma_first, dma_pages;  /* pool pages held */
+	uint64_t pos;             /* resolved byte offset */
+	uint32_t xfer;            /* bytes the whole transfer moves */
+
+	/* Device progress: one command at a time per request, the next one
+	 * started from the retry queue (large transfers, Write Zeroes beyond
+	 * 65536 blocks, the flush after an RWF_DSYNC write). */
+	uint8_t  dev_op;          /* enum nvr_io_op */
+	bool     flush_after;     /* RWF_DSYNC/SYNC write on a VWC device */
+	bool     is_read;
+	uint64_t lba;             /* next block to move */
+	uint64_t nlb_left;        /* blocks not yet moved */
+	uint32_t chunk;           /* blocks in the command in flight */
+	uint64_t data_iova;       /* bus address of the next byte of data */
+
+	struct iovec iov_inline[8];   /* last: ur_req_alloc() clears up to here */
+};
+
+/* ---- the ring ---- */
+
+struct ur_fixed_buf {
+	uint64_t base, len;       /* user range; len 0 = empty slot */
+	uint64_t iova;            /* bus address of base */
+};
+
+struct ur_queue { struct ur_req *head, *tail; };
+
+static inline void ur_q_push(struct ur_queue *q, struct ur_req *r)
+{
+	r->next = NULL;
+	if (q->tail)
+		q->tail->next = r;
+	else
+		q->head = r;
+	q->tail = r;
+}
+
+static inline struct ur_req *ur_q_pop(struct ur_queue *q)
+{
+	struct ur_req *r = q->head;
+	if (r) {
+		q->head = r->next;
+		if (!q->head)
+			q->tail = NULL;
+	}
+	return r;
+}
+
+struct ur_ring {
+	struct ur_obj obj;
+	struct nvr_ctrlr *ctrlr;
+	struct nvr_qpair *qp;
+	uint32_t flags;           /* setup flags */
+	uint32_t sq_entries, cq_entries;
+	uint32_t sqe_shift;       /* 0, or 1 for SQE128 (index doubles) */
+	uint32_t cqe_shift;       /* 0, or 1 for CQE32 */
+	bool     vwc;             /* the controller has a volatile write cache */
+	_Atomic bool disabled;    /* R_DISABLED until REGISTER_ENABLE_RINGS */
+
+	/* Shared memory: our own mappings of the memfd. */
+	uint8_t *sq_ring, *cq_ring;
+	size_t   sq_ring_sz, cq_ring_sz, sqes_sz;
+	struct io_uring_sqe *sqes;
+	struct io_uring_cqe *cqes;
+	_Atomic uint32_t *sq_khead, *sq_ktail, *sq_kflags, *sq_kdropped;
+	_Atomic uint32_t *cq_khead, *cq_ktail, *cq_koverflow;
+	uint32_t *sq_array;       /* NULL with NO_SQARRAY */
+
+	/* Consumer/producer copies (only this side writes them). */
+	uint32_t sq_head;         /* next SQ slot to consume */
+	uint32_t cq_tail;         /* next CQE slot to fill */
+
+	/* Submission state: the link being assembled, drain. */
+	struct ur_req *link_head, *link_last;
+	bool drain_next, drain_active, drain_disabled;
+	struct ur_queue defer;    /* waiting behind a drain */
+	uint32_t active;          /* released, not yet completed */
+
+	/* Device side. */
+	struct ur_queue retry;    /* issue got -EAGAIN (queue or pool full) */
+	struct ur_queue done;     /* completed by callbacks, to finish */
+	struct ur_queue overflow; /* CQEs waiting for room (NODROP) */
+	uint32_t in_device;       /* commands in the queue pair */
+
+	/* Request pool: chunks never freed until close; no malloc per I/O. */
+	struct ur_req *free_reqs;
+	void **chunks;
+	unsigned nchunks;
+
+	/* Bounce pool for non-fixed buffers (abi/bounce.c). */
+	uint8_t *pool;
+	uint64_t pool_iova;
+	uint32_t pool_pages;
+	uint64_t *pool_map;       /* 1 bit per page, set = in use */
+	uint32_t pool_hint;
+	void    *zero_page;       /* unused for now */
+
+	/* Registration. */
+	struct ur_fixed_buf *bufs;
+	unsigned nbufs;
+	void   **buf_maps;        /* ranges we registered with nvr_dma_register */
+	unsigned nbuf_maps;
+	struct ur_ns **files;     /* NULL = empty slot */
+	unsigned nfiles;
+	bool     files_registered, bufs_registered;
+
+	/* SQPOLL. */
+	pthread_t sq_thread;
+	bool      sq_thread_running;
+	_Atomic bool sq_stop;
+	_Atomic uint32_t sq_wake;  /* futex word: bumped by SQ_WAKEUP */
+	uint32_t  sq_idle_ms;
+	int       sq_cpu;
+	pthread_mutex_t lock;      /* SQPOLL: held by the poller per pass, and by
+				    * register/flush callers from other threads */
+};
+
+/* Shared-word accessors. Each names what it orders. */
+
+/* App's SQ tail: acquire, so the SQEs and SQ array entries it wrote before
+ * publishing the tail are visible before we read them. */
+static inline uint32_t ur_sq_tail_acquire(struct ur_ring *r)
+{
+	return atomic_load_explicit(r->sq_ktail, memory_order_acquire);
+}
+
+/* Our SQ head: release, so our reads of the consumed SQEs complete before
+ * the application may reuse those slots. */
+static inline void ur_sq_head_release(struct ur_ring *r)
+{
+	atomic_store_explicit(r->sq_khead, r->sq_head, memory_order_release);
+}
+
+/* App's CQ head: acquire, so its reads of consumed CQEs are done before we
+ * overwrite those slots. */
+static inline uint32_t ur_cq_head_acquire(struct ur_ring *r)
+{
+	return atomic_load_explicit(r->cq_khead, memory_order_acquire);
+}
+
+/* Our CQ tail: release, so the CQE contents are visible before the tail
+ * that makes them the application's. */
+static inline void ur_cq_tail_release(struct ur_ring *r)
+{
+	atomic_store_explicit(r->cq_ktail, r->cq_tail, memory_order_release);
+}
+
+/* SQ flags are read by the application at any time and also changed by the
+ * SQPOLL thread: atomic RMW; release orders the CQ/SQ state it describes. */
+static inline void ur_sq_flags_set(struct ur_ring *r, uint32_t f)
+{
+	atomic_fetch_or_explicit(r->sq_kflags, f, memory_order_release);
+}
+static inline void ur_sq_flags_clear(struct ur_ring *r, uint32_t f)
+{
+	atomic_fetch_and_explicit(r->sq_kflags, ~f, memory_order_release);
+}
+
+struct ur_ring *ur_ring_get(int fd, int *err);   /* lookup + kind check */
+
+/* submit.c */
+int  ur_submit(struct ur_ring *r, unsigned to_submit);
+bool ur_op_supported(unsigned op);
+void ur_release_deferred(struct ur_ring *r);
+
+/* ops.c */
+void ur_issue(struct ur_ring *r, struct ur_req *req);
+int  ur_import(struct ur_ring *r, struct ur_req *req);
+void ur_retry_issue(struct ur_ring *r);
+
+/* complete.c */
+struct ur_req *ur_req_alloc(struct ur_ring *r);
+void ur_req_free(struct ur_ring *r, struct ur_req *req);
+void ur_complete(struct ur_ring *r, struct ur_req *req, int res);
+void ur_finish_done(struct ur_ring *r);
+void ur_cq_flush_overflow(struct ur_ring *r);
+void ur_post_cqe(struct ur_ring *r, struct ur_req *req);
+void ur_fail_chain_init(struct ur_ring *r, struct ur_req *head);
+int  ur_reqs_grow(struct ur_ring *r, unsigned n);
+void ur_reqs_free_all(struct ur_ring *r);
+
+/* bounce.c */
+int  ur_pool_init(struct ur_ring *r, uint32_t pages);
+void ur_pool_fini(struct ur_ring *r);
+int  ur_pool_get(struct ur_ring *r, struct ur_req *req, uint32_t bytes);
+void ur_pool_put(struct ur_ring *r, struct ur_req *req);
+
+/* enter.c */
+int  ur_reap(struct ur_ring *r);                 /* poll the device once, finish */
+int  ur_sqpoll_start(struct ur_ring *r);
+void ur_sqpoll_stop(struct ur_ring *r);
+
+/* register.c */
+void ur_unregister_all(struct ur_ring *r);
+
+#endif
