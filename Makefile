@@ -1,7 +1,7 @@
 # nvring — one non-recursive Makefile. Every output goes under build/.
 #
 #   make            library (static + shared), the nvring CLI, examples, tests
-#   make test       host unit tests + the VM integration suite (installs deps)
+#   make test       unit tests (plain, valgrind, ASan+UBSan) + the VM suite
 #   make demo       boot QEMU's emulated NVMe controller and run the main job
 #   make asan       ASan + UBSan build of everything, then the unit tests
 #   make deps       install the Debian packages the build and the VM need
@@ -80,19 +80,22 @@ vm: deps
 	@$(MAKE) --no-print-directory all
 	@tests/run-vm $(BUILD)
 
+ASAN_FLAGS := BUILD=build/asan OPT="-O1 -g" \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined"
+
 test: deps
 	@$(MAKE) --no-print-directory all
-	@tests/run-all $(BUILD)
+	@$(MAKE) --no-print-directory $(ASAN_FLAGS) all
+	@tests/run-all $(BUILD) build/asan
 
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@qemu/demo
 
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" \
-	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	  EXTRA_LDFLAGS="-fsanitize=address,undefined" all
-	@tests/run-unit build/asan
+	@$(MAKE) --no-print-directory $(ASAN_FLAGS) all
+	@NVRING_SUITE=asan tests/run-unit build/asan
 
 clean:
 	rm -rf $(BUILD)
