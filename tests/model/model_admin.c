@@ -168,7 +168,7 @@ static uint16_t create_cq(struct nvme_model *m, const struct nvme_sqe *sqe)
 		return NVME_MODEL_ST_GEN(NVME_SC_INVALID_FIELD);
 	m->cq[qid] = (struct nvme_model_cq){ .live = true, .size = qsize + 1,
 					     .iova = sqe->prp1, .phase = 1 };
-	nvme_model_queue_db_reset(m, qid);
+	nvme_model_queue_db_reset(m, qid, NVME_MODEL_DB_CQ);
 	atomic_fetch_add_explicit(&m->st.io_cqs, 1, memory_order_relaxed);
 	return 0;
 }
@@ -192,7 +192,7 @@ static uint16_t create_sq(struct nvme_model *m, const struct nvme_sqe *sqe)
 	m->sq[qid] = (struct nvme_model_sq){ .live = true, .size = qsize + 1,
 					     .iova = sqe->prp1, .cqid = cqid };
 	m->cq[cqid].nsq++;
-	nvme_model_queue_db_reset(m, qid);
+	nvme_model_queue_db_reset(m, qid, NVME_MODEL_DB_SQ);
 	atomic_fetch_add_explicit(&m->st.io_sqs, 1, memory_order_relaxed);
 	return 0;
 }
@@ -208,7 +208,7 @@ static uint16_t delete_sq(struct nvme_model *m, const struct nvme_sqe *sqe)
 	nvme_model_drop_pending_sq(m, qid);
 	m->cq[m->sq[qid].cqid].nsq--;
 	m->sq[qid] = (struct nvme_model_sq){ 0 };
-	nvme_model_queue_db_reset(m, qid);
+	nvme_model_queue_db_reset(m, qid, NVME_MODEL_DB_SQ);
 	atomic_fetch_sub_explicit(&m->st.io_sqs, 1, memory_order_relaxed);
 	return 0;
 }
@@ -223,7 +223,7 @@ static uint16_t delete_cq(struct nvme_model *m, const struct nvme_sqe *sqe)
 	if (m->cq[qid].nsq)
 		return NVME_MODEL_ST_CMD(NVME_MODEL_SC_INVALID_QUEUE_DELETION);
 	m->cq[qid] = (struct nvme_model_cq){ 0 };
-	nvme_model_queue_db_reset(m, qid);
+	nvme_model_queue_db_reset(m, qid, NVME_MODEL_DB_CQ);
 	atomic_fetch_sub_explicit(&m->st.io_cqs, 1, memory_order_relaxed);
 	return 0;
 }

@@ -50,11 +50,13 @@ static void regs_reset(struct nvme_model *m)
 
 /* Doorbells of a queue that was just created or deleted read as 0, like a
  * register after reset (BAR0 is memory: the model must clear them). */
-void nvme_model_queue_db_reset(struct nvme_model *m, uint16_t qid)
+void nvme_model_queue_db_reset(struct nvme_model *m, uint16_t qid, int which)
 {
-	nvme_model_wr32(m, nvme_sq_tail_db(qid, 0), 0);
-	nvme_model_wr32(m, nvme_cq_head_db(qid, 0), 0);
-	m->stray_db[qid][0] = m->stray_db[qid][1] = 0;
+	if (which == NVME_MODEL_DB_SQ)
+		nvme_model_wr32(m, nvme_sq_tail_db(qid, 0), 0);
+	else
+		nvme_model_wr32(m, nvme_cq_head_db(qid, 0), 0);
+	m->stray_db[qid][which] = 0;
 }
 
 void nvme_model_drop_pending_sq(struct nvme_model *m, uint16_t sqid)
@@ -78,7 +80,8 @@ static void queues_reset(struct nvme_model *m)
 	for (q = 0; q <= m->cfg.max_ioq; q++) {
 		m->sq[q] = (struct nvme_model_sq){ 0 };
 		m->cq[q] = (struct nvme_model_cq){ 0 };
-		nvme_model_queue_db_reset(m, q);
+		nvme_model_queue_db_reset(m, q, NVME_MODEL_DB_SQ);
+		nvme_model_queue_db_reset(m, q, NVME_MODEL_DB_CQ);
 	}
 	m->npend = 0;
 	m->nq_set = false;

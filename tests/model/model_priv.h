@@ -143,7 +143,11 @@ uint16_t nvme_model_admin_exec(struct nvme_model *m, const struct nvme_sqe *sqe,
 uint16_t nvme_model_io_exec(struct nvme_model *m, const struct nvme_sqe *sqe, uint32_t *dw0);
 
 /* model_ctrl.c: queue bookkeeping for the admin commands. */
-void nvme_model_queue_db_reset(struct nvme_model *m, uint16_t qid);
+/* Zero one doorbell of @qid: the SQ tail when that SQ is created or
+ * deleted, the CQ head for its CQ. Only that queue's own doorbell: an SQ
+ * going away must not rewind the head of a CQ that lives on. */
+enum { NVME_MODEL_DB_SQ = 0, NVME_MODEL_DB_CQ = 1 };
+void nvme_model_queue_db_reset(struct nvme_model *m, uint16_t qid, int which);
 void nvme_model_drop_pending_sq(struct nvme_model *m, uint16_t sqid);
 
 static inline void nvme_model_count(_Atomic uint64_t *c, uint64_t n)
