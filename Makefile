@@ -30,6 +30,8 @@ UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
 VM_SRCS    := $(wildcard tests/vm/*.c)
 VM_BINS    := $(VM_SRCS:tests/vm/%.c=$(BUILD)/tests/vm/%)
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
 STATIC_LIB := $(BUILD)/lib/libnvring.a
 SHARED_LIB := $(BUILD)/lib/libnvring.so
@@ -69,8 +71,17 @@ $(BUILD)/tests/vm/%: $(BUILD)/obj/tests/vm/%.o $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(STATIC_LIB) -lcmocka $(LDLIBS)
 
+# Benchmarks run in the guest like the VM tests (bench/run boots it).
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(STATIC_LIB) -lcmocka $(LDLIBS)
+
 deps:
 	@qemu/deps
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH_BINS)
+	@bench/run $(BUILD)
 
 unit: deps
 	@$(MAKE) --no-print-directory all
