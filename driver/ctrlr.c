@@ -199,7 +199,8 @@ static int ns_reserve(struct nvr_ctrlr *ctrlr, uint32_t *cap)
 }
 
 /* Identify Namespace for @nsid and append it to ctrlr->ns; inactive
- * (NSZE 0) namespaces and unusable formats are skipped. */
+ * (NSZE 0) namespaces and unusable LBA sizes are skipped; formats with
+ * metadata are kept with io_refused set. */
 static int identify_ns(struct nvr_ctrlr *ctrlr, uint32_t nsid, uint32_t *cap)
 {
 	const struct nvme_id_ns *id = ctrlr->scratch;
@@ -234,6 +235,12 @@ static int identify_ns(struct nvr_ctrlr *ctrlr, uint32_t nsid, uint32_t *cap)
 	ns->info.ms = id->lbaf[fmt].ms;
 	ns->info.noiob = id->noiob;
 	ns->lba_shift = lbads;
+	if (ns->info.ms) {
+		ns->io_refused = true;
+		fprintf(stderr, "nvring: %s: namespace %u: %u bytes of %s metadata per block "
+			"unsupported: listed, I/O refused\n", ctrlr->info.bdf, nsid, ns->info.ms,
+			id->flbas & NVME_FLBAS_META_EXT ? "extended-LBA" : "separate");
+	}
 	return 0;
 }
 

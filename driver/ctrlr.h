@@ -44,6 +44,11 @@ struct nvr_adminq {
 struct nvr_ns {
 	struct nvr_ns_info info;
 	uint32_t lba_shift;
+	/* The LBA format carries metadata (ms != 0): nvring builds no
+	 * metadata pointer and sizes PRPs for data only, so the device would
+	 * move more (extended LBA) or DMA to MPTR 0 (separate). Listed, but
+	 * every I/O command is refused at submission, as Linux does. */
+	bool io_refused;
 };
 
 struct nvr_qpair;

@@ -122,7 +122,8 @@ int nvr_req_build_cmd(const struct nvr_qpair *qp, struct nvr_req *req,
 /*
  * Checks common to every operation, then a request slot: -EIO/-ECANCELED
  * on a dead qpair, -EINVAL bad namespace / zero length / LBA overflow,
- * -EOPNOTSUPP unsupported by the controller, -EAGAIN no request slot.
+ * -EOPNOTSUPP unsupported by the controller or a namespace with metadata,
+ * -EAGAIN no request slot.
  */
 static int req_start(struct nvr_qpair *qp, enum nvr_io_op op, const struct nvr_ns *ns,
 		     uint64_t lba, uint32_t nlb, nvr_cb cb, void *cb_arg, struct nvr_req **out)
@@ -134,6 +135,8 @@ static int req_start(struct nvr_qpair *qp, enum nvr_io_op op, const struct nvr_n
 		return qp->fail_err;
 	if (unlikely(!ns))
 		return -EINVAL;
+	if (unlikely(ns->io_refused))
+		return -EOPNOTSUPP;   /* metadata format: see struct nvr_ns */
 	if (op == NVR_IO_FLUSH) {
 		lba = 0;
 		nlb = 1;   /* one command; no blocks */

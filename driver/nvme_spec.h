@@ -241,6 +241,7 @@ struct nvme_id_ns {
 _Static_assert(sizeof(struct nvme_id_ns) == 4096, "Identify Namespace is 4 KiB");
 _Static_assert(offsetof(struct nvme_id_ns, flbas) == 26, "FLBAS at byte 26");
 _Static_assert(offsetof(struct nvme_id_ns, lbaf) == 128, "LBAF at byte 128");
+#define NVME_FLBAS_META_EXT (1u << 4)   /* metadata at the end of each block */
 
 /* Identify Controller, NVM Command Set specific (CNS 06h, CSI 00h; NVM
  * Command Set 1.0 Figure 112): the limits on non-data commands. */

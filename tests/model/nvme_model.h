@@ -44,7 +44,8 @@
  *   I/O queue exists), and SCT 1: Completion Queue Invalid, Invalid Queue
  *   Identifier, Invalid Queue Size, Invalid Queue Deletion.
  *
- * Gaps (on purpose): no interrupts, no SGLs, no metadata, no Get Log Page,
+ * Gaps (on purpose): no interrupts, no SGLs, no metadata transfer (a
+ * metadata LBA format can be reported, cfg.ms), no Get Log Page,
  * no Async Event Requests, one controller per model.
  */
 #ifndef NVRING_TESTS_MODEL_NVME_MODEL_H
@@ -68,6 +69,12 @@ struct nvme_model_cfg {
 	uint16_t mqes;           /* CAP.MQES, 0's based (default 255) */
 	bool     vwc;            /* volatile write cache present (default no) */
 	uint16_t max_ioq;        /* I/O SQs and CQs granted at most (default 8) */
+	uint16_t ms;             /* metadata bytes per block in the namespaces'
+				  * LBA format (default 0). Reported only: the
+				  * model moves no metadata, so I/O to such a
+				  * namespace moves data only */
+	bool     meta_ext;       /* FLBAS bit 4: metadata at the end of each
+				  * block (extended LBA) rather than separate */
 	const char *sn, *mn;     /* Identify SN/MN (defaults "NVRMODEL0001",
 				  * "nvring model controller") */
 };
