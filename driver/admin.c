@@ -52,10 +52,8 @@ void nvr_adminq_fini(struct nvr_ctrlr *ctrlr)
 {
 	struct nvr_adminq *aq = &ctrlr->adminq;
 
-	if (aq->sq)
-		nvr_pci_dma_free(ctrlr->dev, aq->sq);
-	if (aq->cq)
-		nvr_pci_dma_free(ctrlr->dev, (void *)aq->cq);
+	nvr_ctrlr_dma_free(ctrlr, aq->sq);
+	nvr_ctrlr_dma_free(ctrlr, aq->cq);
 	aq->sq = NULL;
 	aq->cq = NULL;
 	pthread_mutex_destroy(&aq->lock);
@@ -93,9 +91,13 @@ int nvr_admin_cmd(struct nvr_ctrlr *ctrlr, struct nvme_sqe *cmd, uint32_t *dw0)
 	unsigned spins = 0;
 	int rc;
 
-	if (atomic_load_explicit(&ctrlr->failed, memory_order_relaxed))
+	if (nvr_ctrlr_failed(ctrlr))
 		return -EIO;
 	pthread_mutex_lock(&aq->lock);
+	if (nvr_ctrlr_failed(ctrlr)) {   /* failed while we waited for the lock */
+		pthread_mutex_unlock(&aq->lock);
+		return -EIO;
+	}
 	uint16_t next_tail = (uint16_t)((aq->sq_tail + 1) % aq->entries);
 	if (next_tail == aq->sq_head) {
 		/* Only possible after timed-out commands the controller
@@ -128,8 +130,14 @@ int nvr_admin_cmd(struct nvr_ctrlr *ctrlr, struct nvme_sqe *cmd, uint32_t *dw0)
 			break;
 		}
 		if (nvr_now_ms() > deadline) {
-			fprintf(stderr, "nvring: %s: admin command 0x%02x timed out after %u ms\n",
-				ctrlr->info.bdf, cmd->opc, ctrlr->admin_timeout_ms);
+			/* The command is still live in the controller: a late
+			 * Create CQ/SQ would build a queue on memory the caller
+			 * frees next, a late Identify would overwrite reused
+			 * scratch. Quiesce the controller before returning. */
+			char why[64];
+			snprintf(why, sizeof(why), "admin command 0x%02x timed out after %u ms",
+				 cmd->opc, ctrlr->admin_timeout_ms);
+			nvr_ctrlr_fail(ctrlr, why);
 			rc = -ETIMEDOUT;
 			break;
 		}

@@ -23,15 +23,15 @@ static void sleep_ms(unsigned ms)
 
 bool nvr_ctrlr_check_fatal(struct nvr_ctrlr *ctrlr)
 {
-	if (atomic_load_explicit(&ctrlr->failed, memory_order_relaxed))
+	if (nvr_ctrlr_failed(ctrlr))
 		return true;
 	uint32_t csts = nvr_mmio_read32(ctrlr->bar, NVME_REG_CSTS);
 	/* All ones: the function is gone (surprise removal) — as fatal. */
 	if (!(csts & NVME_CSTS_CFS) && csts != UINT32_MAX)
 		return false;
-	if (!atomic_exchange(&ctrlr->failed, true))
-		fprintf(stderr, "nvring: %s: controller fatal status (CSTS=0x%08x)\n",
-			ctrlr->info.bdf, csts);
+	char why[64];
+	snprintf(why, sizeof(why), "controller fatal status (CSTS=0x%08x)", csts);
+	nvr_ctrlr_fail(ctrlr, why);
 	return true;
 }
 
@@ -86,6 +86,43 @@ static int ctrlr_disable(struct nvr_ctrlr *ctrlr)
 	if (cc & NVME_CC_EN)
 		nvr_mmio_write32(ctrlr->bar, NVME_REG_CC, cc & ~NVME_CC_EN);
 	return wait_ready(ctrlr, false, false);
+}
+
+void nvr_ctrlr_fail(struct nvr_ctrlr *ctrlr, const char *why)
+{
+	pthread_mutex_lock(&ctrlr->fail_lock);
+	if (atomic_load_explicit(&ctrlr->failed, memory_order_relaxed)) {
+		pthread_mutex_unlock(&ctrlr->fail_lock);
+		return;
+	}
+	fprintf(stderr, "nvring: %s: %s: disabling the controller; its commands fail with EIO\n",
+		ctrlr->info.bdf, why);
+	/* CC.EN 1→0 is the controller reset (§3.7.2): every queue is deleted
+	 * and, once CSTS.RDY reads 0, nothing is fetched or transferred any
+	 * more. CFS does not stop it (wait_ready without cfs_fatal). */
+	uint32_t cc = nvr_mmio_read32(ctrlr->bar, NVME_REG_CC);
+	int rc = 0;
+	if (cc != UINT32_MAX) {
+		nvr_mmio_write32(ctrlr->bar, NVME_REG_CC, cc & ~NVME_CC_EN);
+		rc = wait_ready(ctrlr, false, false);
+	}
+	if (rc && rc != -ENODEV) {
+		rc = ctrlr->dev->ops->reset ? ctrlr->dev->ops->reset(ctrlr->dev) : -ENOTSUP;
+		if (rc) {
+			fprintf(stderr, "nvring: %s: cannot quiesce the controller (%d): its DMA memory "
+				"stays mapped until detach\n", ctrlr->info.bdf, rc);
+			ctrlr->dma_unsafe = true;
+		}
+	}
+	/* Release: the quiesce above happens before anyone acts on "failed". */
+	atomic_store_explicit(&ctrlr->failed, true, memory_order_release);
+	pthread_mutex_unlock(&ctrlr->fail_lock);
+}
+
+void nvr_ctrlr_dma_free(struct nvr_ctrlr *ctrlr, void *va)
+{
+	if (va && !ctrlr->dma_unsafe)
+		nvr_pci_dma_free(ctrlr->dev, va);
 }
 
 /* §3.5.1 steps 3–6: admin queue registers, CC, enable, wait ready. */
@@ -340,12 +377,12 @@ static void opts_defaults(struct nvr_ctrlr_opts *o, const struct nvr_ctrlr_opts 
 static void ctrlr_release(struct nvr_ctrlr *ctrlr)
 {
 	nvr_adminq_fini(ctrlr);
-	if (ctrlr->scratch)
-		nvr_pci_dma_free(ctrlr->dev, ctrlr->scratch);
+	nvr_ctrlr_dma_free(ctrlr, ctrlr->scratch);
 	free(ctrlr->ns);
 	free(ctrlr->free_qids);
 	free(ctrlr->qpairs);
 	pthread_mutex_destroy(&ctrlr->qid_lock);
+	pthread_mutex_destroy(&ctrlr->fail_lock);
 	ctrlr->dev->ops->close(ctrlr->dev);
 	free(ctrlr);
 }
@@ -365,6 +402,7 @@ int nvr_ctrlr_attach_dev(struct nvr_pci_dev *dev, const struct nvr_ctrlr_opts *o
 	}
 	ctrlr->dev = dev;
 	pthread_mutex_init(&ctrlr->qid_lock, NULL);
+	pthread_mutex_init(&ctrlr->fail_lock, NULL);
 	atomic_init(&ctrlr->failed, false);
 	opts_defaults(&ctrlr->opts, opts);
 	snprintf(ctrlr->info.bdf, sizeof(ctrlr->info.bdf), "%s", dev->bdf);

@@ -64,7 +64,15 @@ struct nvr_ctrlr {
 	struct nvr_ctrlr_opts opts;
 	struct nvr_ctrlr_info info;
 	struct nvr_adminq     adminq;
-	atomic_bool           failed;             /* CSTS.CFS seen */
+	/* Controller failed (CSTS.CFS, an admin timeout): set with release
+	 * order only after nvr_ctrlr_fail() quiesced the device, so whoever
+	 * sees it (acquire) may hand buffers back and free queue memory. */
+	atomic_bool           failed;
+	pthread_mutex_t       fail_lock;          /* one quiesce at a time */
+	/* The quiesce failed (RDY stuck, reset refused): the device may still
+	 * DMA, so DMA memory is never freed piecemeal (its IOVA could be
+	 * reused); closing the device unmaps it all from the IOMMU. */
+	bool                  dma_unsafe;
 
 	/* Limits of non-data commands (NVM Identify Controller, CNS 06h);
 	 * 0 = the command format's own limit. */
@@ -98,16 +106,39 @@ int nvr_ctrlr_attach_dev(struct nvr_pci_dev *dev, const struct nvr_ctrlr_opts *o
 /* The namespace @nsid, or NULL if it is not active. */
 const struct nvr_ns *nvr_ctrlr_find_ns(const struct nvr_ctrlr *ctrlr, uint32_t nsid);
 
-/* CSTS.CFS check: on a fatal status, mark the controller failed, print
- * once, return true. One MMIO read: not for every poll. */
+/* CSTS.CFS check: on a fatal status (or all ones: device gone) fail the
+ * controller (nvr_ctrlr_fail()) and return true. One MMIO read: not for
+ * every poll. */
 bool nvr_ctrlr_check_fatal(struct nvr_ctrlr *ctrlr);
+
+/*
+ * nvr_ctrlr_fail() - the one "controller failed" path (CSTS.CFS, an admin
+ * command that timed out): print @why once, disable the controller (CC.EN
+ * = 0, wait CSTS.RDY = 0 bounded by CAP.TO; a function reset if that does
+ * not work) so that it stops fetching commands and doing DMA, and only then
+ * publish ctrlr->failed. Every queue pair then fails its commands with -EIO
+ * at its next poll, and every later call returns -EIO. Idempotent; other
+ * callers block until the first one has quiesced the device.
+ */
+void nvr_ctrlr_fail(struct nvr_ctrlr *ctrlr, const char *why);
+
+/* True once the controller failed (acquire: the quiesce is done). */
+static inline bool nvr_ctrlr_failed(const struct nvr_ctrlr *ctrlr)
+{
+	return atomic_load_explicit(&ctrlr->failed, memory_order_acquire);
+}
+
+/* Free driver DMA memory unless the device may still reach it. */
+void nvr_ctrlr_dma_free(struct nvr_ctrlr *ctrlr, void *va);
 
 /* admin.c */
 int  nvr_adminq_init(struct nvr_ctrlr *ctrlr, uint32_t entries);
 void nvr_adminq_fini(struct nvr_ctrlr *ctrlr);
 /* Submit @cmd (its CID is assigned here) and wait for its completion.
  * Returns 0; a positive NVMe status (SCT << 8 | SC) if the controller
- * failed the command; -ETIMEDOUT; -EIO on CSTS.CFS. *dw0 gets CQE DW0. */
+ * failed the command; -ETIMEDOUT (the controller is then failed and
+ * quiesced: the command can no longer complete or DMA); -EIO on CSTS.CFS
+ * or a controller that failed before. *dw0 gets CQE DW0. */
 int  nvr_admin_cmd(struct nvr_ctrlr *ctrlr, struct nvme_sqe *cmd, uint32_t *dw0);
 int  nvr_admin_identify(struct nvr_ctrlr *ctrlr, uint8_t cns, uint32_t nsid,
 			uint64_t iova);

@@ -125,7 +125,9 @@ static void resume_pending(struct nvr_qpair *qp)
 
 NVR_API void nvr_qpair_kick(struct nvr_qpair *qp)
 {
-	if (qp->sq_tail == qp->sq_db_tail || qp->fail_err)
+	/* A failed controller is disabled: its queues are gone. */
+	if (qp->sq_tail == qp->sq_db_tail || qp->fail_err ||
+	    unlikely(atomic_load_explicit(&qp->ctrlr->failed, memory_order_relaxed)))
 		return;
 	nvr_dma_wmb();   /* SQEs in memory before the tail doorbell */
 	nvr_mmio_doorbell(qp->sq_db, qp->sq_tail);
@@ -154,8 +156,10 @@ static void complete_cmd(struct nvr_qpair *qp, uint16_t cid, uint16_t status, ui
 		req_finish(qp, req);
 }
 
-/* End every command and request with @err (CFS: -EIO, teardown:
- * -ECANCELED). The qpair accepts nothing afterwards. */
+/* End every command and request with @err (controller failed: -EIO,
+ * teardown: -ECANCELED). Only once the device can no longer touch their
+ * buffers: the SQ was deleted, or the controller was quiesced. The qpair
+ * accepts nothing afterwards. */
 static void fail_all(struct nvr_qpair *qp, int err)
 {
 	if (!qp->fail_err)
@@ -229,7 +233,9 @@ NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max)
 	if (n == 0 && qp->nfree_tr < qp->ntr &&
 	    ++qp->idle_polls % NVR_CFS_CHECK_INTERVAL == 0)
 		nvr_ctrlr_check_fatal(ctrlr);
-	if (unlikely(atomic_load_explicit(&ctrlr->failed, memory_order_relaxed))) {
+	/* Acquire: "failed" is published after the controller was disabled,
+	 * so the buffers handed back below are out of the device's reach. */
+	if (unlikely(nvr_ctrlr_failed(ctrlr))) {
 		fail_all(qp, -EIO);
 		return -EIO;
 	}
@@ -240,14 +246,9 @@ NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max)
 
 static void qpair_free_mem(struct nvr_qpair *qp)
 {
-	struct nvr_pci_dev *dev = qp->ctrlr->dev;
-
-	if (qp->sq)
-		nvr_pci_dma_free(dev, qp->sq);
-	if (qp->cq)
-		nvr_pci_dma_free(dev, qp->cq);
-	if (qp->prp_block)
-		nvr_pci_dma_free(dev, qp->prp_block);
+	nvr_ctrlr_dma_free(qp->ctrlr, qp->sq);
+	nvr_ctrlr_dma_free(qp->ctrlr, qp->cq);
+	nvr_ctrlr_dma_free(qp->ctrlr, qp->prp_block);
 	free(qp->tr);
 	free(qp->free_tr);
 	free(qp->reqs);
@@ -311,7 +312,7 @@ NVR_API int nvr_qpair_alloc(struct nvr_ctrlr *ctrlr, uint32_t entries, struct nv
 	if (!ctrlr || !out)
 		return -EINVAL;
 	*out = NULL;
-	if (atomic_load(&ctrlr->failed))
+	if (nvr_ctrlr_failed(ctrlr))
 		return -EIO;
 	if (entries == 0)
 		entries = ctrlr->opts.io_entries;
@@ -377,7 +378,7 @@ int nvr_qpair_delete_sq(struct nvr_qpair *qp)
 {
 	int rc = 0;
 
-	if (qp->sq_created && !atomic_load(&qp->ctrlr->failed))
+	if (qp->sq_created && !nvr_ctrlr_failed(qp->ctrlr))
 		rc = admin_err(nvr_admin_delete_queue(qp->ctrlr, NVME_ADM_DELETE_SQ, qp->qid));
 	qp->sq_created = false;
 	return rc;
@@ -387,7 +388,7 @@ int nvr_qpair_delete_cq(struct nvr_qpair *qp)
 {
 	int rc = 0;
 
-	if (qp->cq_created && !atomic_load(&qp->ctrlr->failed))
+	if (qp->cq_created && !nvr_ctrlr_failed(qp->ctrlr))
 		rc = admin_err(nvr_admin_delete_queue(qp->ctrlr, NVME_ADM_DELETE_CQ, qp->qid));
 	qp->cq_created = false;
 	return rc;
@@ -398,9 +399,10 @@ void nvr_qpair_destroy(struct nvr_qpair *qp)
 	struct nvr_ctrlr *ctrlr = qp->ctrlr;
 	uint16_t qid = qp->qid;
 
-	/* The SQ is gone: nothing more can complete. Whatever is left is
-	 * cancelled, callbacks included, before the memory goes. */
-	fail_all(qp, -ECANCELED);
+	/* The SQ is gone (deleted, or the controller failed and was
+	 * quiesced): nothing more can complete. Whatever is left ends,
+	 * callbacks included, before the memory goes. */
+	fail_all(qp, nvr_ctrlr_failed(ctrlr) ? -EIO : -ECANCELED);
 	qpair_free_mem(qp);
 	qid_put(ctrlr, qid);
 }

@@ -56,10 +56,117 @@ static void test_metadata_ns_refused(void **state)
 	}
 }
 
+/* ---- finding: a failed controller is quiesced before buffers go back ------- */
+
+/* A callback that records whether the controller had been disabled (CC.EN
+ * 1→0 seen by the model) when the buffer was handed back. */
+struct quiesce_seen {
+	struct nvme_model *m;
+	struct done d;
+	uint64_t disables_at_cb;
+};
+
+static void on_quiesce(void *arg, const struct nvr_cpl *cpl)
+{
+	struct quiesce_seen *q = arg;
+
+	q->disables_at_cb = nvme_model_get_stats(q->m).disables;
+	on_done(&q->d, cpl);
+}
+
+/* An admin command whose completion never comes (dropped by the model, but
+ * executed: a Create I/O CQ on memory the driver then frees). The timeout
+ * fails the controller: it is disabled (the late queue is gone with it)
+ * before nvr_qpair_alloc() returns, other queue pairs' commands end with
+ * -EIO after that, and every later call says -EIO. */
+static void test_admin_timeout_quiesces(void **state)
+{
+	struct env e;
+	struct nvr_qpair *qa, *qb = NULL;
+	struct quiesce_seen q = { 0 };
+	void *buf;
+
+	attach(&e, NULL, NULL);
+	q.m = e.m;
+	e.c->admin_timeout_ms = 300;   /* not 5 s: this is a unit test */
+	assert_int_equal(nvr_qpair_alloc(e.c, 8, &qa), 0);
+	assert_int_equal(nvr_dma_alloc(e.c, 8192, &buf), 0);
+	/* one read the device swallows: outstanding when the controller fails */
+	nvme_model_drop_next(e.m, NVME_MODEL_Q_IO, 1);
+	assert_int_equal(nvr_read(qa, 1, buf, 0, 8, on_quiesce, &q), 0);
+	nvr_qpair_kick(qa);
+	uint64_t deadline = now_ms() + 10000;
+	while (nvme_model_get_stats(e.m).dropped < 1 && now_ms() < deadline)
+		;
+	assert_int_equal(nvme_model_get_stats(e.m).io_cqs, 1);
+
+	nvme_model_drop_next(e.m, NVME_MODEL_Q_ADMIN, 1);
+	assert_int_equal(nvr_qpair_alloc(e.c, 8, &qb), -ETIMEDOUT);
+	assert_null(qb);
+	struct nvme_model_stats st = nvme_model_get_stats(e.m);
+	assert_int_equal(st.dropped, 2);
+	assert_int_equal(st.disables, 1);   /* CC.EN 1→0 before the return */
+	assert_int_equal(st.io_cqs, 0);     /* no queue left on freed memory */
+	assert_int_equal(st.io_sqs, 0);
+
+	/* the other queue pair: its read ends with -EIO, after the disable */
+	assert_int_equal(nvr_qpair_poll(qa, 0), -EIO);
+	assert_int_equal(q.d.n, 1);
+	assert_int_equal(q.d.res, -EIO);
+	assert_int_equal(q.disables_at_cb, 1);
+	assert_int_equal(nvr_read(qa, 1, buf, 0, 8, on_done, &q.d), -EIO);
+	assert_int_equal(nvr_qpair_alloc(e.c, 8, &qb), -EIO);
+	assert_int_equal(nvr_qpair_free(qa), 0);
+	assert_int_equal(nvr_dma_free(e.c, buf), 0);
+	assert_int_equal(nvr_ctrlr_detach(e.c), 0);
+	st = nvme_model_get_stats(e.m);
+	assert_int_equal(st.dma_maps, 0);
+	assert_int_equal(st.shutdowns, 0);  /* nothing sent to a failed controller */
+	assert_int_equal(st.bad_dbs, 0);    /* no doorbell of a queue that is gone */
+	nvme_model_destroy(e.m);
+}
+
+/* CSTS.CFS: the controller is disabled (CC.EN = 0, RDY = 0) before the
+ * outstanding command's buffer is handed back with -EIO. */
+static void test_cfs_quiesces(void **state)
+{
+	struct env e;
+	struct nvr_qpair *qp;
+	struct quiesce_seen q = { 0 };
+	void *buf;
+
+	attach(&e, NULL, NULL);
+	q.m = e.m;
+	assert_int_equal(nvr_qpair_alloc(e.c, 8, &qp), 0);
+	assert_int_equal(nvr_dma_alloc(e.c, 8192, &buf), 0);
+	nvme_model_drop_next(e.m, NVME_MODEL_Q_IO, 1);
+	assert_int_equal(nvr_read(qp, 1, buf, 0, 8, on_quiesce, &q), 0);
+	nvr_qpair_kick(qp);
+	uint64_t deadline = now_ms() + 10000;
+	while (nvme_model_get_stats(e.m).dropped < 1 && now_ms() < deadline)
+		;
+	nvme_model_set_cfs(e.m);
+	int rc = 0;
+	while (rc == 0 && now_ms() < deadline)
+		rc = nvr_qpair_poll(qp, 0);
+	assert_int_equal(rc, -EIO);
+	assert_int_equal(q.d.n, 1);
+	assert_int_equal(q.d.res, -EIO);
+	assert_int_equal(q.disables_at_cb, 1);
+	assert_int_equal(nvme_model_get_stats(e.m).io_sqs, 0);
+	assert_int_equal(nvr_qpair_free(qp), 0);
+	assert_int_equal(nvr_dma_free(e.c, buf), 0);
+	assert_int_equal(nvr_ctrlr_detach(e.c), 0);
+	assert_int_equal(nvme_model_get_stats(e.m).dma_maps, 0);
+	nvme_model_destroy(e.m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_metadata_ns_refused),
+		cmocka_unit_test(test_admin_timeout_quiesces),
+		cmocka_unit_test(test_cfs_quiesces),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
