@@ -18,15 +18,25 @@
  *
  *   nvbench [--kdev DEV] [--bdf BDF] [--secs S] [--warm S] [--rounds N]
  *           [--qd 1,32] [--rw read,write] [--engines k-irq,...]
- *           [--ios N] [--model]
+ *           [--ios N] [--model] [--mmio N] [--yield] [--nap NS]
  *
  * --ios N ends each run after N completions instead of a time (used under
  * callgrind); --model (bench/profile's build only) attaches the software
- * controller model instead of a BDF.
+ * controller model instead of a BDF. --yield (for callgrind, where threads
+ * take turns): never wait inside enter() (no GETEVENTS: one reap pass) and
+ * sched_yield() after a call that reaped nothing, so the count of
+ * instructions is not swamped by spinning. --nap NS (n-api only): sleep NS
+ * after a poll that found nothing, so the vCPU halts and gives its host
+ * core back to QEMU's device emulation (an experiment in hybrid polling).
+ * --mmio N only times N rewrites of an
+ * idle queue pair's doorbells with their current values (harmless: the
+ * controller sees no new command and no consumed entry) and N reads of
+ * CSTS: the price of one MMIO access under emulation.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <linux/fs.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,6 +44,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,8 +52,11 @@
 
 #include "nvring/nvring.h"
 #include "nvring/uring.h"
-#ifdef NVBENCH_MODEL
+/* Internal headers, read only: --mmio touches an idle queue pair's
+ * doorbells directly to time one MMIO access. */
 #include "driver/ctrlr.h"
+#include "driver/qpair.h"
+#ifdef NVBENCH_MODEL
 #include "tests/model/nvme_model.h"
 #endif
 
@@ -71,6 +85,9 @@ struct opts {
 	bool eng[NENG];
 	uint64_t ios;         /* 0: timed */
 	bool model;
+	uint64_t mmio;        /* --mmio N */
+	bool yield;
+	long nap_ns;          /* --nap NS */
 };
 
 struct hist {
@@ -166,7 +183,8 @@ struct run {
 	uint8_t *bufs;              /* qd × 4 KiB */
 	struct hist *h;
 	uint64_t counted, errors, calls, idle_calls;
-	bool stopping;
+	bool stopping, yield;
+	long nap_ns;
 	int inflight;
 };
 
@@ -321,14 +339,18 @@ static int run_uring(struct run *r, const struct uops *o, int fd, bool iopoll, b
 	while (r->inflight) {
 		/* release: SQEs and array entries before the tail */
 		__atomic_store_n(u.sq_tail, tail, __ATOMIC_RELEASE);
-		ret = o->enter(u.fd, to_submit, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+		ret = r->yield ? o->enter(u.fd, to_submit, 0, 0, NULL, 0)
+			       : o->enter(u.fd, to_submit, 1, IORING_ENTER_GETEVENTS, NULL, 0);
 		r->calls++;
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN)
 			goto out;
 		to_submit = 0;
 		unsigned ch = *u.cq_head, ct = __atomic_load_n(u.cq_tail, __ATOMIC_ACQUIRE);
-		if (ch == ct)
+		if (ch == ct) {
 			r->idle_calls++;
+			if (r->yield)
+				sched_yield();
+		}
 		uint64_t now = tsc();
 		for (; ch != ct; ch++) {
 			struct io_uring_cqe *c = &u.cqes[ch & *u.cq_mask];
@@ -409,8 +431,15 @@ static int run_api(struct run *r, struct nvr_ctrlr *ctrlr, uint32_t nsid, uint32
 		r->calls++;
 		if (ret < 0)
 			goto out;
-		if (ret == 0)
+		if (ret == 0) {
 			r->idle_calls++;
+			if (r->yield)
+				sched_yield();
+			if (r->nap_ns) {
+				struct timespec ts = { 0, r->nap_ns };
+				nanosleep(&ts, NULL);
+			}
+		}
 		check_stop(r, tsc());
 	}
 	ret = 0;
@@ -435,7 +464,8 @@ static int run_one(struct target *t, const struct opts *o, int eng, int write, i
 	static struct hist h;
 	memset(&h, 0, sizeof(h));
 	struct run r = { .eng = eng, .write = write, .qd = qd, .h = &h,
-			 .span_blocks = t->span_blocks, .ios_target = o->ios,
+			 .span_blocks = t->span_blocks, .ios_target = o->ios, .yield = o->yield,
+			 .nap_ns = o->nap_ns,
 			 .rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)(round + 1) << 32 | (unsigned)eng) };
 	uint64_t start = tsc();
 	r.t_meas = start + (uint64_t)(o->warm * 1e9 * tsc_per_ns);
@@ -564,8 +594,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		o->eng[e] = true;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(a, "--model")) {
-			o->model = true;
+		if (!strcmp(a, "--model") || !strcmp(a, "--yield")) {
+			*(a[2] == 'm' ? &o->model : &o->yield) = true;
 			continue;
 		}
 		if (!v) {
@@ -583,6 +613,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			o->warm = atof(v);
 		else if (!strcmp(a, "--rounds"))
 			o->rounds = atoi(v);
+		else if (!strcmp(a, "--nap"))
+			o->nap_ns = atol(v);
+		else if (!strcmp(a, "--mmio"))
+			o->mmio = strtoull(v, NULL, 0);
 		else if (!strcmp(a, "--ios"))
 			o->ios = strtoull(v, NULL, 0);
 		else if (!strcmp(a, "--rw")) {
@@ -622,6 +656,34 @@ static int attach(const struct opts *o, struct nvr_ctrlr **c)
 	}
 #endif
 	return nvr_ctrlr_attach(o->bdf, NULL, c);
+}
+
+static int mmio_cost(struct nvr_ctrlr *c, uint64_t n)
+{
+	struct nvr_qpair *qp;
+	int ret = nvr_qpair_alloc(c, 64, &qp);
+	if (ret < 0)
+		return ret;
+	uint64_t t0 = tsc();
+	for (uint64_t i = 0; i < n; i++)
+		*qp->sq_db = qp->sq_tail;          /* same tail: no new command */
+	uint64_t t1 = tsc();
+	for (uint64_t i = 0; i < n; i++)
+		*qp->cq_db = qp->cq_head;          /* same head: nothing consumed */
+	uint64_t t2 = tsc();
+	uint32_t acc = 0;
+	for (uint64_t i = 0; i < n; i++)
+		acc |= *(volatile uint32_t *)(c->bar + NVME_REG_CSTS);
+	uint64_t t3 = tsc();
+	for (uint64_t i = 0; i < n; i++)
+		nvr_qpair_poll(qp, 0);             /* empty poll: no MMIO unless CFS check */
+	uint64_t t4 = tsc();
+	double k = 1.0 / tsc_per_ns / (double)n;
+	printf("mmio: SQ tail doorbell write %.0f ns, CQ head doorbell write %.0f ns, "
+	       "CSTS read %.0f ns (csts %#x), empty nvr_qpair_poll %.0f ns; n=%" PRIu64 "\n",
+	       (double)(t1 - t0) * k, (double)(t2 - t1) * k, (double)(t3 - t2) * k, acc,
+	       (double)(t4 - t3) * k, n);
+	return nvr_qpair_free(qp);
 }
 
 int main(int argc, char **argv)
@@ -676,11 +738,25 @@ int main(int argc, char **argv)
 	if (t.dbufs)
 		memcpy(t.dbufs, t.kbufs, (size_t)MAX_QD * BS);
 
+	if (o.nap_ns)
+		prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);   /* naps as short as asked */
 	tsc_calibrate();
 	printf("nvbench: span %" PRIu64 " MiB, kdev %s, bdf %s, tsc %.3f GHz\n",
 	       t.span_blocks * BS >> 20, want_k ? o.kdev : "-", want_n ? (o.model ? "model" : o.bdf) : "-",
 	       tsc_per_ns);
 	fflush(stdout);
+
+	if (o.mmio) {
+		if (!t.ctrlr)
+			return fprintf(stderr, "nvbench: --mmio needs an nvring engine\n"), 1;
+		ret = mmio_cost(t.ctrlr, o.mmio);
+		if (ret < 0)
+			fprintf(stderr, "nvbench: mmio: %s\n", strerror(-ret));
+		nvr_ns_close(t.nsfd);
+		nvr_dma_free(t.ctrlr, t.dbufs);
+		nvr_ctrlr_detach(t.ctrlr);
+		return ret < 0;
+	}
 
 	int failed = 0;
 	/* All reads first (the images stay as the writes will leave them
