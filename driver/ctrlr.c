@@ -519,33 +519,21 @@ static int ctrlr_shutdown(struct nvr_ctrlr *ctrlr)
 
 NVR_API int nvr_ctrlr_detach(struct nvr_ctrlr *ctrlr)
 {
-	struct nvr_qpair **qps;
-	uint32_t n = 0;
+	uint32_t live;
 	int rc = 0;
 
 	if (!ctrlr)
 		return -EINVAL;
-	qps = calloc(ctrlr->info.max_io_qpairs + 1, sizeof(*qps));
-	if (!qps)
-		return -ENOMEM;
+	/* Queue pairs belong to their users (rings among them): freeing
+	 * them here would leave those users with dangling pointers. */
 	pthread_mutex_lock(&ctrlr->qid_lock);
-	for (uint32_t qid = 1; qid <= ctrlr->info.max_io_qpairs; qid++) {
-		if (ctrlr->qpairs[qid])
-			qps[n++] = ctrlr->qpairs[qid];
-	}
+	live = ctrlr->info.max_io_qpairs - ctrlr->nfree_qids;
 	pthread_mutex_unlock(&ctrlr->qid_lock);
-
-	/* All I/O SQs first, then their CQs (§3.6.1 step 1), then the
-	 * cancelled commands' callbacks and the memory. */
-	bool alive = !nvr_ctrlr_check_fatal(ctrlr);
-	for (uint32_t i = 0; i < n && alive; i++)
-		nvr_qpair_delete_sq(qps[i]);
-	for (uint32_t i = 0; i < n && alive; i++)
-		nvr_qpair_delete_cq(qps[i]);
-	for (uint32_t i = 0; i < n; i++)
-		nvr_qpair_destroy(qps[i]);
-	free(qps);
-
+	if (live) {
+		fprintf(stderr, "nvring: %s: detach refused: %u queue pair(s) still allocated "
+			"(free them, and close rings, first)\n", ctrlr->info.bdf, live);
+		return -EBUSY;
+	}
 	if (!nvr_ctrlr_check_fatal(ctrlr))
 		rc = ctrlr_shutdown(ctrlr);
 	ctrlr_release(ctrlr);

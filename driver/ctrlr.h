@@ -84,7 +84,8 @@ struct nvr_ctrlr {
 	struct nvr_ns        *ns;                 /* sorted by nsid */
 	uint32_t              nns;
 
-	/* Queue pair IDs 1..info.max_io_qpairs; qpairs[qid] for detach. */
+	/* Queue pair IDs 1..info.max_io_qpairs; qpairs[qid]: the live ones
+	 * (detach refuses while any is allocated). */
 	pthread_mutex_t       qid_lock;
 	uint16_t             *free_qids;
 	uint32_t              nfree_qids;

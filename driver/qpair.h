@@ -99,8 +99,9 @@ int nvr_qpair_submit(struct nvr_qpair *qp, struct nvr_req *req);
 int nvr_req_build_cmd(const struct nvr_qpair *qp, struct nvr_req *req,
 		      struct nvr_tracker *tr, struct nvme_sqe *cmd);
 
-/* Teardown in the order detach needs: all SQs, then all CQs, then
- * nvr_qpair_destroy() (cancel what is left with -ECANCELED, free). */
+/* Teardown (nvr_qpair_free()): the SQ, then the CQ, then
+ * nvr_qpair_destroy() (end what is left with -ECANCELED, or -EIO on a
+ * failed controller, and free). */
 int  nvr_qpair_delete_sq(struct nvr_qpair *qp);
 int  nvr_qpair_delete_cq(struct nvr_qpair *qp);
 void nvr_qpair_destroy(struct nvr_qpair *qp);

@@ -116,9 +116,12 @@ NVR_API int nvr_ctrlr_attach(const char *bdf, const struct nvr_ctrlr_opts *opts,
 			     struct nvr_ctrlr **out);
 
 /**
- * nvr_ctrlr_detach() - delete the I/O queues, shut the controller down
- * (CC.SHN normal) and release the device. Queue pairs still allocated are
- * freed; their outstanding commands complete with -ECANCELED first.
+ * nvr_ctrlr_detach() - shut the controller down (CC.SHN normal) and release
+ * the device and all its DMA mappings. Free every queue pair (and close
+ * every ring on this controller) first: while any queue pair is allocated
+ * detach does nothing and returns -EBUSY (with a one-line message). Also
+ * -ETIMEDOUT / -ENODEV if the shutdown did not complete (the device is
+ * released anyway); -EINVAL for NULL.
  */
 NVR_API int nvr_ctrlr_detach(struct nvr_ctrlr *ctrlr);
 

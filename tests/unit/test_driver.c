@@ -72,7 +72,10 @@ static void test_bringup(void **state)
 	nvr_qpair_free(qps[2]);
 	assert_int_equal(nvr_qpair_alloc(e.c, 1, &qps[2]), 0);
 	assert_int_equal(nvr_qpair_depth(qps[2]), 1);
-	/* the rest are freed by detach (SQs, then CQs) */
+	/* detach refuses while queue pairs exist; they are the caller's */
+	assert_int_equal(nvr_ctrlr_detach(e.c), -EBUSY);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(nvr_qpair_free(qps[i]), 0);
 	detach(&e);
 }
 
@@ -493,8 +496,10 @@ static void test_fatal_status(void **state)
 	assert_int_equal(d.res, -EIO);
 	assert_int_equal(nvr_read(qp, 1, buf, 0, 1, on_done, &d), -EIO);
 	assert_int_equal(nvr_qpair_poll(qp, 0), -EIO);
-	/* detach skips the admin commands and the shutdown */
+	/* free and detach skip the admin commands and the shutdown */
+	assert_int_equal(nvr_qpair_free(qp), 0);
 	assert_int_equal(nvr_ctrlr_detach(e.c), 0);
+	assert_int_equal(nvme_model_get_stats(e.m).shutdowns, 0);
 	nvme_model_destroy(e.m);
 }
 
