@@ -82,7 +82,7 @@ static void submit_cmds(struct nvr_qpair *qp, struct nvr_req *req)
 		req->inflight++;
 		cmd.cid = cid;
 		qp->sq[qp->sq_tail] = cmd;
-		/* trackers = entries - 1, so the tail never catches the head */
+		/* trackers <= entries - 1, so the tail never catches the head */
 		if (++qp->sq_tail == qp->entries)
 			qp->sq_tail = 0;
 	}
@@ -339,7 +339,7 @@ NVR_API int nvr_qpair_alloc(struct nvr_ctrlr *ctrlr, uint32_t entries, struct nv
 	qp->ctrlr = ctrlr;
 	qp->qid = qid;
 	qp->entries = entries;
-	qp->ntr = entries - 1;
+	qp->ntr = entries - 1 < NVR_QPAIR_MAX_TRACKERS ? entries - 1 : NVR_QPAIR_MAX_TRACKERS;
 	qp->phase = 1;
 	qp->sq_db = (volatile uint32_t *)(ctrlr->bar + nvme_sq_tail_db(qid, ctrlr->dstrd));
 	qp->cq_db = (volatile uint32_t *)(ctrlr->bar + nvme_cq_head_db(qid, ctrlr->dstrd));

@@ -19,6 +19,12 @@
 
 struct nvr_ctrlr;
 
+/* Trackers (commands in flight) per queue pair at most. Each pins a 4 KiB
+ * PRP list page, so depth is capped here whatever the SQ size: 4 MiB of
+ * PRP pages per queue pair at most. A larger SQ is still fine (fewer
+ * trackers than entries keeps the queue from ever filling). */
+#define NVR_QPAIR_MAX_TRACKERS 1024u
+
 /* Segments a request keeps for its later commands: the cap on iovcnt and
  * on nvr_io()'s nseg (only the segments the transfer uses count). */
 #define NVR_REQ_MAX_SEGS 32
@@ -64,7 +70,7 @@ struct nvr_qpair {
 	uint64_t           sq_iova, cq_iova;
 	volatile uint32_t *sq_db, *cq_db;
 
-	uint32_t           ntr;                 /* entries - 1 */
+	uint32_t           ntr;                 /* min(entries - 1, MAX_TRACKERS) */
 	struct nvr_tracker *tr;
 	uint16_t          *free_tr;             /* stack of free tracker indices */
 	uint32_t           nfree_tr;

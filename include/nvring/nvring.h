@@ -152,7 +152,9 @@ NVR_API int nvr_qpair_alloc(struct nvr_ctrlr *ctrlr, uint32_t entries, struct nv
  *  commands complete with -ECANCELED. */
 NVR_API int nvr_qpair_free(struct nvr_qpair *qp);
 
-/** nvr_qpair_depth() - commands the queue pair can have outstanding. */
+/** nvr_qpair_depth() - requests (and commands) the queue pair can have
+ *  outstanding: min(entries - 1, 1024). Every one pins a 4 KiB PRP list
+ *  page, hence the cap; the submission queue itself may be larger. */
 NVR_API uint32_t nvr_qpair_depth(const struct nvr_qpair *qp);
 
 /**

@@ -185,6 +185,35 @@ static void test_detach_busy_with_qpairs(void **state)
 	detach(&e);
 }
 
+/* ---- finding: PRP pages pinned per queue pair ------------------------------- */
+
+/* A 4096-entry queue pair has 1024 trackers (4 MiB of PRP pages, not
+ * 16 MiB); they all go out at once and the queue still works. */
+static void test_tracker_cap(void **state)
+{
+	struct nvme_model_cfg cfg = { .ns_blocks = 2048, .lba_shift = 9, .mqes = 4095 };
+	struct env e;
+	struct nvr_qpair *qp;
+	struct done d = { 0 };
+	uint8_t *buf;
+
+	attach(&e, &cfg, NULL);
+	assert_int_equal(nvr_qpair_alloc(e.c, 4096, &qp), 0);
+	assert_int_equal(qp->entries, 4096);
+	assert_int_equal(nvr_qpair_depth(qp), 1024);
+	assert_int_equal(nvr_dma_alloc(e.c, 1024 * 512, (void **)&buf), 0);
+	for (uint32_t i = 0; i < 1024; i++)
+		assert_int_equal(nvr_read(qp, 1, buf + i * 512, i, 1, on_done, &d), 0);
+	assert_int_equal(nvr_read(qp, 1, buf, 0, 1, on_done, &d), -EAGAIN);
+	assert_int_equal(wait_for(qp, &d, 1024), 0);
+	assert_int_equal(d.res, 0);
+	assert_int_equal(qp->nfree_tr, 1024);
+	nvr_dma_free(e.c, buf);
+	check_clean(&e);
+	assert_int_equal(nvr_qpair_free(qp), 0);
+	detach(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -192,6 +221,7 @@ int main(void)
 		cmocka_unit_test(test_admin_timeout_quiesces),
 		cmocka_unit_test(test_cfs_quiesces),
 		cmocka_unit_test(test_detach_busy_with_qpairs),
+		cmocka_unit_test(test_tracker_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
