@@ -43,3 +43,17 @@ NVR_API int nvr_dma_iova(struct nvr_ctrlr *ctrlr, const void *va, size_t len, ui
 		return -EINVAL;
 	return nvr_pci_dma_translate(ctrlr->dev, va, len, iova);
 }
+
+NVR_API int nvr_dma_hold(struct nvr_ctrlr *ctrlr, const void *va, size_t len, uint64_t *iova)
+{
+	if (!ctrlr || !va || !iova)
+		return -EINVAL;
+	return nvr_pci_dma_hold(ctrlr->dev, va, len, iova);
+}
+
+NVR_API int nvr_dma_unhold(struct nvr_ctrlr *ctrlr, const void *va)
+{
+	if (!ctrlr || !va)
+		return -EINVAL;
+	return nvr_pci_dma_unhold(ctrlr->dev, va);
+}

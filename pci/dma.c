@@ -182,6 +182,7 @@ static int chunk_release(struct nvr_pci_dev *dev, unsigned at)
 		return err;
 	table_remove(dev, at);
 	munmap(m.va, m.len);
+	free(m.alloc_holds);
 	return 0;
 }
 
@@ -201,6 +202,106 @@ static bool starts_test(const struct nvr_dma_map *m, size_t off)
 	size_t page = off / NVR_DMA_PAGE_SIZE;
 
 	return m->starts[page / 64] >> (page % 64) & 1;
+}
+
+static bool bit_test(const uint64_t *bits, size_t page)
+{
+	return bits[page / 64] >> (page % 64) & 1;
+}
+
+/*
+ * The allocation of an owned chunk that contains byte @off: its start and
+ * end offsets. -EFAULT if @off is past the bump pointer or in an
+ * allocation that was freed. Registered mappings are one piece.
+ */
+static int alloc_extent(const struct nvr_dma_map *m, size_t off, size_t *start, size_t *end)
+{
+	size_t page, npages = NVR_DMA_CHUNK_SIZE / NVR_DMA_PAGE_SIZE;
+
+	if (off >= m->len)
+		return -EFAULT;
+	if (!m->owned || m->len > NVR_DMA_CHUNK_SIZE) {
+		*start = 0;
+		*end = m->len;
+		return m->owned && !starts_test(m, 0) ? -EFAULT : 0;
+	}
+	if (off >= m->used)
+		return -EFAULT;
+	page = off / NVR_DMA_PAGE_SIZE;
+	while (!bit_test(m->bounds, page))   /* page 0 always starts one */
+		page--;
+	if (!starts_test(m, page * NVR_DMA_PAGE_SIZE))
+		return -EFAULT;
+	*start = page * NVR_DMA_PAGE_SIZE;
+	for (page = off / NVR_DMA_PAGE_SIZE + 1; page < npages; page++)
+		if (bit_test(m->bounds, page))
+			break;
+	*end = page * NVR_DMA_PAGE_SIZE < m->used ? page * NVR_DMA_PAGE_SIZE : m->used;
+	return 0;
+}
+
+/* The mapping containing all of [va, va + len) (len >= 1), or -1. */
+static int table_find_range(const struct nvr_pci_dev *dev, uintptr_t va, size_t len)
+{
+	int i = table_find(dev, va);
+
+	if (i < 0 || va - (uintptr_t)dev->maps[i].va >= dev->maps[i].len ||
+	    len > dev->maps[i].len - (va - (uintptr_t)dev->maps[i].va))
+		return -1;
+	return i;
+}
+
+/* Add (+1) or drop (-1) a hold on the allocation / mapping of map @m that
+ * starts at offset @start. Caller holds the write lock. */
+static int hold_adjust(struct nvr_dma_map *m, size_t start, int delta)
+{
+	uint32_t *h = NULL;
+
+	if (m->owned) {
+		if (!m->alloc_holds) {
+			if (delta < 0)
+				return -EINVAL;
+			m->alloc_holds = calloc(NVR_DMA_CHUNK_SIZE / NVR_DMA_PAGE_SIZE,
+						sizeof(*m->alloc_holds));
+			if (!m->alloc_holds)
+				return -ENOMEM;
+		}
+		h = &m->alloc_holds[start / NVR_DMA_PAGE_SIZE];
+	}
+	if (delta < 0) {
+		if (!m->holds || (h && !*h))
+			return -EINVAL;   /* nothing held here */
+		m->holds--;
+		if (h)
+			(*h)--;
+	} else {
+		if (m->holds == UINT32_MAX)
+			return -EOVERFLOW;
+		m->holds++;
+		if (h)
+			(*h)++;
+	}
+	return 0;
+}
+
+/* Hold the allocation or mapping holding [va, va + len). Write lock held. */
+static int hold_locked(struct nvr_pci_dev *dev, uintptr_t va, size_t len, uint64_t *iova)
+{
+	int i = table_find_range(dev, va, len);
+	size_t start, end, off;
+	int err;
+
+	if (i < 0)
+		return -EFAULT;
+	struct nvr_dma_map *m = &dev->maps[i];
+	off = va - (uintptr_t)m->va;
+	err = alloc_extent(m, off, &start, &end);
+	if (err || len > end - off)
+		return -EFAULT;   /* freed, or runs into the next allocation */
+	err = hold_adjust(m, start, +1);
+	if (!err)
+		*iova = m->iova + off;
+	return err;
 }
 
 int nvr_pci_dma_alloc(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t *iova)
@@ -242,6 +343,7 @@ int nvr_pci_dma_alloc(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t *
 		}
 		m->live++;
 		starts_set(m, off, true);
+		m->bounds[off / NVR_DMA_PAGE_SIZE / 64] |= 1ull << (off / NVR_DMA_PAGE_SIZE % 64);
 		*va = m->va + off;
 		*iova = m->iova + off;
 		/* Fresh chunks are zero, but zeroing here keeps the promise
@@ -270,6 +372,10 @@ int nvr_pci_dma_free(struct nvr_pci_dev *dev, void *va)
 		err = -EINVAL;        /* not the start of a live allocation */
 		goto out;
 	}
+	if (m->alloc_holds && m->alloc_holds[off / NVR_DMA_PAGE_SIZE]) {
+		err = -EBUSY;         /* someone (a ring) still hands it to the device */
+		goto out;
+	}
 	starts_set(m, off, false);
 	if (--m->live == 0)
 		err = chunk_release(dev, (unsigned)i);
@@ -280,17 +386,34 @@ out:
 
 int nvr_pci_dma_register(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova)
 {
-	struct nvr_dma_map m = { .va = va, .len = len };
-	int err;
+	struct nvr_dma_map m = { .va = va, .len = len, .regs = 1 };
+	int i, err;
 
 	if (!va || !len || ((uintptr_t)va & PAGE_MASK) || (len & PAGE_MASK) ||
 	    (uintptr_t)va > UINTPTR_MAX - len)
 		return -EINVAL;
 
 	pthread_rwlock_wrlock(&dev->dma_lock);
-	if (table_overlaps(dev, (uintptr_t)va, len))
+	i = table_find_range(dev, (uintptr_t)va, len);
+	if (i >= 0 && !dev->maps[i].owned) {
+		/* Already mapped whole: one more registration of it. */
+		struct nvr_dma_map *r = &dev->maps[i];
+
+		if (r->regs == UINT32_MAX) {
+			err = -EOVERFLOW;
+		} else {
+			r->regs++;
+			*iova = r->iova + (uint64_t)((uint8_t *)va - r->va);
+			err = 0;
+		}
+	} else if (i >= 0) {
+		/* Inside DMA memory from nvr_pci_dma_alloc(): keep it alive. */
+		err = hold_locked(dev, (uintptr_t)va, len, iova);
+		if (err == -EFAULT)
+			err = -EEXIST;    /* spans allocations, or freed space */
+	} else if (table_overlaps(dev, (uintptr_t)va, len)) {
 		err = -EEXIST;
-	else if (!(err = table_reserve(dev)) && !(err = dev->ops->dma_map(dev, va, len, &m.iova))) {
+	} else if (!(err = table_reserve(dev)) && !(err = dev->ops->dma_map(dev, va, len, &m.iova))) {
 		table_insert(dev, &m);
 		*iova = m.iova;
 	}
@@ -303,9 +426,21 @@ int nvr_pci_dma_unregister(struct nvr_pci_dev *dev, void *va)
 	int i, err;
 
 	pthread_rwlock_wrlock(&dev->dma_lock);
-	i = table_find(dev, (uintptr_t)va);
-	if (i < 0 || dev->maps[i].owned || dev->maps[i].va != va) {
+	i = table_find_range(dev, (uintptr_t)va, 1);
+	if (i < 0) {
 		err = -EINVAL;
+	} else if (dev->maps[i].owned) {
+		/* A registration inside allocated memory was a hold. */
+		size_t start, end;
+
+		err = alloc_extent(&dev->maps[i], (size_t)((uint8_t *)va - dev->maps[i].va),
+				   &start, &end);
+		err = err ? -EINVAL : hold_adjust(&dev->maps[i], start, -1);
+	} else if (dev->maps[i].regs > 1) {
+		dev->maps[i].regs--;
+		err = 0;
+	} else if (dev->maps[i].holds) {
+		err = -EBUSY;             /* held: the device may still be sent there */
 	} else {
 		struct nvr_dma_map *m = &dev->maps[i];
 
@@ -313,6 +448,34 @@ int nvr_pci_dma_unregister(struct nvr_pci_dev *dev, void *va)
 		if (!err)
 			table_remove(dev, (unsigned)i);
 	}
+	pthread_rwlock_unlock(&dev->dma_lock);
+	return err;
+}
+
+int nvr_pci_dma_hold(struct nvr_pci_dev *dev, const void *va, size_t len, uint64_t *iova)
+{
+	int err;
+
+	if (!len)
+		len = 1;
+	if (!va || (uintptr_t)va > UINTPTR_MAX - len)
+		return -EFAULT;
+	pthread_rwlock_wrlock(&dev->dma_lock);
+	err = hold_locked(dev, (uintptr_t)va, len, iova);
+	pthread_rwlock_unlock(&dev->dma_lock);
+	return err;
+}
+
+int nvr_pci_dma_unhold(struct nvr_pci_dev *dev, const void *va)
+{
+	size_t start, end;
+	int i, err = -EINVAL;
+
+	pthread_rwlock_wrlock(&dev->dma_lock);
+	i = table_find_range(dev, (uintptr_t)va, 1);
+	if (i >= 0 && !alloc_extent(&dev->maps[i], (size_t)((const uint8_t *)va - dev->maps[i].va),
+				    &start, &end))
+		err = hold_adjust(&dev->maps[i], start, -1);
 	pthread_rwlock_unlock(&dev->dma_lock);
 	return err;
 }
@@ -351,6 +514,7 @@ void nvr_pci_dma_fini(struct nvr_pci_dev *dev)
 		/* Memory the device may still reach is leaked, not reused. */
 		if (m->owned && !err)
 			munmap(m->va, m->len);
+		free(m->alloc_holds);
 	}
 	free(dev->maps);
 	dev->maps = NULL;

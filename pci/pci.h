@@ -47,9 +47,18 @@ struct nvr_dma_map {
 	unsigned  hugepage : 1;   /* backed by 2 MiB hugepages */
 	size_t    used;           /* arena bump offset for owned chunks */
 	unsigned  live;           /* live sub-allocations in an owned chunk */
+	/* Holds (nvr_pci_dma_hold()) on this mapping; for an owned chunk the
+	 * sum over its allocations (per allocation: alloc_holds). A held
+	 * allocation or mapping cannot be freed or unregistered (-EBUSY). */
+	unsigned  holds;
+	unsigned  regs;           /* registered: registrations it stands for */
+	uint32_t *alloc_holds;    /* owned: holds by allocation start page, or NULL */
 	/* Owned chunks: one bit per 4 KiB page where a live sub-allocation
-	 * starts, so a free of anything else (or a double free) is refused. */
+	 * starts, so a free of anything else (or a double free) is refused;
+	 * and where any allocation ever started (never cleared: the bump
+	 * allocator does not reuse space), which gives allocation extents. */
 	uint64_t  starts[NVR_DMA_CHUNK_SIZE / NVR_DMA_PAGE_SIZE / 64];
+	uint64_t  bounds[NVR_DMA_CHUNK_SIZE / NVR_DMA_PAGE_SIZE / 64];
 };
 
 /* Common part of every backend's device; backends embed it first. */
@@ -85,9 +94,22 @@ void nvr_pci_dma_fini(struct nvr_pci_dev *dev);   /* unmaps and frees all */
 int  nvr_pci_dma_alloc(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t *iova);
 int  nvr_pci_dma_free(struct nvr_pci_dev *dev, void *va);
 
-/* Map application memory (4 KiB aligned range) for DMA until unregistered. */
+/* Map application memory (4 KiB aligned range) for DMA until unregistered.
+ * A range entirely inside one registered mapping adds a registration to it
+ * (no IOMMU work; the mapping stays until its last registration goes); a
+ * range inside one allocation of nvr_pci_dma_alloc() takes a hold on it.
+ * -EEXIST for any other overlap. Unregister takes any address inside the
+ * registration: it drops one registration (or that hold); dropping the
+ * last one of a held mapping is refused with -EBUSY. */
 int  nvr_pci_dma_register(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova);
 int  nvr_pci_dma_unregister(struct nvr_pci_dev *dev, void *va);
+
+/* Hold the allocation or registered mapping that contains all of
+ * [va, va + len) (-EFAULT if none does) so that it cannot be freed or
+ * unregistered (-EBUSY) until nvr_pci_dma_unhold(dev, any address in it);
+ * *iova is the bus address of va. */
+int  nvr_pci_dma_hold(struct nvr_pci_dev *dev, const void *va, size_t len, uint64_t *iova);
+int  nvr_pci_dma_unhold(struct nvr_pci_dev *dev, const void *va);
 
 /* IOVA of [va, va + len), which must lie inside one mapping: -EFAULT if not. */
 int  nvr_pci_dma_translate(struct nvr_pci_dev *dev, const void *va, size_t len, uint64_t *iova);

@@ -214,22 +214,63 @@ NVR_API int nvr_io(struct nvr_qpair *qp, enum nvr_io_op op, uint32_t nsid, uint6
 
 /**
  * nvr_dma_alloc() - @len bytes of zeroed, 4 KiB aligned DMA memory.
- * Errors: -ENOMEM (including RLIMIT_MEMLOCK, with a line naming the fix).
+ * Errors: -EINVAL NULL or zero @len; -ENOMEM (including RLIMIT_MEMLOCK,
+ * with a line naming the fix; or IOVA space); -ENOSPC VFIO's limit of
+ * 65,535 mappings per container.
  */
 NVR_API int nvr_dma_alloc(struct nvr_ctrlr *ctrlr, size_t len, void **buf);
-/** nvr_dma_free() - free memory from nvr_dma_alloc(); -EINVAL if unknown. */
+/** nvr_dma_free() - free memory from nvr_dma_alloc(). -EINVAL if @buf is
+ *  not the start of a live allocation; -EBUSY while it is held
+ *  (nvr_dma_hold(), or an nvr_dma_register() inside it): nothing is freed. */
 NVR_API int nvr_dma_free(struct nvr_ctrlr *ctrlr, void *buf);
 
 /**
  * nvr_dma_register() - pin application memory [@va, @va + @len) (4 KiB
- * aligned) and map it for DMA until nvr_dma_unregister(). Errors: -EINVAL
- * misaligned; -ENOMEM memlock or IOVA space; -EEXIST overlaps a mapping.
+ * aligned) and map it for DMA until nvr_dma_unregister().
+ *
+ * Memory that is already DMA memory is not mapped twice: a range entirely
+ * inside one registered mapping adds a registration to that mapping (it
+ * stays mapped until its last registration is dropped), and a range
+ * entirely inside one nvr_dma_alloc() allocation takes a hold on that
+ * allocation (nvr_dma_free() of it is -EBUSY until the matching
+ * nvr_dma_unregister()). So independent users may register the same
+ * buffer, each unregistering its own registration.
+ *
+ * Errors: -EINVAL NULL, misaligned or empty; -EEXIST overlaps DMA memory
+ * without lying inside one mapping or allocation; -ENOMEM memlock or IOVA
+ * space; -ENOSPC VFIO's 65,535-mapping limit; -EFAULT the kernel could
+ * not pin the pages (not memory of this process, e.g. unmapped or PROT_NONE).
  */
 NVR_API int nvr_dma_register(struct nvr_ctrlr *ctrlr, void *va, size_t len);
+/**
+ * nvr_dma_unregister() - drop one registration made by nvr_dma_register()
+ * (@va: any address inside it, normally the @va registered). The last
+ * registration of a mapping unmaps it, unless the mapping is held
+ * (nvr_dma_hold()): then -EBUSY and it stays. -EINVAL: no registration
+ * there.
+ */
 NVR_API int nvr_dma_unregister(struct nvr_ctrlr *ctrlr, void *va);
 
+/**
+ * nvr_dma_hold() - keep the DMA memory behind [@va, @va + @len) mapped
+ * while it is in use, e.g. by a ring's registered buffers: the range must
+ * lie inside one nvr_dma_alloc() allocation or one registered mapping; a
+ * hold count on it goes up and *@iova is the bus address of @va. While
+ * held, nvr_dma_free() / the last nvr_dma_unregister() of it return
+ * -EBUSY, so its IOVA is never reused under a user that still has it.
+ * Errors: -EFAULT no single allocation/mapping holds the range (or it was
+ * freed); -EINVAL NULL; -ENOMEM.
+ */
+NVR_API int nvr_dma_hold(struct nvr_ctrlr *ctrlr, const void *va, size_t len, uint64_t *iova);
+/** nvr_dma_unhold() - drop one nvr_dma_hold() on the allocation or mapping
+ *  containing @va (any address inside it). -EINVAL if nothing is held
+ *  there. */
+NVR_API int nvr_dma_unhold(struct nvr_ctrlr *ctrlr, const void *va);
+
 /** nvr_dma_iova() - bus address of [@va, @va + @len), which must lie in
- *  one DMA mapping; -EFAULT otherwise. */
+ *  one DMA mapping (@len 0 counts as 1); -EFAULT otherwise; -EINVAL for a
+ *  NULL argument. The address is valid only while the memory stays
+ *  allocated/registered: to rely on it over time, use nvr_dma_hold(). */
 NVR_API int nvr_dma_iova(struct nvr_ctrlr *ctrlr, const void *va, size_t len, uint64_t *iova);
 
 /**
