@@ -73,6 +73,11 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
 	bool sqpoll = r->flags & IORING_SETUP_SQPOLL;
 	unsigned idle = 0;
 	int ret = 0;
+	/* The kernel posts completions that interrupts delivered (task work)
+	 * on every syscall, so even min_complete 0 shows what the device has
+	 * finished: reap once before looking. */
+	if (!sqpoll && (r->in_device || r->retry.head || r->done.head))
+		ur_reap(r);
 	for (;;) {
 		if (r->overflow.head) {
 			if (sqpoll)

@@ -84,6 +84,8 @@ void ur_ns_put(struct ur_ns *ns);               /* -1 ref, frees at 0 */
 #define UR_F_CUR_POS     0x10  /* offset -1: use and advance the file position */
 #define UR_F_HAS_ERR     0x20  /* import failed at submission: complete with err at issue */
 #define UR_F_OWN_DMA     0x40  /* bounce memory from nvr_dma_alloc, not the pool */
+#define UR_F_NO_FAIL     0x80  /* FSYNC/FALLOCATE past file lookup: an error
+				* result does not fail the request (links go on) */
 
 struct ur_req {
 	struct ur_req *next;      /* free list, defer/retry/done/overflow queues */

@@ -1,0 +1,573 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/vm/difftest.c's stream generator: seeded random SQEs, valid and
+ * invalid, described side-independently (struct gop: buffers as offsets
+ * into a per-side arena, the file as a kind), so the same stream can be
+ * written into the kernel's ring and into nvring's.
+ *
+ * Determinism: NVMe and the kernel both run unordered requests in any
+ * order, so within a batch (everything submitted before the test waits) a
+ * write never overlaps another request's blocks unless both are in the
+ * same link chain (chains run one member at a time on both sides). Drains
+ * are not counted as ordering (a drain fails once CQE_SKIP_SUCCESS was
+ * seen). Each request has its own arena memory. CQE_SKIP_SUCCESS is only
+ * put where its request's end is observable: on a chain member followed by
+ * another member, or on a NOP outside any chain -- so when the kernel has
+ * posted every CQE nvring posted, its requests have all finished.
+ *
+ * What is deliberately not generated (the two sides could not agree, by
+ * design or by nondeterminism):
+ *  - RWF_NOWAIT: the kernel may return -EAGAIN when its queue is busy.
+ *  - offset -1 (the file position): the kernel's f_pos and nvring's start
+ *    at byte 0 of the namespace, outside the test region.
+ *  - opcodes the 6.1 kernel knows but nvring does not implement (SEND,
+ *    URING_CMD, ... on a block device): the kernel fails them at issue
+ *    (-ENOTSOCK, -EOPNOTSUPP, ... in the CQE) while nvring fails them at
+ *    submission with -EOPNOTSUPP, which also ends the enter early; nvring's
+ *    IORING_REGISTER_PROBE says they are unsupported. Opcodes beyond
+ *    IORING_OP_LAST are generated (-EINVAL on both).
+ *  - unmapped user addresses other than near-NULL and non-canonical ones:
+ *    the kernel returns -EFAULT; nvring copies through the pointer and
+ *    would take SIGSEGV (it cannot probe without a syscall).
+ *  - fds that are real files but not block devices.
+ *  - an SQE that fails at submission after a drained request in the same
+ *    batch (on a ring where drains work): Linux 6.1 posts the failure's CQE
+ *    at once, ahead of the drained request, and its drain test
+ *    (req_need_defer(): sequence + cq_extra != cached_cq_tail) then never
+ *    holds again -- the drained request and everything queued behind it
+ *    never complete (seen in the guest). nvring does not copy that hang.
+ *    Rings whose streams use CQE_SKIP_SUCCESS start with a skipped NOP, so
+ *    every drain on them fails (-EOPNOTSUPP) and nothing is ever held.
+ */
+#ifndef NVRING_TESTS_VM_DIFF_GEN_H
+#define NVRING_TESTS_VM_DIFF_GEN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <linux/io_uring.h>
+
+#define DG_ARENA     (8u << 20)     /* data buffers per side */
+#define DG_BUF1_OFF  (DG_ARENA / 2 + 100)  /* registered buffer 1: not page aligned */
+#define DG_MAX_OPS   512            /* per batch */
+#define DG_MAX_SEGS  4096           /* iovecs per batch */
+#define DG_NBUFS     3              /* registered: arena half 0, half 1, an empty slot */
+#define DG_NFILES    3              /* registered: dev, empty, dev */
+#define DG_BAD_KADDR 0xffff888000000000ull   /* non-canonical for user space */
+
+enum dg_fd { FD_DEV, FD_FIX0, FD_FIX2, FD_FIX_EMPTY, FD_FIX_OOR, FD_BAD, FD_UNOPENED };
+enum dg_addr { A_ABS, A_ARENA, A_IOV };
+
+struct gseg { uint8_t kind; uint64_t base, len; };  /* A_ABS or A_ARENA */
+
+struct gop {
+	uint64_t ud;
+	uint8_t  opcode, flags, fdk, addrk;
+	uint16_t ioprio, buf_index, personality;
+	uint64_t addr;        /* A_ABS: value; A_ARENA: arena offset; A_IOV: first gseg */
+	uint32_t len;
+	uint64_t off;
+	uint32_t rw_flags;
+	uint32_t splice_fd_in;
+	int      chain;
+	bool     reads_mem;   /* the arena bytes at [addr, +len) are a read target */
+	const char *what;     /* the generator's intent, for reports */
+};
+
+struct dg_range { uint64_t lo, hi; int chain; bool w; };
+
+struct dgen {
+	uint64_t rng;
+	uint64_t dev_bytes, region_lo;  /* the test region: [region_lo, dev_bytes) */
+	uint32_t lbs;
+	bool     skip_ok;                /* CQE_SKIP_SUCCESS allowed in this stream */
+	bool     calm;                   /* a drain was queued: nothing may fail at submission */
+	uint64_t next_ud;
+	/* per batch */
+	struct gop ops[DG_MAX_OPS];
+	unsigned nops;
+	struct gseg segs[DG_MAX_SEGS];
+	unsigned nsegs;
+	struct dg_range ranges[DG_MAX_OPS];
+	unsigned nranges;
+	uint64_t bump;                   /* arena bytes handed out */
+	uint8_t *fill;                   /* side 0's arena: write sources filled here */
+};
+
+static inline uint64_t dg_rand(struct dgen *g)
+{
+	uint64_t *s = &g->rng;
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 0x2545f4914f6cdd1dull;
+}
+static inline unsigned dg_pct(struct dgen *g) { return (unsigned)(dg_rand(g) % 100); }
+static inline uint64_t dg_range_rand(struct dgen *g, uint64_t lo, uint64_t hi)
+{
+	return lo + dg_rand(g) % (hi - lo + 1);
+}
+
+/* Arena memory for one buffer: @len bytes at @mis past a page boundary.
+ * Write sources get random bytes, read targets a poison pattern (both the
+ * same on the two sides: side 1's arena is copied from side 0's). */
+static inline bool dg_alloc(struct dgen *g, uint64_t len, uint32_t mis, bool src, uint64_t *out)
+{
+	uint64_t p = ((g->bump + 4095) & ~4095ull) + mis;
+	if (p + len + 64 > DG_ARENA)
+		return false;
+	*out = p;
+	g->bump = p + len;
+	uint8_t *b = g->fill + p;
+	if (src) {
+		for (uint64_t i = 0; i < len; i += 8) {
+			uint64_t v = dg_rand(g);
+			memcpy(b + i, &v, len - i < 8 ? len - i : 8);
+		}
+	} else {
+		memset(b, 0xa5, len);
+	}
+	return true;
+}
+
+/* Byte offset of the buffer inside its page: mostly aligned, sometimes
+ * dword or block aligned, rarely misaligned (-EINVAL on both). */
+static inline uint32_t dg_mis(struct dgen *g)
+{
+	unsigned x = dg_pct(g);
+	if (x < 65) return 0;
+	if (x < 78) return 512u * (uint32_t)dg_range_rand(g, 1, 7);
+	if (x < 92) return 4u * (uint32_t)dg_range_rand(g, 1, 1023);
+	return (uint32_t)dg_range_rand(g, 1, 3) + 4u * (uint32_t)dg_range_rand(g, 0, 100);
+}
+
+/* Would [lo, hi) (@w: written) race with an unordered request? */
+static inline bool dg_conflicts(const struct dgen *g, uint64_t lo, uint64_t hi, bool w, int chain)
+{
+	for (unsigned i = 0; i < g->nranges; i++) {
+		const struct dg_range *r = &g->ranges[i];
+		if (r->chain != chain && (w || r->w) && lo < r->hi && r->lo < hi)
+			return true;
+	}
+	return false;
+}
+
+/* The device bytes a request at @off for @len could touch (none if it
+ * starts outside the namespace). */
+static inline void dg_touch(const struct dgen *g, uint64_t off, uint64_t len, uint64_t *lo,
+			    uint64_t *hi)
+{
+	*lo = *hi = 0;
+	if ((int64_t)off < 0 || off >= g->dev_bytes || !len)
+		return;
+	*lo = off & ~(uint64_t)(g->lbs - 1);
+	uint64_t end = len > g->dev_bytes - off ? g->dev_bytes : off + len;
+	*hi = (end + g->lbs - 1) & ~(uint64_t)(g->lbs - 1);
+}
+
+/* An aligned offset inside the region where @len bytes fit. */
+static inline uint64_t dg_region_off(struct dgen *g, uint64_t len)
+{
+	uint64_t blocks = (g->dev_bytes - g->region_lo - len) / g->lbs;
+	return g->region_lo + dg_range_rand(g, 0, blocks) * g->lbs;
+}
+
+/* Offset and length for a data request; @huge_ok: lengths beyond the
+ * buffer (only where the namespace end truncates them). Sets @mem: bytes
+ * the buffer needs. */
+static inline void dg_shape(struct dgen *g, struct gop *o, bool huge_ok, uint64_t *mem)
+{
+	uint32_t lbs = g->lbs;
+	uint32_t nblk = (uint32_t)(dg_pct(g) < 80 ? dg_range_rand(g, 1, 8) : dg_range_rand(g, 9, 64));
+	o->len = nblk * lbs;
+	o->off = dg_region_off(g, o->len);
+	*mem = o->len;
+	unsigned x = dg_pct(g);
+	if (x < 62) {
+		o->what = "in range";
+	} else if (x < 66) {
+		static const uint32_t d[] = { 1, 511, 513, 256, 4 };
+		o->off += d[dg_rand(g) % 5];
+		o->what = "misaligned offset";
+	} else if (x < 70) {
+		static const int d[] = { 1, -1, 256, -100 };
+		o->len = (uint32_t)((int)o->len + d[dg_rand(g) % 4]);
+		*mem = o->len;
+		o->what = "misaligned length";
+	} else if (x < 77) {
+		uint32_t k = (uint32_t)dg_range_rand(g, 1, 8);
+		o->off = g->dev_bytes - (uint64_t)k * lbs;
+		o->len = (k + (uint32_t)dg_range_rand(g, 1, 8)) * lbs;
+		*mem = o->len;
+		o->what = "crossing the end";
+	} else if (x < 81) {
+		o->off = g->dev_bytes + (dg_pct(g) < 20 ? 1 : dg_range_rand(g, 0, 3) * lbs);
+		o->what = "beyond the end";
+	} else if (x < 83) {
+		o->off = dg_pct(g) < 50 ? 1ull << 63 : (uint64_t)-(int64_t)lbs;
+		o->what = "negative offset";
+	} else if (x < 86 && huge_ok) {
+		uint32_t k = (uint32_t)dg_range_rand(g, 1, 8);
+		o->off = g->dev_bytes - (uint64_t)k * lbs;
+		o->len = dg_pct(g) < 50 ? 0x7fffffffu : 0xfffffe00u;
+		*mem = (uint64_t)k * lbs;
+		o->what = "huge length, truncated at the end";
+	} else if (x < 88) {
+		o->len = 0;
+		*mem = 0;
+		o->what = "zero length";
+	} else {
+		o->what = "in range";
+	}
+}
+
+static inline uint8_t dg_fdk(struct dgen *g)
+{
+	unsigned x = dg_pct(g);
+	if (x < 70) return FD_DEV;
+	if (x < 82) return FD_FIX0;
+	if (x < 92) return FD_FIX2;
+	if (x < 94) return FD_FIX_EMPTY;
+	if (x < 96) return FD_FIX_OOR;
+	if (x < 98) return FD_BAD;
+	return FD_UNOPENED;
+}
+
+static inline uint32_t dg_rw_flags(struct dgen *g)
+{
+	unsigned x = dg_pct(g);
+	if (x < 88) return 0;
+	if (x < 92) return RWF_DSYNC;
+	if (x < 94) return RWF_SYNC;
+	if (x < 96) return RWF_HIPRI;
+	if (x < 98) return RWF_APPEND;
+	return 0x100;       /* unknown */
+}
+
+static inline uint16_t dg_ioprio(struct dgen *g)
+{
+	static const uint16_t v[] = {
+		2 << 13 | 4,    /* BE, level 4: fine */
+		3 << 13,        /* IDLE: fine */
+		2 << 13 | 9,    /* BE level 9: -EINVAL */
+		5 << 13,        /* no such class: -EINVAL */
+		1,              /* class NONE with data: -EINVAL */
+	};
+	return v[dg_rand(g) % 5];
+}
+
+/* Fill the data fields of a READ/WRITE/READV/WRITEV/READ_FIXED/WRITE_FIXED. */
+static inline bool dg_rw(struct dgen *g, struct gop *o)
+{
+	bool wr = o->opcode == IORING_OP_WRITE || o->opcode == IORING_OP_WRITEV ||
+		  o->opcode == IORING_OP_WRITE_FIXED;
+	bool vec = o->opcode == IORING_OP_READV || o->opcode == IORING_OP_WRITEV;
+	bool fixed = o->opcode == IORING_OP_READ_FIXED || o->opcode == IORING_OP_WRITE_FIXED;
+	uint64_t mem;
+	dg_shape(g, o, !vec, &mem);
+	o->fdk = dg_fdk(g);
+	o->rw_flags = dg_rw_flags(g);
+	if (dg_pct(g) < 3)
+		o->ioprio = g->calm ? 2 << 13 | 4 : dg_ioprio(g);
+	o->reads_mem = !wr;
+	uint64_t cap = mem > 256 * 1024 ? 256 * 1024 : mem;
+	if (!vec) {
+		unsigned x = dg_pct(g);
+		o->addrk = A_ARENA;
+		if (x < 2 && !fixed) {
+			o->addrk = A_ABS, o->addr = 0, o->what = "NULL buffer";
+			return true;
+		}
+		if (x < 4) {
+			o->addrk = A_ABS, o->addr = DG_BAD_KADDR, o->what = "kernel-space buffer";
+			return true;
+		}
+		if (!dg_alloc(g, cap, dg_mis(g), wr, &o->addr))
+			return false;
+		if (fixed) {
+			uint64_t end = o->addr + cap;
+			o->buf_index = end <= DG_ARENA / 2 ? 0 : o->addr >= DG_BUF1_OFF ? 1 : 0;
+			x = dg_pct(g);
+			if (x < 3)
+				o->buf_index = 2, o->what = "empty buffer slot";
+			else if (x < 5)
+				o->buf_index = (uint16_t)(o->buf_index ^ 1), o->what = "other buffer";
+			else if (x < 7 && !g->calm)
+				o->buf_index = dg_pct(g) < 50 ? DG_NBUFS : 0xffff, o->what = "buf_index out of range";
+		}
+		return true;
+	}
+	/* vectored: the iovec array is in the side's iov area */
+	o->addrk = A_IOV;
+	o->addr = g->nsegs;
+	unsigned x = g->calm ? 99 : dg_pct(g);
+	if (x < 5 && o->fdk >= FD_FIX_EMPTY)
+		o->fdk = FD_DEV;   /* one error at a time: see dg_op() */
+	if (x < 2) {
+		o->len = 0, o->what = "no iovecs";
+		return true;
+	}
+	if (x < 3) {
+		o->len = 1025, o->what = "iovcnt > UIO_MAXIOV";
+		return true;
+	}
+	if (x < 5) {
+		o->addrk = A_ABS, o->addr = dg_pct(g) < 50 ? 0 : DG_BAD_KADDR, o->len = 1;
+		o->what = "bad iovec array";
+		return true;
+	}
+	unsigned n = (unsigned)dg_range_rand(g, 1, 6);
+	if (g->nsegs + n + 1 > DG_MAX_SEGS)
+		return false;
+	uint64_t left = cap;
+	for (unsigned i = 0; i < n; i++) {
+		struct gseg *s = &g->segs[g->nsegs++];
+		uint64_t len = i + 1 == n ? left : (left / g->lbs) ? dg_range_rand(g, 0, left / g->lbs) * g->lbs : 0;
+		if (dg_pct(g) < 4 && len > 4)
+			len -= 4 * dg_range_rand(g, 1, len / 4 - 1 ? len / 4 - 1 : 1), o->what = "odd segment";
+		if (len > left)
+			len = left;
+		left -= len;
+		s->kind = A_ARENA;
+		s->len = len;
+		uint32_t mis = dg_mis(g);
+		if (!len && dg_pct(g) < 30)
+			mis = 2;     /* a misaligned empty segment */
+		if (!dg_alloc(g, len, mis, wr, &s->base))
+			return false;
+		if (dg_pct(g) < 1)
+			s->kind = A_ABS, s->base = 0, o->what = "NULL segment";
+	}
+	if (dg_pct(g) < 2 && !g->calm) {
+		struct gseg *s = &g->segs[g->nsegs - 1];
+		s->len = 1ull << 63;       /* negative ssize_t: -EINVAL */
+		o->what = "negative segment length";
+	}
+	o->len = n;
+	return true;
+}
+
+static inline void dg_falloc(struct dgen *g, struct gop *o)
+{
+	static const uint32_t modes[] = {
+		FALLOC_FL_ZERO_RANGE, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+		FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		FALLOC_FL_ZERO_RANGE, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE,
+		FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+		FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_UNSHARE_RANGE,
+		FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE | FALLOC_FL_NO_HIDE_STALE,
+		FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_KEEP_SIZE, 0x80,
+	};
+	unsigned nm = sizeof(modes) / sizeof(modes[0]);
+	o->len = dg_pct(g) < 70 ? modes[dg_rand(g) % 5] : modes[dg_rand(g) % nm];
+	uint64_t len = (uint64_t)g->lbs * dg_range_rand(g, 1, dg_pct(g) < 90 ? 32 : 2048);
+	o->off = dg_region_off(g, len);
+	o->addr = len;
+	o->addrk = A_ABS;
+	o->fdk = dg_fdk(g);
+	o->what = "fallocate";
+	unsigned x = dg_pct(g);
+	if (x < 6)
+		o->off += dg_range_rand(g, 1, g->lbs - 1), o->what = "fallocate misaligned";
+	else if (x < 10)
+		o->addr += dg_range_rand(g, 1, g->lbs - 1), o->what = "fallocate odd length";
+	else if (x < 18)
+		o->off = g->dev_bytes - g->lbs * dg_range_rand(g, 1, 8), o->what = "fallocate at the end";
+	else if (x < 21)
+		o->off = g->dev_bytes + g->lbs * dg_range_rand(g, 0, 2), o->what = "fallocate beyond";
+	else if (x < 23)
+		o->addr = 0, o->what = "fallocate zero length";
+	else if (x < 24)
+		o->off = 1ull << 63, o->what = "fallocate negative";
+	else if (x < 25)
+		o->addr = (uint64_t)INT64_MAX, o->what = "fallocate overflow";
+	else if (x < 27 && !g->calm)
+		o->rw_flags = 1, o->what = "fallocate rw_flags";
+	else if (x < 28 && !g->calm)
+		o->buf_index = 1, o->what = "fallocate buf_index";
+}
+
+static inline void dg_fsync(struct dgen *g, struct gop *o)
+{
+	o->fdk = dg_fdk(g);
+	o->addrk = A_ABS;
+	o->rw_flags = dg_pct(g) < 50 ? IORING_FSYNC_DATASYNC : 0;
+	o->off = dg_pct(g) < 80 ? 0 : g->region_lo;
+	o->len = dg_pct(g) < 80 ? 0 : 4096;
+	o->what = "fsync";
+	unsigned x = g->calm ? 99 : dg_pct(g);
+	if (x < 4)
+		o->rw_flags = 2, o->what = "fsync bad flags";
+	else if (x < 7)
+		o->addr = 4096, o->what = "fsync addr";
+	else if (x < 9)
+		o->splice_fd_in = 1, o->what = "fsync splice_fd_in";
+}
+
+/* One request of chain @chain; @piece_end: the last of its enter piece (a
+ * link flag there ends the chain: the kernel submits a chain left open at
+ * the end of a submission as it is). */
+static inline void dg_op(struct dgen *g, struct gop *o, int chain, bool piece_end)
+{
+	memset(o, 0, sizeof(*o));
+	o->ud = g->next_ud++;
+	o->chain = chain;
+	unsigned x = dg_pct(g);
+	static const uint8_t rwops[] = { IORING_OP_READ, IORING_OP_READ, IORING_OP_WRITE,
+		IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_READ_FIXED, IORING_OP_WRITE_FIXED,
+		IORING_OP_WRITE };
+	bool ok = true;
+	if (x < 10) {
+		o->opcode = IORING_OP_NOP, o->what = "nop";
+		if (dg_pct(g) < 5 && !g->calm)
+			o->rw_flags = (uint32_t)dg_rand(g), o->what = "nop with rw_flags";
+	} else if (x < 80) {
+		o->opcode = rwops[dg_rand(g) % 8];
+		ok = dg_rw(g, o);
+	} else if (x < 86) {
+		o->opcode = IORING_OP_FSYNC;
+		dg_fsync(g, o);
+	} else if (x < 96) {
+		o->opcode = IORING_OP_FALLOCATE;
+		dg_falloc(g, o);
+	} else if (g->calm) {
+		o->opcode = IORING_OP_NOP, o->what = "nop";
+	} else {
+		static const uint8_t bad[] = { IORING_OP_LAST, 200, 255 };
+		o->opcode = bad[dg_rand(g) % 3];
+		o->what = "opcode beyond IORING_OP_LAST";
+	}
+	if (!ok) {
+		memset(o, 0, sizeof(*o));
+		o->ud = g->next_ud - 1, o->chain = chain, o->opcode = IORING_OP_NOP, o->what = "nop (arena full)";
+	}
+	/* flags */
+	unsigned f = 0;
+	x = dg_pct(g);
+	if (x < 25)
+		f |= IOSQE_IO_LINK;
+	else if (x < 32)
+		f |= IOSQE_IO_HARDLINK;
+	if (dg_pct(g) < 5)
+		f |= IOSQE_IO_DRAIN;
+	if (dg_pct(g) < 5)
+		f |= IOSQE_ASYNC;
+	bool in_chain = (f & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK)) && !piece_end;
+	bool standalone = !in_chain && (!g->nops || g->ops[g->nops - 1].chain != chain);
+	if (g->skip_ok && (in_chain || (o->opcode == IORING_OP_NOP && standalone)) && dg_pct(g) < 30)
+		f |= IOSQE_CQE_SKIP_SUCCESS;
+	x = g->calm ? 99 : dg_pct(g);
+	if (x < 2)
+		f |= 0x80, o->what = "unknown sqe flag";
+	else if (x < 3)
+		f |= IOSQE_BUFFER_SELECT, o->what = "buffer select without buffers";
+	/* A READV/WRITEV whose iovec import fails and whose file is bad:
+	 * Linux 6.1 reports the import error when the request takes the
+	 * io_queue_sqe_fallback() path (IOSQE_ASYNC, drains, a chain left
+	 * open at the end of a submission), which prepares it before the
+	 * file lookup, and -EBADF otherwise -- and whether a drain is still
+	 * active depends on timing. Not generated: one error at a time. */
+	if ((f & IOSQE_BUFFER_SELECT) && o->opcode == IORING_OP_READV && o->fdk >= FD_FIX_EMPTY)
+		o->fdk = FD_DEV;
+	if (o->fdk >= FD_FIX0 && o->fdk <= FD_FIX_OOR)
+		f |= IOSQE_FIXED_FILE;
+	o->flags = (uint8_t)f;
+	if ((f & IOSQE_IO_DRAIN) && !g->skip_ok)
+		g->calm = true;
+	x = g->calm ? 99 : dg_pct(g);
+	if (x < 1)
+		o->personality = 3, o->what = "personality";
+	else if (x < 2 && o->opcode == IORING_OP_NOP)
+		o->ioprio = 1, o->what = "nop with ioprio";
+}
+
+/* Keep @o away from unordered requests on the same blocks: move it inside
+ * the region, else make it a NOP. Then record its blocks. */
+static inline void dg_settle(struct dgen *g, struct gop *o)
+{
+	bool w, data = true;
+	uint64_t len;
+	switch (o->opcode) {
+	case IORING_OP_READ: case IORING_OP_READV: case IORING_OP_READ_FIXED:
+	case IORING_OP_WRITE: case IORING_OP_WRITEV: case IORING_OP_WRITE_FIXED:
+		w = !o->reads_mem;
+		len = o->len;
+		if (o->opcode == IORING_OP_READV || o->opcode == IORING_OP_WRITEV) {
+			len = 0;
+			if (o->addrk == A_IOV)
+				for (uint32_t i = 0; i < o->len && o->addr + i < g->nsegs; i++)
+					len += g->segs[o->addr + i].len;
+			if (len > 1u << 30)
+				len = 1u << 30;
+		}
+		break;
+	case IORING_OP_FALLOCATE:
+		w = true;
+		len = o->addr;
+		break;
+	default:
+		data = false;
+		w = false;
+		len = 0;
+	}
+	if (!data)
+		return;
+	uint64_t lo, hi;
+	dg_touch(g, o->off, len, &lo, &hi);
+	if (lo == hi)
+		return;
+	for (int tries = 0; dg_conflicts(g, lo, hi, w, o->chain); tries++) {
+		/* huge lengths stay where the end truncates them */
+		if (tries == 16 || hi - lo > g->dev_bytes - g->region_lo ||
+		    (o->opcode != IORING_OP_FALLOCATE && len > (1u << 20))) {
+			uint64_t ud = o->ud;
+			int chain = o->chain;
+			uint8_t fl = o->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK);
+			memset(o, 0, sizeof(*o));
+			o->ud = ud, o->chain = chain, o->flags = fl, o->opcode = IORING_OP_NOP;
+			o->what = "nop (blocks busy)";
+			return;
+		}
+		uint64_t delta = o->off - lo;
+		o->off = dg_region_off(g, hi - lo) + delta;
+		dg_touch(g, o->off, len, &lo, &hi);
+	}
+	g->ranges[g->nranges++] = (struct dg_range){ lo, hi, o->chain, w };
+}
+
+/* A batch: @npieces enter pieces of @pieces[i] requests each (all
+ * submitted before the test waits for completions). */
+static inline void dg_batch(struct dgen *g, const unsigned *pieces, unsigned npieces)
+{
+	g->nops = g->nsegs = g->nranges = 0;
+	g->bump = 0;
+	g->calm = false;
+	int chain = 0;
+	for (unsigned p = 0; p < npieces; p++) {
+		for (unsigned i = 0; i < pieces[p] && g->nops < DG_MAX_OPS; i++) {
+			bool end = i + 1 == pieces[p];
+			struct gop *o = &g->ops[g->nops];
+			dg_op(g, o, chain, end);
+			dg_settle(g, o);
+			g->nops++;
+			if (end || !(o->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK)))
+				chain++;
+		}
+	}
+}
+
+static inline void dg_describe(const struct gop *o, char *buf, size_t n)
+{
+	snprintf(buf, n, "ud %llu op %u flags 0x%x fd %u addr%s 0x%llx len %u off 0x%llx rw_flags 0x%x "
+		 "buf_index %u ioprio 0x%x chain %d (%s)",
+		 (unsigned long long)o->ud, o->opcode, o->flags, o->fdk,
+		 o->addrk == A_ARENA ? "(arena)" : o->addrk == A_IOV ? "(iov#)" : "",
+		 (unsigned long long)o->addr, o->len, (unsigned long long)o->off, o->rw_flags,
+		 o->buf_index, o->ioprio, o->chain, o->what ? o->what : "");
+}
+
+#endif

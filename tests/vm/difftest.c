@@ -1,0 +1,533 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * VM test (issue 3): nvring's io_uring against the guest kernel's, on twin
+ * NVMe controllers. One controller stays on the kernel's nvme driver
+ * ($NVRING_KERNEL_DEVS: /dev/nvmeXn1, opened O_RDWR|O_DIRECT, io_uring by
+ * raw syscalls), its twin (same size, LBA format and MDTS) is on vfio-pci
+ * and driven by nvring (nvr_uring_*). The same seeded streams of SQEs
+ * (tests/vm/diff_gen.h: valid and invalid reads and writes, vectored and
+ * fixed, fsync, fallocate, bad opcodes and flags, links, hardlinks, drains,
+ * CQE_SKIP_SUCCESS, ASYNC, fixed files; batches of 1 to 3x the ring) run
+ * on both rings; everything must match: each enter's return value, SQ head
+ * and dropped count, every CQE (by user_data: res and flags), the set of
+ * CQEs per batch, every byte of every buffer, and at the end the whole test
+ * region read back from both devices.
+ *
+ * The test region is the last 4 MiB of each namespace (the same pattern is
+ * written over it on both sides first): tests/run-vm's image check writes
+ * controller 0 below LBA 100,128 (x 512 B).
+ *
+ * NVRING_SEED repeats a run; NVRING_DIFF_STREAM=i runs only stream i;
+ * NVRING_DIFF_VERBOSE=1 prints every batch.
+ */
+#include <execinfo.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <linux/fs.h>
+#include <cmocka.h>
+
+#include "tests/vm/vm_util.h"
+#include "tests/vm/diff_ring.h"
+#include "tests/vm/diff_gen.h"
+#include "abi/ring.h"     /* ur_ring_get(): is the nvring ring idle */
+
+#define REGION      (4u << 20)
+#define CHUNK       (128u << 10)
+#define MAX_CQ      2048
+#define KWAIT_SEC   10
+
+struct cq_rec { uint64_t ud; int32_t res; uint32_t flags; };
+
+struct side {
+	const char *name;
+	struct dr_ring r;
+	int devfd;
+	uint8_t *arena;
+	struct iovec *iov;
+	struct cq_rec cq[MAX_CQ];
+	unsigned ncq;
+};
+
+static struct side K = { .name = "kernel" }, O = { .name = "nvring" };
+static struct vm_ctrlr *twin;
+static uint64_t dev_bytes;
+static uint32_t lbs;
+static unsigned long sqes_compared, mismatches, batches_compared;
+static struct dgen G;
+
+static void collect(struct side *s)
+{
+	struct io_uring_cqe c;
+	while (s->ncq < MAX_CQ && dr_cqe(&s->r, &c))
+		s->cq[s->ncq++] = (struct cq_rec){ c.user_data, c.res, c.flags };
+}
+
+static int rec_cmp(const void *a, const void *b)
+{
+	const struct cq_rec *x = a, *y = b;
+	return x->ud < y->ud ? -1 : x->ud > y->ud;
+}
+
+/* nvring: nothing queued, in the device, deferred or overflowed. */
+static bool ours_idle(void)
+{
+	int err;
+	struct ur_ring *r = ur_ring_get(O.r.fd, &err);
+	return r && !r->active && !r->in_device && !r->retry.head && !r->defer.head &&
+	       !r->done.head && !r->overflow.head;
+}
+
+static void put_sqe(struct side *s, const struct gop *o, struct io_uring_sqe *q)
+{
+	q->opcode = o->opcode;
+	q->flags = o->flags;
+	q->ioprio = o->ioprio;
+	q->user_data = o->ud;
+	q->len = o->len;
+	q->off = o->off;
+	q->rw_flags = o->rw_flags;
+	q->buf_index = o->buf_index;
+	q->personality = o->personality;
+	q->splice_fd_in = (int32_t)o->splice_fd_in;
+	switch (o->fdk) {
+	case FD_DEV:       q->fd = s->devfd; break;
+	case FD_FIX0:      q->fd = 0; break;
+	case FD_FIX2:      q->fd = 2; break;
+	case FD_FIX_EMPTY: q->fd = 1; break;
+	case FD_FIX_OOR:   q->fd = DG_NFILES; break;
+	case FD_BAD:       q->fd = -1; break;
+	default:           q->fd = 987; break;   /* not open */
+	}
+	switch (o->addrk) {
+	case A_ARENA: q->addr = (uintptr_t)(s->arena + o->addr); break;
+	case A_IOV:   q->addr = (uintptr_t)&s->iov[o->addr]; break;
+	default:      q->addr = o->addr; break;
+	}
+}
+
+static void report_batch(uint64_t seed, unsigned stream, unsigned batch)
+{
+	char d[320];
+	printf("  batch %u of stream %u (seed %llu): %u SQEs\n", batch, stream,
+	       (unsigned long long)seed, G.nops);
+	for (unsigned i = 0; i < G.nops; i++) {
+		dg_describe(&G.ops[i], d, sizeof(d));
+		int kr = INT32_MIN, orr = INT32_MIN;
+		for (unsigned j = 0; j < K.ncq; j++)
+			if (K.cq[j].ud == G.ops[i].ud)
+				kr = K.cq[j].res;
+		for (unsigned j = 0; j < O.ncq; j++)
+			if (O.cq[j].ud == G.ops[i].ud)
+				orr = O.cq[j].res;
+		printf("    %s -> kernel %s%d nvring %s%d\n", d, kr == INT32_MIN ? "none:" : "", kr,
+		       orr == INT32_MIN ? "none:" : "", orr);
+		const struct gop *o = &G.ops[i];
+		if (o->addrk == A_IOV)
+			for (uint32_t k = 0; k < o->len && k < 8 && o->addr + k < G.nsegs; k++)
+				printf("      iov[%u]: %s0x%llx len %llu\n", k,
+				       G.segs[o->addr + k].kind == A_ARENA ? "arena+" : "",
+				       (unsigned long long)G.segs[o->addr + k].base,
+				       (unsigned long long)G.segs[o->addr + k].len);
+	}
+}
+
+static const struct gop *op_by_ud(uint64_t ud)
+{
+	for (unsigned i = 0; i < G.nops; i++)
+		if (G.ops[i].ud == ud)
+			return &G.ops[i];
+	return NULL;
+}
+
+static unsigned mismatch(uint64_t seed, unsigned stream, unsigned batch, const char *fmt, ...)
+{
+	va_list ap;
+	printf("MISMATCH seed %llu stream %u batch %u: ", (unsigned long long)seed, stream, batch);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	mismatches++;
+	return 1;
+}
+
+/* Run one generated batch on both rings and compare. Returns mismatches. */
+static unsigned run_batch(uint64_t seed, unsigned stream, unsigned batch, const unsigned *pieces,
+			  unsigned npieces)
+{
+	unsigned bad = 0;
+	char d[320];
+	/* side 1's memory = side 0's: the same sources and poison */
+	memcpy(O.arena, K.arena, G.bump);
+	for (unsigned i = 0; i < G.nsegs; i++) {
+		const struct gseg *g = &G.segs[i];
+		K.iov[i].iov_base = g->kind == A_ARENA ? K.arena + g->base : (void *)(uintptr_t)g->base;
+		O.iov[i].iov_base = g->kind == A_ARENA ? O.arena + g->base : (void *)(uintptr_t)g->base;
+		K.iov[i].iov_len = O.iov[i].iov_len = g->len;
+	}
+	K.ncq = O.ncq = 0;
+	unsigned first = 0, base = *K.r.sq_head;
+	for (unsigned p = 0; p < npieces; p++) {
+		unsigned n = pieces[p];
+		for (unsigned i = first; i < first + n; i++) {
+			put_sqe(&K, &G.ops[i], dr_sqe(&K.r));
+			put_sqe(&O, &G.ops[i], dr_sqe(&O.r));
+		}
+		first += n;
+		dr_flush(&K.r);
+		dr_flush(&O.r);
+		for (int tries = 0; tries < 4 * DG_MAX_OPS; tries++) {
+			unsigned kl = dr_sq_pending(&K.r), ol = dr_sq_pending(&O.r);
+			if (kl != ol)
+				return bad + mismatch(seed, stream, batch, "SQ pending %u vs %u", kl, ol);
+			if (!kl)
+				break;
+			unsigned sub = (dg_rand(&G) % 8 == 0) ? kl + 3 : kl;
+			int kr = dr_enter(&K.r, sub, 0, 0, NULL, 0);
+			int or = dr_enter(&O.r, sub, 0, 0, NULL, 0);
+			if (kr != or || *K.r.sq_head != *O.r.sq_head || *K.r.sq_dropped != *O.r.sq_dropped) {
+				report_batch(seed, stream, batch);
+				unsigned ki = *K.r.sq_head - base - 1, oi = *O.r.sq_head - base - 1;
+				if (ki < G.nops)
+					dg_describe(&G.ops[ki], d, sizeof(d)), printf("  kernel's last: %s\n", d);
+				if (oi < G.nops)
+					dg_describe(&G.ops[oi], d, sizeof(d)), printf("  nvring's last: %s\n", d);
+				return bad + mismatch(seed, stream, batch,
+						      "enter(%u) kernel %d (head %u dropped %u) nvring %d (head %u dropped %u)",
+						      sub, kr, *K.r.sq_head, *K.r.sq_dropped, or,
+						      *O.r.sq_head, *O.r.sq_dropped);
+			}
+			if (kr < 0)
+				return bad + mismatch(seed, stream, batch, "enter failed on both: %d", kr);
+			collect(&K);
+			collect(&O);
+		}
+	}
+	/* nvring: run to idle, flushing the overflow backlog into the CQ */
+	double t0 = vm_now();
+	for (;;) {
+		dr_enter(&O.r, 0, 0, IORING_ENTER_GETEVENTS, NULL, 0);
+		collect(&O);
+		if (ours_idle() && !(*O.r.sq_flags & IORING_SQ_CQ_OVERFLOW))
+			break;
+		if (vm_now() - t0 > KWAIT_SEC) {
+			int err;
+			struct ur_ring *r = ur_ring_get(O.r.fd, &err);
+			report_batch(seed, stream, batch);
+			return bad + mismatch(seed, stream, batch, "nvring did not go idle: active %u "
+					      "in_device %u retry %d defer %d done %d overflow %d",
+					      r->active, r->in_device, !!r->retry.head, !!r->defer.head,
+					      !!r->done.head, !!r->overflow.head);
+		}
+	}
+	collect(&O);
+	/* the kernel: wait for as many CQEs */
+	t0 = vm_now();
+	for (;;) {
+		collect(&K);
+		if (K.ncq >= O.ncq && !(*K.r.sq_flags & IORING_SQ_CQ_OVERFLOW))
+			break;
+		if (vm_now() - t0 > KWAIT_SEC)
+			break;
+		struct __kernel_timespec ts = { 0, 50 * 1000 * 1000 };
+		struct io_uring_getevents_arg arg = { .ts = (uintptr_t)&ts };
+		unsigned want = O.ncq > K.ncq ? O.ncq - K.ncq : 1;
+		dr_enter(&K.r, 0, want, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof(arg));
+	}
+	collect(&K);
+	qsort(K.cq, K.ncq, sizeof(K.cq[0]), rec_cmp);
+	qsort(O.cq, O.ncq, sizeof(O.cq[0]), rec_cmp);
+	unsigned i = 0, j = 0;
+	while (i < K.ncq || j < O.ncq) {
+		const struct cq_rec *k = i < K.ncq ? &K.cq[i] : NULL, *o = j < O.ncq ? &O.cq[j] : NULL;
+		uint64_t ud = k && (!o || k->ud <= o->ud) ? k->ud : o->ud;
+		const struct gop *g = op_by_ud(ud);
+		if (g)
+			dg_describe(g, d, sizeof(d));
+		else
+			snprintf(d, sizeof(d), "ud %llu (not in this batch)", (unsigned long long)ud);
+		if (k && o && k->ud == o->ud) {
+			if (k->res != o->res || k->flags != o->flags)
+				bad += mismatch(seed, stream, batch, "%s: kernel res %d flags 0x%x, nvring res %d flags 0x%x",
+						d, k->res, k->flags, o->res, o->flags);
+			i++, j++;
+		} else if (k && k->ud == ud) {
+			bad += mismatch(seed, stream, batch, "%s: kernel res %d, nvring posted no CQE", d, k->res);
+			i++;
+		} else {
+			bad += mismatch(seed, stream, batch, "%s: nvring res %d, kernel posted no CQE", d, o->res);
+			j++;
+		}
+	}
+	/* every byte the requests could have written in memory */
+	long at = vm_first_diff(K.arena, O.arena, G.bump);
+	if (at >= 0) {
+		const struct gop *hit = NULL;
+		for (unsigned n = 0; n < G.nops; n++) {
+			const struct gop *g = &G.ops[n];
+			if (g->addrk == A_ARENA && (uint64_t)at >= g->addr && (uint64_t)at < g->addr + (1u << 20))
+				if (!hit || g->addr > hit->addr)
+					hit = g;
+		}
+		if (hit)
+			dg_describe(hit, d, sizeof(d));
+		bad += mismatch(seed, stream, batch, "memory differs at arena byte %ld (kernel 0x%02x nvring 0x%02x), near: %s",
+				at, K.arena[at], O.arena[at], hit ? d : "an iovec segment");
+	}
+	if (bad)
+		report_batch(seed, stream, batch);
+	return bad;
+}
+
+/* One request, synchronously, on one side (setup and read-back). */
+static int sync_rw(struct side *s, uint8_t op, uint64_t off, uint32_t len, uint64_t arena_off)
+{
+	struct io_uring_sqe *q = dr_sqe(&s->r);
+	q->opcode = op;
+	q->fd = s->devfd;
+	q->addr = (uintptr_t)(s->arena + arena_off);
+	q->len = len;
+	q->off = off;
+	q->user_data = 0x5eed;
+	dr_flush(&s->r);
+	int ret = dr_enter(&s->r, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+	if (ret != 1)
+		return ret < 0 ? ret : -EIO;
+	struct io_uring_cqe c;
+	while (!dr_cqe(&s->r, &c))
+		dr_enter(&s->r, 0, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+	return c.res;
+}
+
+/* The same seeded bytes over the test region of both devices. */
+static void write_region(uint64_t seed)
+{
+	uint64_t rng = seed | 1;
+	for (uint64_t off = dev_bytes - REGION; off < dev_bytes; off += CHUNK) {
+		vm_fill_random(&rng, K.arena, CHUNK);
+		memcpy(O.arena, K.arena, CHUNK);
+		assert_int_equal(sync_rw(&K, IORING_OP_WRITE, off, CHUNK, 0), CHUNK);
+		assert_int_equal(sync_rw(&O, IORING_OP_WRITE, off, CHUNK, 0), CHUNK);
+	}
+}
+
+/* Read the region back from both devices; the first difference or -1. */
+static long compare_region(void)
+{
+	for (uint64_t off = dev_bytes - REGION; off < dev_bytes; off += CHUNK) {
+		memset(K.arena, 0x11, CHUNK);
+		memset(O.arena, 0x22, CHUNK);
+		assert_int_equal(sync_rw(&K, IORING_OP_READ, off, CHUNK, 0), CHUNK);
+		assert_int_equal(sync_rw(&O, IORING_OP_READ, off, CHUNK, 0), CHUNK);
+		long at = vm_first_diff(K.arena, O.arena, CHUNK);
+		if (at >= 0)
+			return (long)(off - (dev_bytes - REGION)) + at;
+	}
+	return -1;
+}
+
+static void rings_init(unsigned entries, const struct io_uring_params *p)
+{
+	assert_true(dr_init(&K.r, NULL, entries, p) >= 0);
+	assert_true(dr_init(&O.r, twin->ctrlr, entries, p) >= 0);
+	assert_int_equal(K.r.p.sq_entries, O.r.p.sq_entries);
+	assert_int_equal(K.r.p.cq_entries, O.r.p.cq_entries);
+	struct side *sides[2] = { &K, &O };
+	for (int i = 0; i < 2; i++) {
+		struct side *s = sides[i];
+		struct iovec bufs[DG_NBUFS] = {
+			{ s->arena, DG_ARENA / 2 },
+			{ s->arena + DG_BUF1_OFF, DG_ARENA - DG_BUF1_OFF },
+			{ NULL, 0 },
+		};
+		assert_int_equal(dr_register(&s->r, IORING_REGISTER_BUFFERS, bufs, DG_NBUFS), 0);
+		int files[DG_NFILES] = { s->devfd, -1, s->devfd };
+		assert_int_equal(dr_register(&s->r, IORING_REGISTER_FILES, files, DG_NFILES), 0);
+	}
+}
+
+static void rings_exit(void)
+{
+	dr_exit(&K.r);
+	dr_exit(&O.r);
+}
+
+struct stream_cfg { unsigned entries; uint32_t flags; unsigned cq; bool skip; };
+
+static const struct stream_cfg streams[] = {
+	{ 1, 0, 0, false }, { 2, 0, 0, true }, { 4, 0, 0, false }, { 8, IORING_SETUP_SUBMIT_ALL, 0, true },
+	{ 16, 0, 0, false }, { 32, IORING_SETUP_CQSIZE, 32, true }, { 64, 0, 0, false },
+	{ 8, IORING_SETUP_CQSIZE, 8, false }, { 128, IORING_SETUP_SUBMIT_ALL, 0, true },
+	{ 32, 0, 0, false }, { 16, 0, 0, true }, { 64, IORING_SETUP_SUBMIT_ALL, 0, false },
+};
+#define NSTREAMS (sizeof(streams) / sizeof(streams[0]))
+#define SQES_PER_STREAM 1000
+
+static unsigned run_stream(uint64_t seed, unsigned idx)
+{
+	const struct stream_cfg *c = &streams[idx];
+	struct io_uring_params p = { .flags = c->flags, .cq_entries = c->cq };
+	rings_init(c->entries, &p);
+	memset(&G, 0, sizeof(G));
+	G.rng = seed * 0x9e3779b97f4a7c15ull + idx + 1;
+	G.dev_bytes = dev_bytes;
+	G.region_lo = dev_bytes - REGION;
+	G.lbs = lbs;
+	G.skip_ok = c->skip;
+	G.next_ud = (uint64_t)idx << 32 | 1;
+	G.fill = K.arena;
+	unsigned sent = 0, bad = 0, batch = 0;
+	if (c->skip) {
+		/* a skipped NOP first: drains fail from here on (see diff_gen.h) */
+		struct gop nop = { .ud = 1, .opcode = IORING_OP_NOP, .flags = IOSQE_CQE_SKIP_SUCCESS };
+		put_sqe(&K, &nop, dr_sqe(&K.r));
+		put_sqe(&O, &nop, dr_sqe(&O.r));
+		dr_flush(&K.r);
+		dr_flush(&O.r);
+		assert_int_equal(dr_enter(&K.r, 1, 0, 0, NULL, 0), 1);
+		assert_int_equal(dr_enter(&O.r, 1, 0, 0, NULL, 0), 1);
+	}
+	bool verbose = vm_env_long("NVRING_DIFF_VERBOSE", 0);
+	while (sent < SQES_PER_STREAM && !bad) {
+		unsigned pieces[3], np = dg_pct(&G) < 80 ? 1 : (unsigned)dg_range_rand(&G, 2, 3), n = 0;
+		for (unsigned i = 0; i < np; i++) {
+			pieces[i] = dg_pct(&G) < 25 ? c->entries : (unsigned)dg_range_rand(&G, 1, c->entries);
+			if (n + pieces[i] > DG_MAX_OPS)
+				pieces[i] = DG_MAX_OPS - n;
+			n += pieces[i];
+		}
+		dg_batch(&G, pieces, np);
+		if (verbose) {
+			K.ncq = O.ncq = 0;
+			report_batch(seed, idx, batch);
+		}
+		bad += run_batch(seed, idx, batch, pieces, np);
+		sent += G.nops;
+		batch++;
+		batches_compared++;
+	}
+	rings_exit();
+	printf("[ INFO     ] stream %u (entries %u flags 0x%x cq %u skip %d): %u SQEs in %u batches, %u mismatches\n",
+	       idx, c->entries, c->flags, c->cq, c->skip, sent, batch, bad);
+	sqes_compared += sent;
+	return bad;
+}
+
+static bool twin_of(struct vm_ctrlr *v, uint64_t kbytes, uint32_t klbs, uint32_t kmax)
+{
+	return v->ctrlr && v->nsid && v->ns.nlba * v->ns.lba_size == kbytes &&
+	       v->ns.lba_size == klbs && v->info->max_xfer == kmax;
+}
+
+static void on_segv(int sig);
+static void test_differential(void **state)
+{
+	(void)state;
+	signal(SIGSEGV, on_segv);
+	char kdev[64];
+	if (!vm_env_word("NVRING_KERNEL_DEVS", 0, kdev, sizeof(kdev))) {
+		print_message("no kernel-bound controller ($NVRING_KERNEL_DEVS): skipped\n");
+		skip();
+	}
+	K.devfd = open(kdev, O_RDWR | O_DIRECT);
+	if (K.devfd < 0)
+		fail_msg("open %s: %s", kdev, strerror(errno));
+	uint64_t kbytes = 0;
+	int kss = 0;
+	assert_int_equal(ioctl(K.devfd, BLKGETSIZE64, &kbytes), 0);
+	assert_int_equal(ioctl(K.devfd, BLKSSZGET, &kss), 0);
+	char path[128];
+	snprintf(path, sizeof(path), "/sys/block/%s/queue/max_hw_sectors_kb", kdev + 5);
+	FILE *f = fopen(path, "r");
+	unsigned kmax_kb = 0;
+	if (!f || fscanf(f, "%u", &kmax_kb) != 1)
+		fail_msg("cannot read %s", path);
+	fclose(f);
+	twin = NULL;
+	for (int i = 0; i < vm_nctrlrs && !twin; i++)
+		if (twin_of(&vm_ctrlrs[i], kbytes, (uint32_t)kss, kmax_kb * 1024))
+			twin = &vm_ctrlrs[i];
+	if (!twin)
+		fail_msg("no vfio controller is the twin of %s (%llu B, %d B blocks, max %u KiB): "
+			 "tests/run-vm must boot them with the same size and options",
+			 kdev, (unsigned long long)kbytes, kss, kmax_kb);
+	dev_bytes = kbytes;
+	lbs = (uint32_t)kss;
+	assert_true(dev_bytes >= 2 * REGION);
+	print_message("twins: %s and %s (%llu B, %u B blocks, max transfer %u KiB); region: last %u KiB\n",
+		      kdev, twin->bdf, (unsigned long long)dev_bytes, lbs, kmax_kb, REGION >> 10);
+
+	O.devfd = nvr_ns_open(twin->ctrlr, twin->nsid);
+	assert_true(O.devfd >= 0);
+	struct side *sides[2] = { &K, &O };
+	for (int i = 0; i < 2; i++) {
+		sides[i]->arena = mmap(NULL, DG_ARENA, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+		assert_true(sides[i]->arena != MAP_FAILED);
+		sides[i]->iov = calloc(DG_MAX_SEGS, sizeof(struct iovec));
+		assert_non_null(sides[i]->iov);
+	}
+
+	uint64_t seed = vm_seed_value;
+	long only = vm_env_long("NVRING_DIFF_STREAM", -1);
+	double t0 = vm_now();
+	/* the region pattern, through plain rings */
+	rings_init(8, NULL);
+	write_region(seed);
+	rings_exit();
+	unsigned bad = 0;
+	for (unsigned i = 0; i < NSTREAMS; i++) {
+		if (only >= 0 && (unsigned)only != i)
+			continue;
+		unsigned b = run_stream(seed, i);
+		bad += b;
+		if (b) {
+			/* a stream that diverged may have left the devices different */
+			rings_init(8, NULL);
+			write_region(seed + i + 1);
+			rings_exit();
+		}
+	}
+	rings_init(8, NULL);
+	long at = compare_region();
+	rings_exit();
+	if (at >= 0)
+		mismatch(seed, 0, 0, "the test regions differ at byte %ld", at), bad++;
+	printf("difftest: %lu SQEs compared in %lu batches, %lu mismatches, seed %llu "
+	       "(NVRING_SEED=%llu repeats), %.1f s\n",
+	       sqes_compared, batches_compared, mismatches, (unsigned long long)seed,
+	       (unsigned long long)seed, vm_now() - t0);
+	for (int i = 0; i < 2; i++) {
+		munmap(sides[i]->arena, DG_ARENA);
+		free(sides[i]->iov);
+	}
+	nvr_ns_close(O.devfd);
+	close(K.devfd);
+	assert_int_equal(mismatches, 0);
+	if (only < 0)
+		assert_true(sqes_compared >= 10000);
+}
+
+static void on_segv(int sig)
+{
+	void *bt[64];
+	int n = backtrace(bt, 64);
+	backtrace_symbols_fd(bt, n, 1);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+int main(void)
+{
+
+	setvbuf(stdout, NULL, _IOLBF, 0);   /* nothing lost if a stream crashes */
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_differential),
+	};
+	return cmocka_run_group_tests(tests, vm_setup, vm_teardown);
+}
