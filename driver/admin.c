@@ -28,12 +28,14 @@ int nvr_adminq_init(struct nvr_ctrlr *ctrlr, uint32_t entries)
 	void *sq, *cq;
 	int rc;
 
-	rc = nvr_pci_dma_alloc(ctrlr->dev, entries * sizeof(struct nvme_sqe), &sq, &aq->sq_iova);
+	rc = nvr_pci_dma_alloc_internal(ctrlr->dev, entries * sizeof(struct nvme_sqe), &sq,
+					&aq->sq_iova);
 	if (rc)
 		return rc;
-	rc = nvr_pci_dma_alloc(ctrlr->dev, entries * sizeof(struct nvme_cqe), &cq, &aq->cq_iova);
+	rc = nvr_pci_dma_alloc_internal(ctrlr->dev, entries * sizeof(struct nvme_cqe), &cq,
+					&aq->cq_iova);
 	if (rc) {
-		nvr_pci_dma_free(ctrlr->dev, sq);
+		nvr_pci_dma_free_internal(ctrlr->dev, sq);
 		return rc;
 	}
 	aq->sq = sq;

@@ -122,7 +122,7 @@ void nvr_ctrlr_fail(struct nvr_ctrlr *ctrlr, const char *why)
 void nvr_ctrlr_dma_free(struct nvr_ctrlr *ctrlr, void *va)
 {
 	if (va && !ctrlr->dma_unsafe)
-		nvr_pci_dma_free(ctrlr->dev, va);
+		nvr_pci_dma_free_internal(ctrlr->dev, va);
 }
 
 /* §3.5.1 steps 3–6: admin queue registers, CC, enable, wait ready. */
@@ -401,6 +401,8 @@ int nvr_ctrlr_attach_dev(struct nvr_pci_dev *dev, const struct nvr_ctrlr_opts *o
 		return -ENOMEM;
 	}
 	ctrlr->dev = dev;
+	ctrlr->internal_iova_lo = dev->internal_iova_lo;
+	ctrlr->internal_iova_hi = dev->internal_iova_hi;
 	pthread_mutex_init(&ctrlr->qid_lock, NULL);
 	pthread_mutex_init(&ctrlr->fail_lock, NULL);
 	atomic_init(&ctrlr->failed, false);
@@ -460,7 +462,7 @@ int nvr_ctrlr_attach_dev(struct nvr_pci_dev *dev, const struct nvr_ctrlr_opts *o
 	rc = nvr_adminq_init(ctrlr, aentries);
 	if (rc)
 		goto fail;
-	rc = nvr_pci_dma_alloc(dev, NVR_PAGE_SIZE, &ctrlr->scratch, &ctrlr->scratch_iova);
+	rc = nvr_pci_dma_alloc_internal(dev, NVR_PAGE_SIZE, &ctrlr->scratch, &ctrlr->scratch_iova);
 	if (rc)
 		goto fail;
 	rc = ctrlr_enable(ctrlr);

@@ -81,6 +81,10 @@ struct nvr_ctrlr {
 	uint32_t              dsm_ranges;         /* DMRL, 1..256 */
 	uint64_t              dsm_cmd_blocks;     /* DMSL */
 
+	/* IOVA window of driver-internal DMA memory (dev->internal_iova_*):
+	 * nvr_io() refuses segments that reach into it. */
+	uint64_t              internal_iova_lo, internal_iova_hi;
+
 	struct nvr_ns        *ns;                 /* sorted by nsid */
 	uint32_t              nns;
 

@@ -189,10 +189,24 @@ static int submit_rw(struct nvr_qpair *qp, enum nvr_io_op op, const struct nvr_n
 	rc = req_start(qp, op, ns, lba, nlb, cb, cb_arg, &req);
 	if (rc)
 		return rc;
-	used = nvr_segs_check(segs, nseg, (uint64_t)nlb << ns->lba_shift);
+	uint64_t left = (uint64_t)nlb << ns->lba_shift;
+	used = nvr_segs_check(segs, nseg, left);
 	if (unlikely(used < 0 || used > NVR_REQ_MAX_SEGS)) {
 		req_abandon(qp, req);
 		return -EINVAL;
+	}
+	/* Queues and PRP lists live in one IOVA window of their own: a
+	 * segment reaching into it (or wrapping) is refused, so one bad
+	 * nvr_io() cannot make the device overwrite a queue. */
+	for (int i = 0; i < used; i++) {
+		uint64_t a = segs[i].iova, n = segs[i].len < left ? segs[i].len : left;
+
+		if (unlikely(a > UINT64_MAX - n ||
+			     (a < qp->ctrlr->internal_iova_hi && a + n > qp->ctrlr->internal_iova_lo))) {
+			req_abandon(qp, req);
+			return -EFAULT;
+		}
+		left -= n;
 	}
 	memcpy(req->segs, segs, (size_t)used * sizeof(*segs));
 	req->nseg = (uint16_t)used;

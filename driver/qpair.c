@@ -269,16 +269,18 @@ static int qpair_init_mem(struct nvr_qpair *qp)
 	void *sq, *cq;
 	int rc;
 
-	rc = nvr_pci_dma_alloc(dev, qp->entries * sizeof(struct nvme_sqe), &sq, &qp->sq_iova);
+	rc = nvr_pci_dma_alloc_internal(dev, qp->entries * sizeof(struct nvme_sqe), &sq,
+					&qp->sq_iova);
 	if (rc)
 		return rc;
 	qp->sq = sq;
-	rc = nvr_pci_dma_alloc(dev, qp->entries * sizeof(struct nvme_cqe), &cq, &qp->cq_iova);
+	rc = nvr_pci_dma_alloc_internal(dev, qp->entries * sizeof(struct nvme_cqe), &cq,
+					&qp->cq_iova);
 	if (rc)
 		return rc;
 	qp->cq = cq;
-	rc = nvr_pci_dma_alloc(dev, (size_t)qp->ntr * NVR_PAGE_SIZE, &qp->prp_block,
-			       &qp->prp_block_iova);
+	rc = nvr_pci_dma_alloc_internal(dev, (size_t)qp->ntr * NVR_PAGE_SIZE, &qp->prp_block,
+					&qp->prp_block_iova);
 	if (rc)
 		return rc;
 

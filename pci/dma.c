@@ -140,9 +140,10 @@ static int chunk_mmap_small(const struct nvr_pci_dev *dev, size_t size, void **o
 
 /* A new chunk of @size bytes (a multiple of 2 MiB), mapped for DMA and put
  * in the table. Caller holds the write lock. */
-static int chunk_new(struct nvr_pci_dev *dev, size_t size, struct nvr_dma_map **out)
+static int chunk_new(struct nvr_pci_dev *dev, size_t size, bool internal,
+		     struct nvr_dma_map **out)
 {
-	struct nvr_dma_map m = { .len = size, .owned = 1 };
+	struct nvr_dma_map m = { .len = size, .owned = 1, .internal = internal };
 	void *p;
 	int err;
 
@@ -160,7 +161,10 @@ static int chunk_new(struct nvr_pci_dev *dev, size_t size, struct nvr_dma_map **
 		munmap(p, size);
 		return err;
 	}
-	err = dev->ops->dma_map(dev, p, size, &m.iova);
+	if (internal && dev->ops->dma_map_internal)
+		err = dev->ops->dma_map_internal(dev, p, size, &m.iova);
+	else
+		err = dev->ops->dma_map(dev, p, size, &m.iova);
 	if (err) {
 		munmap(p, size);
 		return err;
@@ -240,12 +244,13 @@ static int alloc_extent(const struct nvr_dma_map *m, size_t off, size_t *start, 
 	return 0;
 }
 
-/* The mapping containing all of [va, va + len) (len >= 1), or -1. */
+/* The mapping containing all of [va, va + len) (len >= 1), or -1.
+ * Driver-internal chunks are nobody else's business: -1 for them too. */
 static int table_find_range(const struct nvr_pci_dev *dev, uintptr_t va, size_t len)
 {
 	int i = table_find(dev, va);
 
-	if (i < 0 || va - (uintptr_t)dev->maps[i].va >= dev->maps[i].len ||
+	if (i < 0 || dev->maps[i].internal || va - (uintptr_t)dev->maps[i].va >= dev->maps[i].len ||
 	    len > dev->maps[i].len - (va - (uintptr_t)dev->maps[i].va))
 		return -1;
 	return i;
@@ -304,7 +309,8 @@ static int hold_locked(struct nvr_pci_dev *dev, uintptr_t va, size_t len, uint64
 	return err;
 }
 
-int nvr_pci_dma_alloc(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t *iova)
+static int dma_alloc(struct nvr_pci_dev *dev, size_t len, bool internal, void **va,
+		     uint64_t *iova)
 {
 	struct nvr_dma_map *m = NULL;
 	size_t off;
@@ -320,18 +326,18 @@ int nvr_pci_dma_alloc(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t *
 		for (unsigned i = 0; i < dev->nmaps; i++) {
 			struct nvr_dma_map *c = &dev->maps[i];
 
-			if (c->owned && c->len == NVR_DMA_CHUNK_SIZE &&
+			if (c->owned && c->internal == internal && c->len == NVR_DMA_CHUNK_SIZE &&
 			    c->len - c->used >= len) {
 				m = c;
 				break;
 			}
 		}
 		if (!m)
-			err = chunk_new(dev, NVR_DMA_CHUNK_SIZE, &m);
+			err = chunk_new(dev, NVR_DMA_CHUNK_SIZE, internal, &m);
 	} else {
 		size_t size = (len + NVR_DMA_CHUNK_SIZE - 1) & ~((size_t)NVR_DMA_CHUNK_SIZE - 1);
 
-		err = chunk_new(dev, size, &m);
+		err = chunk_new(dev, size, internal, &m);
 	}
 	if (!err) {
 		if (m->len > NVR_DMA_CHUNK_SIZE) {
@@ -354,7 +360,17 @@ int nvr_pci_dma_alloc(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t *
 	return err;
 }
 
-int nvr_pci_dma_free(struct nvr_pci_dev *dev, void *va)
+int nvr_pci_dma_alloc(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t *iova)
+{
+	return dma_alloc(dev, len, false, va, iova);
+}
+
+int nvr_pci_dma_alloc_internal(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t *iova)
+{
+	return dma_alloc(dev, len, true, va, iova);
+}
+
+static int dma_free(struct nvr_pci_dev *dev, void *va, bool internal)
 {
 	struct nvr_dma_map *m;
 	size_t off;
@@ -363,7 +379,7 @@ int nvr_pci_dma_free(struct nvr_pci_dev *dev, void *va)
 	pthread_rwlock_wrlock(&dev->dma_lock);
 	i = table_find(dev, (uintptr_t)va);
 	m = i >= 0 ? &dev->maps[i] : NULL;
-	if (!m || !m->owned || (uint8_t *)va >= m->va + m->len) {
+	if (!m || !m->owned || m->internal != internal || (uint8_t *)va >= m->va + m->len) {
 		err = -EINVAL;
 		goto out;
 	}
@@ -382,6 +398,16 @@ int nvr_pci_dma_free(struct nvr_pci_dev *dev, void *va)
 out:
 	pthread_rwlock_unlock(&dev->dma_lock);
 	return err;
+}
+
+int nvr_pci_dma_free(struct nvr_pci_dev *dev, void *va)
+{
+	return dma_free(dev, va, false);
+}
+
+int nvr_pci_dma_free_internal(struct nvr_pci_dev *dev, void *va)
+{
+	return dma_free(dev, va, true);
 }
 
 int nvr_pci_dma_register(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova)
@@ -491,7 +517,7 @@ int nvr_pci_dma_translate(struct nvr_pci_dev *dev, const void *va, size_t len, u
 		return -EFAULT;
 	pthread_rwlock_rdlock(&dev->dma_lock);
 	i = table_find(dev, a);
-	if (i >= 0) {
+	if (i >= 0 && !dev->maps[i].internal) {
 		const struct nvr_dma_map *m = &dev->maps[i];
 		uintptr_t off = a - (uintptr_t)m->va;
 

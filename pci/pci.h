@@ -25,6 +25,12 @@ struct nvr_pci_ops {
 	 * address (IOVA) in *iova. va and len are 4 KiB aligned. The memory
 	 * is pinned for as long as it is mapped. */
 	int  (*dma_map)(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova);
+	/* Optional: as dma_map, but the IOVA comes from the backend's window
+	 * for driver-internal memory (queues, PRP lists, Identify data),
+	 * [internal_iova_lo, internal_iova_hi) of the device, which dma_map
+	 * never hands out. NULL: internal memory is mapped with dma_map and
+	 * the window is empty. */
+	int  (*dma_map_internal)(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova);
 	/* Undo one dma_map exactly (same va, len and the iova it returned). */
 	int  (*dma_unmap)(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t iova);
 	/* Function-level reset if the backend offers one, else -ENOTSUP. */
@@ -45,6 +51,7 @@ struct nvr_dma_map {
 	size_t    len;
 	unsigned  owned : 1;      /* memory allocated by pci/dma.c (else registered) */
 	unsigned  hugepage : 1;   /* backed by 2 MiB hugepages */
+	unsigned  internal : 1;   /* owned, for the driver only (dma_map_internal) */
 	size_t    used;           /* arena bump offset for owned chunks */
 	unsigned  live;           /* live sub-allocations in an owned chunk */
 	/* Holds (nvr_pci_dma_hold()) on this mapping; for an owned chunk the
@@ -70,6 +77,9 @@ struct nvr_pci_dev {
 	struct nvr_dma_map *maps;
 	unsigned nmaps, maps_cap;
 	int dma_flags;                /* NVR_DMA_* */
+	/* IOVA window of driver-internal memory (ops->dma_map_internal),
+	 * [lo, hi); lo == hi: none. Set by the backend at open. */
+	uint64_t internal_iova_lo, internal_iova_hi;
 };
 
 #define NVR_DMA_NO_HUGEPAGES 0x1  /* never try hugetlb memory */
@@ -92,7 +102,14 @@ void nvr_pci_dma_fini(struct nvr_pci_dev *dev);   /* unmaps and frees all */
  * when reserved, else locked 4 KiB pages) that are mapped once, so small
  * allocations do not each cost an IOMMU mapping. */
 int  nvr_pci_dma_alloc(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t *iova);
+/* The same for memory only the driver hands to the device (queues, PRP
+ * lists, Identify data): its own chunks, mapped in the internal IOVA window
+ * when the backend has one, never translated, held, registered over or
+ * freed by nvr_pci_dma_free() (those say -EFAULT / -EEXIST / -EINVAL).
+ * Freed with nvr_pci_dma_free_internal(). */
+int  nvr_pci_dma_alloc_internal(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t *iova);
 int  nvr_pci_dma_free(struct nvr_pci_dev *dev, void *va);
+int  nvr_pci_dma_free_internal(struct nvr_pci_dev *dev, void *va);
 
 /* Map application memory (4 KiB aligned range) for DMA until unregistered.
  * A range entirely inside one registered mapping adds a registration to it

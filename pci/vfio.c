@@ -47,6 +47,10 @@ struct nvr_vfio_dev {
 	/* type1 IOMMU state */
 	pthread_mutex_t iova_lock;     /* dma_map may run outside dma_lock */
 	struct nvr_iova iova;
+	/* Driver-internal memory: a window at the top of the highest usable
+	 * range (pci.internal_iova_lo/hi), or none (has_internal false). */
+	struct nvr_iova iova_internal;
+	bool has_internal;
 	uint64_t iova_pgsizes;         /* bitmap of IOMMU page sizes */
 };
 
@@ -86,6 +90,57 @@ static const struct vfio_info_cap_header *find_cap(const void *buf, uint32_t arg
 		off = h->next;
 	}
 	return NULL;
+}
+
+#define INTERNAL_WINDOW_MAX   (4ull << 30)   /* queues and PRP lists need far less */
+#define INTERNAL_WINDOW_MIN   (64ull << 20)
+#define INTERNAL_WINDOW_ALIGN (2ull << 20)
+
+/*
+ * Take a window for driver-internal memory (queues, PRP lists, Identify
+ * data) from the top of the highest usable IOVA range, out of the main
+ * allocator: a quarter of that range, at most 4 GiB, 2 MiB aligned. One
+ * window lets nvr_io() refuse a segment reaching into it with two compares.
+ * A range too small for it leaves no window (internal memory is then
+ * mapped like any other).
+ */
+static int type1_split_internal(struct nvr_vfio_dev *vd, uint64_t page)
+{
+	const struct nvr_iova_range top = vd->iova.usable[vd->iova.nusable - 1];
+	uint64_t size = top.end - top.start, w = size / 4, hi, lo;
+	struct nvr_iova_range *ranges, win;
+	unsigned n = vd->iova.nusable;
+	int err;
+
+	if (w > INTERNAL_WINDOW_MAX)
+		w = INTERNAL_WINDOW_MAX;
+	w &= ~(INTERNAL_WINDOW_ALIGN - 1);
+	hi = (top.end - (INTERNAL_WINDOW_ALIGN - 1)) & ~(INTERNAL_WINDOW_ALIGN - 1);
+	if (w < INTERNAL_WINDOW_MIN || hi < top.start + w + INTERNAL_WINDOW_ALIGN)
+		return 0;
+	lo = hi - w;
+	ranges = calloc(n, sizeof(*ranges));
+	if (!ranges)
+		return -ENOMEM;
+	memcpy(ranges, vd->iova.usable, n * sizeof(*ranges));
+	ranges[n - 1].end = lo - 1;
+	win = (struct nvr_iova_range){ lo, hi - 1 };
+	nvr_iova_fini(&vd->iova);
+	err = nvr_iova_init(&vd->iova, ranges, n, page);
+	if (!err) {
+		err = nvr_iova_init(&vd->iova_internal, &win, 1, page);
+		if (err)
+			nvr_iova_fini(&vd->iova);
+	}
+	free(ranges);
+	if (err) {
+		say("cannot set up the IOVA allocators (%s)", strerror(-err));
+		return err;
+	}
+	vd->has_internal = true;
+	vd->pci.internal_iova_lo = lo;
+	vd->pci.internal_iova_hi = hi;
+	return 0;
 }
 
 /* VFIO_IOMMU_GET_INFO with its capability chain: the page sizes and the
@@ -167,9 +222,11 @@ static int type1_setup_iova(struct nvr_vfio_dev *vd)
 		err = nvr_iova_init(&vd->iova, ranges, n, page);
 	}
 	free(ranges);
-	if (err)
+	if (err) {
 		say("no usable IOVA range reported by VFIO (%s)", strerror(-err));
-	return err;
+		return err;
+	}
+	return type1_split_internal(vd, page);
 }
 
 /* Attach the group's container to the type1 v2 IOMMU. */
@@ -209,9 +266,17 @@ static uint64_t type1_align(const struct nvr_vfio_dev *vd, size_t len)
 	return align;
 }
 
-static int type1_dma_map(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova)
+/* The allocator that owns @iova: the internal window's or the main one. */
+static struct nvr_iova *type1_alloc_of(struct nvr_vfio_dev *vd, uint64_t iova)
 {
-	struct nvr_vfio_dev *vd = to_vfio(dev);
+	if (vd->has_internal && iova >= vd->pci.internal_iova_lo && iova < vd->pci.internal_iova_hi)
+		return &vd->iova_internal;
+	return &vd->iova;
+}
+
+static int type1_map_from(struct nvr_vfio_dev *vd, struct nvr_iova *alloc, void *va, size_t len,
+			  uint64_t *iova)
+{
 	struct vfio_iommu_type1_dma_map map = {
 		.argsz = sizeof(map),
 		.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
@@ -224,7 +289,7 @@ static int type1_dma_map(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t
 	if (!len || (((uintptr_t)va | len) & (vd->iova.page - 1)))
 		return -EINVAL;
 	pthread_mutex_lock(&vd->iova_lock);
-	err = nvr_iova_alloc(&vd->iova, len, type1_align(vd, len), &at);
+	err = nvr_iova_alloc(alloc, len, type1_align(vd, len), &at);
 	pthread_mutex_unlock(&vd->iova_lock);
 	if (err) {
 		say("out of IOVA space for a %zu-byte DMA mapping", len);
@@ -235,7 +300,7 @@ static int type1_dma_map(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t
 	if (ioctl(vd->container, VFIO_IOMMU_MAP_DMA, &map) < 0) {
 		err = -errno;
 		pthread_mutex_lock(&vd->iova_lock);
-		nvr_iova_free(&vd->iova, map.iova, len);
+		nvr_iova_free(alloc, map.iova, len);
 		pthread_mutex_unlock(&vd->iova_lock);
 		/* Pinned pages count against RLIMIT_MEMLOCK: name the fix if
 		 * that is the cause; ENOSPC is the 65,535-mapping limit. */
@@ -245,6 +310,18 @@ static int type1_dma_map(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t
 	}
 	*iova = map.iova;
 	return 0;
+}
+
+static int type1_dma_map(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova)
+{
+	return type1_map_from(to_vfio(dev), &to_vfio(dev)->iova, va, len, iova);
+}
+
+static int type1_dma_map_internal(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova)
+{
+	struct nvr_vfio_dev *vd = to_vfio(dev);
+
+	return type1_map_from(vd, vd->has_internal ? &vd->iova_internal : &vd->iova, va, len, iova);
 }
 
 static int type1_dma_unmap(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t iova)
@@ -271,7 +348,7 @@ static int type1_dma_unmap(struct nvr_pci_dev *dev, void *va, size_t len, uint64
 		return -EIO;
 	}
 	pthread_mutex_lock(&vd->iova_lock);
-	err = nvr_iova_free(&vd->iova, iova, len);
+	err = nvr_iova_free(type1_alloc_of(vd, iova), iova, len);
 	pthread_mutex_unlock(&vd->iova_lock);
 	return err;
 }
@@ -279,6 +356,8 @@ static int type1_dma_unmap(struct nvr_pci_dev *dev, void *va, size_t len, uint64
 static void type1_fini(struct nvr_vfio_dev *vd)
 {
 	nvr_iova_fini(&vd->iova);
+	if (vd->has_internal)
+		nvr_iova_fini(&vd->iova_internal);
 }
 
 /* ---- generic VFIO device --------------------------------------------- */
@@ -398,6 +477,7 @@ static void vfio_close(struct nvr_pci_dev *dev)
 static const struct nvr_pci_ops vfio_type1_ops = {
 	.map_bar = vfio_map_bar,
 	.dma_map = type1_dma_map,
+	.dma_map_internal = type1_dma_map_internal,
 	.dma_unmap = type1_dma_unmap,
 	.reset = vfio_reset,
 	.close = vfio_close,

@@ -498,6 +498,7 @@ static void model_close(struct nvr_pci_dev *dev)
 static const struct nvr_pci_ops model_ops = {
 	.map_bar   = model_map_bar,
 	.dma_map   = nvme_model_dma_map,
+	.dma_map_internal = nvme_model_dma_map_internal,
 	.dma_unmap = nvme_model_dma_unmap,
 	.reset     = model_reset,
 	.close     = model_close,
@@ -565,6 +566,7 @@ int nvme_model_create(const struct nvme_model_cfg *cfg, struct nvme_model **mode
 	d->m = m;
 	d->pci.ops = &model_ops;
 	snprintf(d->pci.bdf, sizeof(d->pci.bdf), "model");
+	nvme_model_internal_window(&d->pci.internal_iova_lo, &d->pci.internal_iova_hi);
 	m->dev = d;
 	ret = nvr_pci_dma_init(&d->pci);
 	if (ret) {

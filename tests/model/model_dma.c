@@ -12,7 +12,9 @@
 #include "tests/model/model_priv.h"
 
 #define IOVA_BASE  0x100000000ull
-#define IOVA_LIMIT (1ull << 47)
+#define IOVA_LIMIT (1ull << 46)      /* dma_map: [IOVA_BASE, IOVA_LIMIT) */
+#define IOVA_INTERNAL_BASE IOVA_LIMIT /* dma_map_internal: [.., IOVA_INTERNAL_LIMIT) */
+#define IOVA_INTERNAL_LIMIT (1ull << 47)
 #define IOVA_GUARD NVME_MODEL_PAGE   /* unmapped hole after each mapping */
 
 static struct nvme_model *dev_model(struct nvr_pci_dev *dev)
@@ -20,10 +22,18 @@ static struct nvme_model *dev_model(struct nvr_pci_dev *dev)
 	return ((struct nvme_model_dev *)dev)->m;
 }
 
-int nvme_model_dma_map(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova)
+void nvme_model_internal_window(uint64_t *lo, uint64_t *hi)
+{
+	*lo = IOVA_INTERNAL_BASE;
+	*hi = IOVA_INTERNAL_LIMIT;
+}
+
+/* Map [va, va + len) at the lowest free IOVA in [lo, hi). */
+static int map_in(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t lo, uint64_t hi,
+		  uint64_t *iova)
 {
 	struct nvme_model *m = dev_model(dev);
-	uint64_t at = IOVA_BASE;
+	uint64_t at = lo;
 	unsigned i;
 
 	if (!va || !len || ((uintptr_t)va | len) & (NVME_MODEL_PAGE - 1))
@@ -43,14 +53,19 @@ int nvme_model_dma_map(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *
 	/* First fit over the sorted table, keeping a guard hole after each
 	 * mapping so an overrun lands on nothing; never IOVA == VA. */
 	for (i = 0; i <= m->nmaps; i++) {
-		uint64_t end = i < m->nmaps ? m->maps[i].iova : IOVA_LIMIT;
+		uint64_t end = i < m->nmaps && m->maps[i].iova < hi ? m->maps[i].iova : hi;
 
 		if (at == (uintptr_t)va)
 			at += IOVA_GUARD;
+		if (i < m->nmaps && m->maps[i].iova + m->maps[i].len + IOVA_GUARD <= at)
+			continue;   /* below the window or the candidate */
 		if (at + len + IOVA_GUARD <= end)
 			break;
-		if (i < m->nmaps)
-			at = m->maps[i].iova + m->maps[i].len + IOVA_GUARD;
+		if (i == m->nmaps || m->maps[i].iova >= hi) {
+			i = m->nmaps + 1;   /* no room left in the window */
+			break;
+		}
+		at = m->maps[i].iova + m->maps[i].len + IOVA_GUARD;
 	}
 	if (i > m->nmaps) {
 		pthread_rwlock_unlock(&m->map_lock);
@@ -62,6 +77,16 @@ int nvme_model_dma_map(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *
 	pthread_rwlock_unlock(&m->map_lock);
 	*iova = at;
 	return 0;
+}
+
+int nvme_model_dma_map(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova)
+{
+	return map_in(dev, va, len, IOVA_BASE, IOVA_LIMIT, iova);
+}
+
+int nvme_model_dma_map_internal(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova)
+{
+	return map_in(dev, va, len, IOVA_INTERNAL_BASE, IOVA_INTERNAL_LIMIT, iova);
 }
 
 int nvme_model_dma_unmap(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t iova)

@@ -133,6 +133,8 @@ struct nvme_model_dev {
 
 /* model_dma.c */
 int  nvme_model_dma_map(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova);
+int  nvme_model_dma_map_internal(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova);
+void nvme_model_internal_window(uint64_t *lo, uint64_t *hi);
 int  nvme_model_dma_unmap(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t iova);
 void *nvme_model_iova_va(struct nvme_model *m, uint64_t iova, size_t len);
 uint16_t nvme_model_prp_xfer(struct nvme_model *m, const struct nvme_sqe *sqe,

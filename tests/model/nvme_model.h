@@ -30,8 +30,10 @@
  *    Opcode.
  *  - I/O: Read, Write, Flush, Write Zeroes, Dataset Management (deallocated
  *    blocks read back as zeroes). PRPs only (PSDT != 0 → Invalid Field).
- *  - DMA: dma_map hands out IOVAs from 0x1_0000_0000 up that never equal the
- *    VA, with a 4 KiB unmapped hole after every mapping; every PRP, queue
+ *  - DMA: dma_map hands out IOVAs from 0x1_0000_0000 up to 2^46 that never
+ *    equal the VA, with a 4 KiB unmapped hole after every mapping;
+ *    dma_map_internal the same from [2^46, 2^47), the device's
+ *    internal_iova_lo/hi window for the driver's own memory; every PRP, queue
  *    and data access is resolved through the model's own table. An IOVA
  *    range not inside one mapping → Data Transfer Error, stats.prp_errors++.
  *

@@ -453,6 +453,28 @@ static void test_hold_large(void **state)
 	assert_int_equal(nvr_pci_dma_hold(&f->pci, big, 1, &h), -EFAULT);
 }
 
+/* Driver-internal allocations: chunks of their own (never shared with user
+ * allocations), invisible to translate/hold/register/free. */
+static void test_internal_allocs(void **state)
+{
+	struct fake_dev *f = *state;
+	void *in, *user;
+	uint64_t iin, iuser, t;
+
+	assert_int_equal(nvr_pci_dma_alloc_internal(&f->pci, 4 * KiB, &in, &iin), 0);
+	assert_int_equal(nvr_pci_dma_alloc(&f->pci, 4 * KiB, &user, &iuser), 0);
+	assert_int_equal(f->map_calls, 2);   /* not carved from the same chunk */
+	assert_int_equal(nvr_pci_dma_translate(&f->pci, in, 4 * KiB, &t), -EFAULT);
+	assert_int_equal(nvr_pci_dma_hold(&f->pci, in, 4 * KiB, &t), -EFAULT);
+	assert_int_equal(nvr_pci_dma_register(&f->pci, in, 4 * KiB, &t), -EEXIST);
+	assert_int_equal(nvr_pci_dma_free(&f->pci, in), -EINVAL);
+	assert_int_equal(nvr_pci_dma_free_internal(&f->pci, user), -EINVAL);
+	assert_int_equal(nvr_pci_dma_translate(&f->pci, user, 4 * KiB, &t), 0);
+	assert_int_equal(nvr_pci_dma_free_internal(&f->pci, in), 0);
+	assert_int_equal(nvr_pci_dma_free(&f->pci, user), 0);
+	assert_int_equal(f->unmap_calls, 2);
+}
+
 /* VmLck of this process, in bytes. */
 static unsigned long long vm_locked(void)
 {
@@ -677,6 +699,7 @@ int main(void)
 		T(test_register_shared),
 		T(test_hold),
 		T(test_hold_large),
+		T(test_internal_allocs),
 		T(test_no_hugepages_locks_small_pages),
 		T(test_backend_pins_skips_mlock),
 		T(test_hugepage_chunks),

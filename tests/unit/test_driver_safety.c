@@ -214,6 +214,65 @@ static void test_tracker_cap(void **state)
 	detach(&e);
 }
 
+/* ---- finding: nvr_io() and driver-internal memory --------------------------- */
+
+/* Queues, PRP lists and Identify data live in an IOVA window of their own:
+ * nvr_io() refuses any segment reaching into it, and the public DMA calls
+ * do not know that memory at all. Nothing reaches the device. */
+static void test_internal_iova_refused(void **state)
+{
+	struct env e;
+	struct nvr_qpair *qp;
+	struct done d = { 0 };
+	void *buf;
+	uint64_t iova, t;
+
+	attach(&e, NULL, NULL);
+	assert_int_equal(nvr_qpair_alloc(e.c, 8, &qp), 0);
+	assert_int_equal(nvr_dma_alloc(e.c, 8192, &buf), 0);
+	assert_int_equal(nvr_dma_iova(e.c, buf, 8192, &iova), 0);
+	uint64_t lo = e.c->internal_iova_lo, hi = e.c->internal_iova_hi;
+	assert_true(lo < hi);
+	assert_true(iova + 8192 <= lo || iova >= hi);   /* user memory is outside */
+	assert_true(qp->sq_iova >= lo && qp->sq_iova < hi);
+	uint64_t before = nvme_model_get_stats(e.m).io_cmds;
+
+	const struct nvr_seg bad[] = {
+		{ qp->sq_iova, 4096 }, { qp->cq_iova, 4096 }, { qp->prp_block_iova, 4096 },
+		{ e.c->adminq.sq_iova, 4096 }, { e.c->scratch_iova, 4096 },
+		{ lo - 2048, 8192 },       /* starts below, the 4 KiB used end inside */
+		{ hi - 4096, 4096 },       /* the last page */
+		{ UINT64_MAX & ~4095ull, 4096 },   /* wraps */
+	};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(nvr_io(qp, NVR_IO_READ, 1, 0, 8, &bad[i], 1, on_done, &d), -EFAULT);
+		assert_int_equal(nvr_io(qp, NVR_IO_WRITE, 1, 0, 8, &bad[i], 1, on_done, &d), -EFAULT);
+	}
+	/* a good first segment does not excuse a bad second one */
+	const struct nvr_seg two[2] = { { iova, 4096 }, { qp->sq_iova, 4096 } };
+	assert_int_equal(nvr_io(qp, NVR_IO_READ, 1, 0, 16, two, 2, on_done, &d), -EFAULT);
+	/* user memory goes through */
+	const struct nvr_seg good = { iova, 4096 };
+	assert_int_equal(nvr_io(qp, NVR_IO_READ, 1, 0, 8, &good, 1, on_done, &d), 0);
+	assert_int_equal(wait_for(qp, &d, 1), 0);
+	assert_int_equal(d.res, 0);
+
+	/* the CPU side: not DMA memory as far as users go */
+	assert_int_equal(nvr_read(qp, 1, qp->sq, 0, 8, on_done, &d), -EFAULT);
+	assert_int_equal(nvr_dma_iova(e.c, qp->prp_block, 4096, &t), -EFAULT);
+	assert_int_equal(nvr_dma_hold(e.c, qp->cq, 16, &t), -EFAULT);
+	assert_int_equal(nvr_dma_free(e.c, qp->sq), -EINVAL);
+	assert_int_equal(nvr_dma_register(e.c, qp->sq, 4096), -EEXIST);
+
+	assert_int_equal(nvme_model_get_stats(e.m).io_cmds, before + 1);
+	assert_int_equal(d.n, 1);
+	assert_int_equal(qp->nfree_tr, 7);
+	nvr_dma_free(e.c, buf);
+	check_clean(&e);
+	assert_int_equal(nvr_qpair_free(qp), 0);
+	detach(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -222,6 +281,7 @@ int main(void)
 		cmocka_unit_test(test_cfs_quiesces),
 		cmocka_unit_test(test_detach_busy_with_qpairs),
 		cmocka_unit_test(test_tracker_cap),
+		cmocka_unit_test(test_internal_iova_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
