@@ -246,7 +246,8 @@ static int buf_segs(struct nvr_qpair *qp, const void *buf, uint64_t bytes,
 	uint64_t iova;
 	unsigned n = 0;
 
-	if (unlikely(nvr_pci_dma_translate(qp->ctrlr->dev, buf, bytes, &iova)))
+	/* Lock-free while @buf lies in the mapping this qpair hit last. */
+	if (unlikely(nvr_pci_dma_translate_cached(qp->ctrlr->dev, &qp->tcache, buf, bytes, &iova)))
 		return -EFAULT;
 	while (bytes) {
 		uint32_t len = bytes > NVR_SEG_MAX_LEN ? NVR_SEG_MAX_LEN : (uint32_t)bytes;

@@ -16,6 +16,7 @@
 
 #include "driver/nvme_spec.h"
 #include "nvring/nvring.h"
+#include "pci/pci.h"
 
 struct nvr_ctrlr;
 
@@ -80,6 +81,8 @@ struct nvr_qpair {
 	struct nvr_req    *reqs;
 	struct nvr_req    *free_reqs;
 	struct nvr_req    *pending_head, *pending_tail;
+
+	struct nvr_dma_tcache tcache;           /* last DMA mapping nvr_read() & co. hit */
 
 	int                fail_err;            /* 0, -EIO (CFS) or -ECANCELED */
 	uint32_t           idle_polls;

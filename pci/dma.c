@@ -40,7 +40,16 @@ int nvr_pci_dma_init(struct nvr_pci_dev *dev)
 		return -err;
 	dev->maps = NULL;
 	dev->nmaps = dev->maps_cap = 0;
+	atomic_init(&dev->dma_gen, 1);   /* an empty cache (gen 0) never matches */
 	return 0;
+}
+
+/* Before every IOMMU unmap, under the write lock: invalidate every
+ * translation cache. Release pairs with the acquire load in
+ * nvr_pci_dma_translate_cached(). */
+static void gen_bump(struct nvr_pci_dev *dev)
+{
+	atomic_fetch_add_explicit(&dev->dma_gen, 1, memory_order_release);
 }
 
 /* Index of the last mapping starting at or below @va, or -1. */
@@ -178,7 +187,10 @@ static int chunk_new(struct nvr_pci_dev *dev, size_t size, bool internal,
 static int chunk_release(struct nvr_pci_dev *dev, unsigned at)
 {
 	struct nvr_dma_map m = dev->maps[at];
-	int err = dev->ops->dma_unmap(dev, m.va, m.len, m.iova);
+	int err;
+
+	gen_bump(dev);
+	err = dev->ops->dma_unmap(dev, m.va, m.len, m.iova);
 
 	/* Still mapped: keep it listed (fini retries) rather than free pages
 	 * the device can reach. */
@@ -470,6 +482,7 @@ int nvr_pci_dma_unregister(struct nvr_pci_dev *dev, void *va)
 	} else {
 		struct nvr_dma_map *m = &dev->maps[i];
 
+		gen_bump(dev);
 		err = dev->ops->dma_unmap(dev, m->va, m->len, m->iova);
 		if (!err)
 			table_remove(dev, (unsigned)i);
@@ -530,9 +543,41 @@ int nvr_pci_dma_translate(struct nvr_pci_dev *dev, const void *va, size_t len, u
 	return err;
 }
 
+int nvr_pci_dma_translate_fill(struct nvr_pci_dev *dev, struct nvr_dma_tcache *c,
+				const void *va, size_t len, uint64_t *iova)
+{
+	uintptr_t a = (uintptr_t)va;
+	int i, err = -EFAULT;
+
+	if (!len)
+		len = 1;
+	if (a > UINTPTR_MAX - len)
+		return -EFAULT;
+	pthread_rwlock_rdlock(&dev->dma_lock);
+	i = table_find(dev, a);
+	if (i >= 0 && !dev->maps[i].internal) {
+		const struct nvr_dma_map *m = &dev->maps[i];
+		uintptr_t off = a - (uintptr_t)m->va;
+
+		if (off < m->len && len <= m->len - off) {
+			*iova = m->iova + off;
+			/* Bumps happen under the write lock: the value read
+			 * here matches the table just searched. */
+			*c = (struct nvr_dma_tcache){
+				.va = (uintptr_t)m->va, .len = m->len, .iova = m->iova,
+				.gen = atomic_load_explicit(&dev->dma_gen, memory_order_relaxed),
+			};
+			err = 0;
+		}
+	}
+	pthread_rwlock_unlock(&dev->dma_lock);
+	return err;
+}
+
 void nvr_pci_dma_fini(struct nvr_pci_dev *dev)
 {
 	pthread_rwlock_wrlock(&dev->dma_lock);
+	gen_bump(dev);
 	for (unsigned i = dev->nmaps; i-- > 0;) {
 		struct nvr_dma_map *m = &dev->maps[i];
 		int err = dev->ops->dma_unmap(dev, m->va, m->len, m->iova);

@@ -13,6 +13,7 @@
 #define NVRING_PCI_PCI_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,6 +77,11 @@ struct nvr_pci_dev {
 	pthread_rwlock_t dma_lock;
 	struct nvr_dma_map *maps;
 	unsigned nmaps, maps_cap;
+	/* Bumped (release, under the write lock, before the IOMMU unmap) on
+	 * every unmap, so translation caches (struct nvr_dma_tcache) know
+	 * their entry may be stale. Mapping something new changes no existing
+	 * translation and does not bump it. */
+	_Atomic uint64_t dma_gen;
 	int dma_flags;                /* NVR_DMA_* */
 	/* IOVA window of driver-internal memory (ops->dma_map_internal),
 	 * [lo, hi); lo == hi: none. Set by the backend at open. */
@@ -130,6 +136,41 @@ int  nvr_pci_dma_unhold(struct nvr_pci_dev *dev, const void *va);
 
 /* IOVA of [va, va + len), which must lie inside one mapping: -EFAULT if not. */
 int  nvr_pci_dma_translate(struct nvr_pci_dev *dev, const void *va, size_t len, uint64_t *iova);
+
+/*
+ * A one-entry translation cache for one thread (a queue pair): the last
+ * mapping a lookup hit, valid while dev->dma_gen is unchanged. Zero it to
+ * start empty.
+ */
+struct nvr_dma_tcache {
+	uintptr_t va;      /* mapping start */
+	size_t    len;     /* 0: empty */
+	uint64_t  iova;
+	uint64_t  gen;     /* dev->dma_gen when filled */
+};
+
+/* The locked lookup behind nvr_pci_dma_translate_cached(); refills @c. */
+int  nvr_pci_dma_translate_fill(struct nvr_pci_dev *dev, struct nvr_dma_tcache *c,
+				const void *va, size_t len, uint64_t *iova);
+
+/* nvr_pci_dma_translate() without a lock when @c still holds the mapping
+ * of [va, va + len): the I/O hot path. Same results. */
+static inline int nvr_pci_dma_translate_cached(struct nvr_pci_dev *dev, struct nvr_dma_tcache *c,
+					       const void *va, size_t len, uint64_t *iova)
+{
+	uintptr_t off = (uintptr_t)va - c->va;
+
+	if (!len)
+		len = 1;
+	/* Acquire pairs with the release bump in pci/dma.c: once an unmap has
+	 * returned, a translation after it sees the new generation and misses. */
+	if (atomic_load_explicit(&dev->dma_gen, memory_order_acquire) == c->gen &&
+	    off < c->len && len <= c->len - off) {
+		*iova = c->iova + off;
+		return 0;
+	}
+	return nvr_pci_dma_translate_fill(dev, c, va, len, iova);
+}
 
 /* pci/dma.c: check RLIMIT_MEMLOCK allows @bytes more locked
  * memory; on failure print one line naming the fix and return -ENOMEM. */

@@ -475,6 +475,57 @@ static void test_internal_allocs(void **state)
 	assert_int_equal(f->unmap_calls, 2);
 }
 
+/* The per-thread translation cache: hits without the lock, and every
+ * unmap (unregister, a chunk's last free, fini) invalidates it. */
+static void test_translate_cache(void **state)
+{
+	struct fake_dev *f = *state;
+	struct nvr_dma_tcache c = { 0 };
+	uint8_t *buf = aligned_alloc(4 * KiB, 64 * KiB);
+	uint64_t i1, i2, t;
+	void *a;
+
+	assert_non_null(buf);
+	assert_int_equal(nvr_pci_dma_translate_cached(&f->pci, &c, buf, 1, &t), -EFAULT);
+	assert_int_equal(c.len, 0);
+	assert_int_equal(nvr_pci_dma_register(&f->pci, buf, 64 * KiB, &i1), 0);
+	assert_int_equal(nvr_pci_dma_translate_cached(&f->pci, &c, buf + 100, 200, &t), 0);
+	assert_int_equal(t, i1 + 100);
+	assert_int_equal(c.len, 64 * KiB);
+
+	/* a hit does not take the lock: it works while a writer holds it */
+	pthread_rwlock_wrlock(&f->pci.dma_lock);
+	t = 0;
+	int rc = nvr_pci_dma_translate_cached(&f->pci, &c, buf + 60 * KiB, 4 * KiB, &t);
+	pthread_rwlock_unlock(&f->pci.dma_lock);
+	assert_int_equal(rc, 0);
+	assert_int_equal(t, i1 + 60 * KiB);
+	/* past the mapping: a miss, and still -EFAULT */
+	assert_int_equal(nvr_pci_dma_translate_cached(&f->pci, &c, buf + 60 * KiB, 8 * KiB, &t),
+			 -EFAULT);
+
+	/* unregister, then the same VA again with another IOVA: never the old one */
+	assert_int_equal(nvr_pci_dma_translate_cached(&f->pci, &c, buf, 1, &t), 0);
+	assert_int_equal(nvr_pci_dma_unregister(&f->pci, buf), 0);
+	assert_int_equal(nvr_pci_dma_translate_cached(&f->pci, &c, buf, 1, &t), -EFAULT);
+	assert_int_equal(nvr_pci_dma_register(&f->pci, buf, 64 * KiB, &i2), 0);
+	assert_true(i2 != i1);
+	assert_int_equal(nvr_pci_dma_translate_cached(&f->pci, &c, buf + 8, 8, &t), 0);
+	assert_int_equal(t, i2 + 8);
+	/* a new mapping elsewhere does not disturb the cached one */
+	assert_int_equal(nvr_pci_dma_alloc(&f->pci, 4 * KiB, &a, &i1), 0);
+	uint64_t gen = c.gen;
+	assert_int_equal(nvr_pci_dma_translate_cached(&f->pci, &c, buf + 16, 8, &t), 0);
+	assert_int_equal(c.gen, gen);
+	/* a chunk released by its last free invalidates too */
+	assert_int_equal(nvr_pci_dma_translate_cached(&f->pci, &c, a, 4 * KiB, &t), 0);
+	assert_int_equal(t, i1);
+	assert_int_equal(nvr_pci_dma_free(&f->pci, a), 0);
+	assert_int_equal(nvr_pci_dma_translate_cached(&f->pci, &c, a, 1, &t), -EFAULT);
+	assert_int_equal(nvr_pci_dma_unregister(&f->pci, buf), 0);
+	free(buf);
+}
+
 /* VmLck of this process, in bytes. */
 static unsigned long long vm_locked(void)
 {
@@ -700,6 +751,7 @@ int main(void)
 		T(test_hold),
 		T(test_hold_large),
 		T(test_internal_allocs),
+		T(test_translate_cache),
 		T(test_no_hugepages_locks_small_pages),
 		T(test_backend_pins_skips_mlock),
 		T(test_hugepage_chunks),

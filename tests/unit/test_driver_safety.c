@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "driver/qpair.h"
@@ -273,6 +274,71 @@ static void test_internal_iova_refused(void **state)
 	detach(&e);
 }
 
+/* ---- finding: a lock on every nvr_read()/nvr_write() ------------------------ */
+
+struct lock_holder {
+	pthread_rwlock_t *lock;
+	atomic_bool held, release;
+};
+
+static void *hold_write_lock(void *arg)
+{
+	struct lock_holder *h = arg;
+
+	pthread_rwlock_wrlock(h->lock);
+	atomic_store(&h->held, true);
+	uint64_t deadline = now_ms() + 2000;   /* the test never waits this long */
+	while (!atomic_load(&h->release) && now_ms() < deadline)
+		;
+	pthread_rwlock_unlock(h->lock);
+	return NULL;
+}
+
+/* Once a buffer's mapping was looked up, further I/O on it needs no lock:
+ * it is submitted at once while another thread holds the DMA table's write
+ * lock (before: it waited for that thread). */
+static void test_io_translation_lock_free(void **state)
+{
+	struct env e;
+	struct nvr_qpair *qp;
+	struct done d = { 0 };
+	uint8_t *buf;
+	pthread_t th;
+
+	attach(&e, NULL, NULL);
+	assert_int_equal(nvr_qpair_alloc(e.c, 8, &qp), 0);
+	assert_int_equal(nvr_dma_alloc(e.c, 64 * 1024, (void **)&buf), 0);
+	assert_int_equal(nvr_write(qp, 1, buf, 0, 8, on_done, &d), 0);
+	assert_int_equal(wait_for(qp, &d, 1), 0);
+
+	struct lock_holder h = { .lock = &e.c->dev->dma_lock };
+	assert_int_equal(pthread_create(&th, NULL, hold_write_lock, &h), 0);
+	while (!atomic_load(&h.held))
+		;
+	uint64_t t0 = now_ms();
+	int rc = nvr_read(qp, 1, buf + 8192, 8, 8, on_done, &d);
+	uint64_t took = now_ms() - t0;
+	atomic_store(&h.release, true);
+	pthread_join(th, NULL);
+	assert_int_equal(rc, 0);
+	assert_true(took < 500);
+	assert_int_equal(wait_for(qp, &d, 2), 0);
+	assert_int_equal(d.res, 0);
+
+	/* freed and gone: the cached translation is not used */
+	uint8_t *other;
+	assert_int_equal(nvr_dma_alloc(e.c, 3 << 20, (void **)&other), 0);
+	assert_int_equal(nvr_read(qp, 1, other, 0, 8, on_done, &d), 0);
+	assert_int_equal(wait_for(qp, &d, 3), 0);
+	assert_int_equal(nvr_dma_free(e.c, other), 0);
+	assert_int_equal(nvr_read(qp, 1, other, 0, 8, on_done, &d), -EFAULT);
+	assert_int_equal(d.n, 3);
+	nvr_dma_free(e.c, buf);
+	check_clean(&e);
+	assert_int_equal(nvr_qpair_free(qp), 0);
+	detach(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -282,6 +348,7 @@ int main(void)
 		cmocka_unit_test(test_detach_busy_with_qpairs),
 		cmocka_unit_test(test_tracker_cap),
 		cmocka_unit_test(test_internal_iova_refused),
+		cmocka_unit_test(test_io_translation_lock_free),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
