@@ -108,6 +108,8 @@ int nvr_admin_cmd(struct nvr_ctrlr *ctrlr, struct nvme_sqe *cmd, uint32_t *dw0)
 		return -EBUSY;
 	}
 	cmd->cid = aq->next_cid++;
+	if (aq->next_cid == 0xffff)   /* FFFFh is reserved (NVMe 2.0 §4.2, Error Information log) */
+		aq->next_cid = 0;
 	aq->sq[aq->sq_tail] = *cmd;
 	aq->sq_tail = next_tail;
 	nvr_dma_wmb();   /* SQE in memory before the doorbell announces it */

@@ -154,11 +154,6 @@ static void copy_id_string(char *dst, const char *src, size_t n)
 		dst[--n] = '\0';
 }
 
-static int status_to_err(int rc)
-{
-	return rc > 0 ? nvr_status_errno((uint16_t)rc) : rc;
-}
-
 static int identify_ctrlr(struct nvr_ctrlr *ctrlr)
 {
 	const struct nvme_id_ctrl *id = ctrlr->scratch;
@@ -169,7 +164,7 @@ static int identify_ctrlr(struct nvr_ctrlr *ctrlr)
 	rc = nvr_admin_identify(ctrlr, NVME_CNS_CTRLR, 0, ctrlr->scratch_iova);
 	if (rc) {
 		fprintf(stderr, "nvring: %s: Identify Controller failed (%d)\n", info->bdf, rc);
-		return status_to_err(rc);
+		return nvr_admin_errno(rc);
 	}
 	info->vid = id->vid;
 	info->ssvid = id->ssvid;
@@ -247,7 +242,7 @@ static int identify_ns(struct nvr_ctrlr *ctrlr, uint32_t nsid, uint32_t *cap)
 	if (rc) {
 		fprintf(stderr, "nvring: %s: Identify Namespace %u failed (%d)\n",
 			ctrlr->info.bdf, nsid, rc);
-		return status_to_err(rc);
+		return nvr_admin_errno(rc);
 	}
 	if (id->nsze == 0)
 		return 0;
@@ -294,7 +289,7 @@ static int identify_namespaces(struct nvr_ctrlr *ctrlr)
 		if (rc == (NVME_SCT_GENERIC << 8 | NVME_SC_INVALID_FIELD) && prev == 0)
 			goto scan;   /* pre-1.1 controller: no CNS 2 */
 		if (rc)
-			return status_to_err(rc);
+			return nvr_admin_errno(rc);
 		memcpy(ids, ctrlr->scratch, sizeof(ids));   /* scratch is reused below */
 		unsigned n = 0;
 		while (n < 1024 && ids[n] != 0 && ids[n] > prev &&
@@ -332,7 +327,7 @@ static int negotiate_queues(struct nvr_ctrlr *ctrlr)
 	if (rc) {
 		fprintf(stderr, "nvring: %s: Set Features Number of Queues failed (status 0x%x)\n",
 			ctrlr->info.bdf, rc);
-		return status_to_err(rc);
+		return nvr_admin_errno(rc);
 	}
 	nsq = (dw0 & 0xffff) + 1;
 	ncq = (dw0 >> 16) + 1;

@@ -155,6 +155,13 @@ int  nvr_admin_create_sq(struct nvr_ctrlr *ctrlr, uint16_t qid, uint32_t entries
 			 uint64_t iova, uint16_t cqid);
 int  nvr_admin_delete_queue(struct nvr_ctrlr *ctrlr, uint8_t opc, uint16_t qid);
 
+/* An nvr_admin_cmd() result as a negative errno: a controller status goes
+ * through nvr_status_errno() like any I/O status. */
+static inline int nvr_admin_errno(int rc)
+{
+	return rc > 0 ? nvr_status_errno((uint16_t)rc) : rc;
+}
+
 /* Milliseconds on CLOCK_MONOTONIC, for bounded waits. */
 uint64_t nvr_now_ms(void);
 

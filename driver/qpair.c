@@ -300,11 +300,6 @@ static int qpair_init_mem(struct nvr_qpair *qp)
 	return 0;
 }
 
-static int admin_err(int rc)
-{
-	return rc > 0 ? -EIO : rc;   /* refused by the controller: -EIO */
-}
-
 NVR_API int nvr_qpair_alloc(struct nvr_ctrlr *ctrlr, uint32_t entries, struct nvr_qpair **out)
 {
 	struct nvr_qpair *qp;
@@ -352,13 +347,13 @@ NVR_API int nvr_qpair_alloc(struct nvr_ctrlr *ctrlr, uint32_t entries, struct nv
 	/* The CQ must exist before an SQ can name it (§5.5). */
 	rc = nvr_admin_create_cq(ctrlr, qid, entries, qp->cq_iova);
 	if (rc) {
-		rc = admin_err(rc);
+		rc = nvr_admin_errno(rc);
 		goto fail;
 	}
 	qp->cq_created = true;
 	rc = nvr_admin_create_sq(ctrlr, qid, entries, qp->sq_iova, qid);
 	if (rc) {
-		rc = admin_err(rc);
+		rc = nvr_admin_errno(rc);
 		nvr_qpair_delete_cq(qp);
 		goto fail;
 	}
@@ -381,7 +376,8 @@ int nvr_qpair_delete_sq(struct nvr_qpair *qp)
 	int rc = 0;
 
 	if (qp->sq_created && !nvr_ctrlr_failed(qp->ctrlr))
-		rc = admin_err(nvr_admin_delete_queue(qp->ctrlr, NVME_ADM_DELETE_SQ, qp->qid));
+		rc = nvr_admin_errno(nvr_admin_delete_queue(qp->ctrlr, NVME_ADM_DELETE_SQ,
+							    qp->qid));
 	qp->sq_created = false;
 	return rc;
 }
@@ -391,7 +387,8 @@ int nvr_qpair_delete_cq(struct nvr_qpair *qp)
 	int rc = 0;
 
 	if (qp->cq_created && !nvr_ctrlr_failed(qp->ctrlr))
-		rc = admin_err(nvr_admin_delete_queue(qp->ctrlr, NVME_ADM_DELETE_CQ, qp->qid));
+		rc = nvr_admin_errno(nvr_admin_delete_queue(qp->ctrlr, NVME_ADM_DELETE_CQ,
+							    qp->qid));
 	qp->cq_created = false;
 	return rc;
 }

@@ -17,6 +17,13 @@
  *    the device never sees memory it was not given.
  *  - Submission writes the command into the submission queue; the doorbell
  *    is rung once per batch, by nvr_qpair_poll() or nvr_qpair_kick().
+ *  - Completion callbacks run inside nvr_qpair_poll() (or nvr_qpair_free()),
+ *    on the polling thread. A callback may submit new commands, on the same
+ *    queue pair or another (its own request slot is free again by then);
+ *    it must not poll or free the queue pair it was called from.
+ *  - A controller that fails (CSTS.CFS, or an admin command that timed
+ *    out) is disabled at once: every queue pair's outstanding commands
+ *    complete with -EIO at its next poll, and later calls return -EIO.
  */
 #ifndef NVRING_NVRING_H
 #define NVRING_NVRING_H
@@ -106,11 +113,16 @@ enum nvr_io_op {
  *
  * Opens the VFIO group and device, resets and enables the controller
  * (NVMe 2.0 §3.5.1), identifies it and its namespaces and asks for I/O
- * queues. Errors: -ENODEV no such PCI function; -ENXIO not bound to
- * vfio-pci; -EBUSY IOMMU group not viable; -EACCES no permission on
- * /dev/vfio; -ENOMEM memory or RLIMIT_MEMLOCK too low; -ETIMEDOUT the
- * controller did not become ready within CAP.TO; -EIO controller fatal
- * status (CSTS.CFS). A one-line reason is printed to stderr.
+ * queues. Errors: -EINVAL NULL argument; -ENODEV no such PCI function
+ * (or it reads all ones: gone); -ENXIO not bound to vfio-pci; -EBUSY IOMMU
+ * group not viable; -EACCES/-EPERM no permission on /dev/vfio; -ENOTSUP
+ * no usable IOMMU (a no-IOMMU group, no type1 v2 backend); -ENOMEM memory
+ * or RLIMIT_MEMLOCK too low; -EOPNOTSUPP the controller lacks the NVM
+ * command set or its minimum memory page (CAP.MPSMIN) exceeds 4 KiB;
+ * -ETIMEDOUT the controller did not become ready within CAP.TO, or an
+ * admin command timed out; -EIO controller fatal status (CSTS.CFS); an
+ * admin command the controller refused: its status through
+ * nvr_status_errno(). A one-line reason is printed to stderr.
  */
 NVR_API int nvr_ctrlr_attach(const char *bdf, const struct nvr_ctrlr_opts *opts,
 			     struct nvr_ctrlr **out);
@@ -143,13 +155,18 @@ NVR_API int nvr_ns_get_info(const struct nvr_ctrlr *ctrlr, uint32_t nsid,
  * nvr_qpair_alloc() - create an I/O submission/completion queue pair.
  * @entries: queue depth, 0 for the controller default; clamped to
  *           CAP.MQES + 1, at least 2.
- * Errors: -EBUSY all granted queue pairs are in use; -ENOMEM; -EIO the
- * controller refused the Create I/O CQ/SQ command.
+ * Errors: -EINVAL NULL argument; -EBUSY all granted queue pairs are in
+ * use; -ENOMEM; the controller refused the Create I/O CQ/SQ command: its
+ * status through nvr_status_errno() (usually -EIO); -ETIMEDOUT the command
+ * timed out (the controller is then failed, see above); -EIO the
+ * controller failed before.
  */
 NVR_API int nvr_qpair_alloc(struct nvr_ctrlr *ctrlr, uint32_t entries, struct nvr_qpair **out);
 
 /** nvr_qpair_free() - delete the queue pair (SQ then CQ). Outstanding
- *  commands complete with -ECANCELED. */
+ *  commands complete with -ECANCELED (-EIO on a failed controller). The
+ *  queue pair is freed even when a Delete command fails; that error is
+ *  returned (mapped as nvr_qpair_alloc()'s); -EINVAL for NULL. */
 NVR_API int nvr_qpair_free(struct nvr_qpair *qp);
 
 /** nvr_qpair_depth() - requests (and commands) the queue pair can have
@@ -172,9 +189,16 @@ NVR_API void nvr_qpair_kick(struct nvr_qpair *qp);
  * nvr_read(), nvr_write() - transfer @nlb logical blocks at @lba of @nsid
  * to/from @buf (DMA memory). Transfers above the controller's maximum are
  * split; the callback runs once, with the first error if any part failed.
- * Errors at submission: -EINVAL bad namespace or zero length; -EFAULT @buf
- * is not DMA memory; -EAGAIN the queue is full (poll, then retry).
- * Errors in the completion: the NVMe status mapped by nvr_status_errno().
+ * Transfers above the controller's maximum (nvr_ctrlr_info.max_xfer, from
+ * MDTS; and 65536 blocks) are split into several commands, which may go
+ * out over several polls; the callback runs once, with the first error.
+ * Errors at submission: -EINVAL bad namespace, zero length or LBA
+ * overflow; -EFAULT @buf is not DMA memory; -EAGAIN no request slot left
+ * (poll, then retry); -EOPNOTSUPP the namespace's format has metadata
+ * (nvr_ns_info.ms != 0: listed but not usable); -EIO the controller
+ * failed; -EIO/-ECANCELED the queue pair failed or is being freed.
+ * Errors in the completion: the NVMe status mapped by nvr_status_errno();
+ * -EIO if the controller failed meanwhile.
  */
 NVR_API int nvr_read(struct nvr_qpair *qp, uint32_t nsid, void *buf, uint64_t lba,
 		     uint32_t nlb, nvr_cb cb, void *cb_arg);
@@ -193,12 +217,14 @@ NVR_API int nvr_writev(struct nvr_qpair *qp, uint32_t nsid, const struct iovec *
 NVR_API int nvr_flush(struct nvr_qpair *qp, uint32_t nsid, nvr_cb cb, void *cb_arg);
 
 /** nvr_write_zeroes() - zero @nlb blocks at @lba (-EOPNOTSUPP if the
- *  controller lacks Write Zeroes). */
+ *  controller lacks Write Zeroes); split at 65536 blocks (or WZSL). Other
+ *  errors as nvr_read(). */
 NVR_API int nvr_write_zeroes(struct nvr_qpair *qp, uint32_t nsid, uint64_t lba, uint32_t nlb,
 			     nvr_cb cb, void *cb_arg);
 
 /** nvr_deallocate() - Dataset Management with the deallocate attribute
- *  (-EOPNOTSUPP if the controller lacks DSM). */
+ *  (-EOPNOTSUPP if the controller lacks DSM); split at the controller's
+ *  DSM limits. Other errors as nvr_read(). */
 NVR_API int nvr_deallocate(struct nvr_qpair *qp, uint32_t nsid, uint64_t lba, uint32_t nlb,
 			   nvr_cb cb, void *cb_arg);
 
@@ -206,7 +232,11 @@ NVR_API int nvr_deallocate(struct nvr_qpair *qp, uint32_t nsid, uint64_t lba, ui
  * nvr_io() - the general form: @op on @nlb blocks at @lba with the data in
  * @segs (bus addresses, e.g. from nvr_dma_iova(); ignored for FLUSH,
  * WRITE_ZEROES and DEALLOCATE). No translation happens here: this is the
- * path for buffers registered once.
+ * path for buffers registered once. Split at max_xfer like nvr_read().
+ * The segments follow nvr_readv()'s PRP rule (-EINVAL), at most 32 of them
+ * may be used (-EINVAL), and a segment that reaches into the driver's own
+ * DMA memory (queues, PRP lists) is refused with -EFAULT, so a bad bus
+ * address cannot corrupt a queue. Other errors as nvr_read().
  */
 NVR_API int nvr_io(struct nvr_qpair *qp, enum nvr_io_op op, uint32_t nsid, uint64_t lba,
 		   uint32_t nlb, const struct nvr_seg *segs, unsigned nseg,

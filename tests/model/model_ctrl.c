@@ -336,6 +336,8 @@ static bool serve_one(struct nvme_model *m, uint16_t qid)
 	sq->head = (sq->head + 1) % sq->size;
 	nvme_model_count(&m->st.cmds, 1);
 	nvme_model_count(qid ? &m->st.io_cmds : &m->st.admin_cmds, 1);
+	if (sqe.cid == 0xffff)
+		nvme_model_count(&m->st.reserved_cids, 1);
 
 	pthread_mutex_lock(&f->lock);
 	if (f->fail_count && f->fail_opc == sqe.opc && qsel_match(f->fail_q, qid)) {
@@ -664,7 +666,7 @@ struct nvme_model_stats nvme_model_get_stats(struct nvme_model *m)
 		LD(cq_doorbells), LD(bad_dbs), LD(prp_errors), LD(injected), LD(dropped),
 		LD(bytes_read), LD(bytes_written), LD(enables), LD(disables),
 		LD(shutdowns), LD(resets), LD(cq_full_waits), LD(io_sqs), LD(io_cqs),
-		LD(bad_unmaps),
+		LD(bad_unmaps), LD(reserved_cids),
 #undef LD
 	};
 

@@ -108,6 +108,9 @@ struct nvme_model_stats {
 	uint32_t dma_maps;       /* live mappings in the model's IOVA table;
 				  * after ops->close, the ones nobody unmapped */
 	uint32_t bad_unmaps;     /* dma_unmap calls that matched no mapping */
+	uint64_t reserved_cids;  /* commands fetched with CID FFFFh, which the
+				  * host should not use (NVMe 2.0 §4.2: the
+				  * Error Information log means "no command") */
 };
 
 /* Which queues a fault hook applies to. */

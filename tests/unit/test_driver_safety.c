@@ -339,6 +339,102 @@ static void test_io_translation_lock_free(void **state)
 	detach(&e);
 }
 
+/* ---- finding: small ones ------------------------------------------------------ */
+
+/* Admin command IDs wrap past FFFFh without using it (reserved). */
+static void test_admin_cid_skips_reserved(void **state)
+{
+	struct env e;
+	struct nvr_qpair *qp;
+
+	attach(&e, NULL, NULL);
+	e.c->adminq.next_cid = 0xfffd;
+	/* Create CQ, Create SQ (FFFDh, FFFEh), then Delete SQ/CQ (0, 1) */
+	assert_int_equal(nvr_qpair_alloc(e.c, 8, &qp), 0);
+	assert_int_equal(nvr_qpair_free(qp), 0);
+	assert_int_equal(e.c->adminq.next_cid, 2);
+	assert_int_equal(nvme_model_get_stats(e.m).reserved_cids, 0);
+	detach(&e);
+}
+
+/* A status the controller gives an admin command maps like an I/O status
+ * (nvr_status_errno()), not to -EIO across the board. */
+static void test_admin_status_mapped(void **state)
+{
+	struct env e;
+	struct nvr_qpair *qp = NULL;
+
+	attach(&e, NULL, NULL);
+	nvme_model_fail_next(e.m, NVME_MODEL_Q_ADMIN, NVME_ADM_CREATE_CQ, 0x002 | NVME_MODEL_DNR, 1);
+	assert_int_equal(nvr_qpair_alloc(e.c, 8, &qp), nvr_status_errno(0x002));
+	assert_int_equal(nvr_status_errno(0x002), -EOPNOTSUPP);
+	assert_null(qp);
+	nvme_model_fail_next(e.m, NVME_MODEL_Q_ADMIN, NVME_ADM_CREATE_SQ, 0x102 | NVME_MODEL_DNR, 1);
+	assert_int_equal(nvr_qpair_alloc(e.c, 8, &qp), -EIO);   /* invalid queue size */
+	assert_int_equal(nvme_model_get_stats(e.m).io_cqs, 0);  /* its CQ deleted again */
+	assert_int_equal(nvr_qpair_alloc(e.c, 8, &qp), 0);      /* the controller is fine */
+	assert_int_equal(nvr_qpair_free(qp), 0);
+	detach(&e);
+}
+
+/* Callbacks may submit: each completion starts the next read from inside
+ * the callback, on a 3-deep queue pair kept full, and a large request
+ * waiting in the FIFO keeps its place. */
+struct chain {
+	struct nvr_qpair *qp;
+	uint8_t *buf;
+	int started, done, limit, errors;
+};
+
+static void on_chain(void *arg, const struct nvr_cpl *cpl)
+{
+	struct chain *c = arg;
+
+	c->done++;
+	if (cpl->res)
+		c->errors++;
+	if (c->started < c->limit) {
+		int rc = nvr_read(c->qp, 1, c->buf + (c->started % 3) * 4096,
+				  (uint64_t)c->started % 64, 8, on_chain, c);
+		if (rc)
+			c->errors++;
+		else
+			c->started++;
+	}
+}
+
+static void test_callback_submits(void **state)
+{
+	struct env e;
+	struct chain c = { .limit = 300 };
+	struct done big = { 0 };
+	uint8_t *bigbuf;
+
+	attach(&e, NULL, NULL);
+	assert_int_equal(nvr_qpair_alloc(e.c, 4, &c.qp), 0);   /* 3 slots */
+	assert_int_equal(nvr_dma_alloc(e.c, 3 * 4096, (void **)&c.buf), 0);
+	assert_int_equal(nvr_dma_alloc(e.c, 1 << 20, (void **)&bigbuf), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(nvr_read(c.qp, 1, c.buf + i * 4096, 0, 8, on_chain, &c), 0);
+		c.started++;
+	}
+	/* 1 MiB: 8 commands at MDTS 128 KiB, most of them wait in the FIFO */
+	assert_int_equal(nvr_write(c.qp, 1, bigbuf, 0, 2048, on_done, &big), 0);
+	uint64_t deadline = now_ms() + 20000;
+	while ((c.done < c.limit || big.n < 1) && now_ms() < deadline)
+		assert_true(nvr_qpair_poll(c.qp, 0) >= 0);
+	assert_int_equal(c.done, c.limit);
+	assert_int_equal(c.errors, 0);
+	assert_int_equal(big.n, 1);
+	assert_int_equal(big.res, 0);
+	assert_int_equal(c.qp->nfree_tr, 3);
+	nvr_dma_free(e.c, c.buf);
+	nvr_dma_free(e.c, bigbuf);
+	check_clean(&e);
+	assert_int_equal(nvr_qpair_free(c.qp), 0);
+	detach(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -349,6 +445,9 @@ int main(void)
 		cmocka_unit_test(test_tracker_cap),
 		cmocka_unit_test(test_internal_iova_refused),
 		cmocka_unit_test(test_io_translation_lock_free),
+		cmocka_unit_test(test_admin_cid_skips_reserved),
+		cmocka_unit_test(test_admin_status_mapped),
+		cmocka_unit_test(test_callback_submits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
