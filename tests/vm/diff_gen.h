@@ -345,6 +345,8 @@ static inline bool dg_rw(struct dgen *g, struct gop *o)
 		struct gseg *s = &g->segs[g->nsegs - 1];
 		s->len = 1ull << 63;       /* negative ssize_t: -EINVAL */
 		o->what = "negative segment length";
+		if (o->fdk >= FD_FIX_EMPTY)
+			o->fdk = FD_DEV;   /* one error at a time: see dg_op() */
 	}
 	o->len = n;
 	return true;
