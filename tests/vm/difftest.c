@@ -445,7 +445,7 @@ static void on_segv(int sig);
 static void test_differential(void **state)
 {
 	(void)state;
-	signal(SIGSEGV, on_segv);
+	signal(SIGSEGV, on_segv);   /* after cmocka's own handler */
 	char kdev[64];
 	if (!vm_env_word("NVRING_KERNEL_DEVS", 0, kdev, sizeof(kdev))) {
 		print_message("no kernel-bound controller ($NVRING_KERNEL_DEVS): skipped\n");
@@ -535,6 +535,9 @@ static void test_differential(void **state)
 		assert_true(sqes_compared >= 10000);
 }
 
+/* A crash inside nvring (a stream found one) prints the return addresses
+ * (addr2line -e build/tests/vm/difftest ...); qemu/run --add
+ * /lib/x86_64-linux-gnu/libgcc_s.so.1 lets backtrace() work in the guest. */
 static void on_segv(int sig)
 {
 	void *bt[64];
