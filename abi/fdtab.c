@@ -4,7 +4,9 @@
  * Both are real fds (memfds), so their numbers never clash with other
  * files; this table only says which of them are ours. Lookups are
  * lock-free (one acquire load per level); insertion and removal take a
- * mutex (setup/close only).
+ * mutex (setup/close only), and so does taking a namespace reference
+ * (ur_ns_get()). Rings are looked up lock-free: a ring is closed by its
+ * owner, never while another thread is entering it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,12 +68,20 @@ void ur_fdtab_del(int fd)
 	pthread_mutex_unlock(&fdtab_lock);
 }
 
+/* Lookup and reference under fdtab_lock: nvr_ns_close() removes the
+ * entry under the same lock before it drops the table's reference, so an
+ * object found here is not freed before our increment. (A lock-free
+ * lookup could follow the pointer just as the closer frees it.) One
+ * uncontended mutex round trip per non-fixed SQE; fixed files take none. */
 struct ur_ns *ur_ns_get(int fd)
 {
+	pthread_mutex_lock(&fdtab_lock);
 	struct ur_obj *o = ur_fdtab_get(fd);
-	if (!o || o->kind != UR_NS)
-		return NULL;
-	atomic_fetch_add_explicit(&o->refs, 1, memory_order_relaxed);
+	if (o && o->kind == UR_NS)
+		atomic_fetch_add_explicit(&o->refs, 1, memory_order_relaxed);
+	else
+		o = NULL;
+	pthread_mutex_unlock(&fdtab_lock);
 	return (struct ur_ns *)o;
 }
 
@@ -126,10 +136,16 @@ NVR_API int nvr_ns_open(struct nvr_ctrlr *ctrlr, uint32_t nsid)
 
 NVR_API int nvr_ns_close(int fd)
 {
+	/* look up and unpublish in one critical section (see ur_ns_get()) */
+	pthread_mutex_lock(&fdtab_lock);
 	struct ur_obj *o = ur_fdtab_get(fd);
-	if (!o || o->kind != UR_NS)
+	if (!o || o->kind != UR_NS) {
+		pthread_mutex_unlock(&fdtab_lock);
 		return -EBADF;
-	ur_fdtab_del(fd);
+	}
+	slot_t *page = atomic_load_explicit(&fdtab[fd / FDTAB_PAGE], memory_order_relaxed);
+	atomic_store_explicit(&page[fd % FDTAB_PAGE], NULL, memory_order_release);
+	pthread_mutex_unlock(&fdtab_lock);
 	close(fd);
 	ur_ns_put((struct ur_ns *)o);
 	return 0;
