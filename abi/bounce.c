@@ -3,8 +3,21 @@
  * The ring's bounce pool: DMA memory mapped once at setup, lent out in
  * runs of 4 KiB pages to non-fixed reads and writes (see abi/ops.c for why
  * we bounce). First fit over a bitmap from a moving hint: no malloc, no
- * syscall, no lock (the pool belongs to the ring's single issuer). A
- * transfer larger than the whole pool gets its own DMA buffer (slow path).
+ * syscall, no lock (the pool belongs to the ring's single issuer).
+ *
+ * No deadlock: a request takes its run only when it goes to the device
+ * (ops.c checks for a free queue slot first) and gives it back when the
+ * device is done with it, so every page lent out is on its way back and
+ * the oldest waiter gets its run once enough of them are. Every request
+ * fits: one larger than the whole pool (setup.c sizes it) gets a DMA
+ * buffer of its own instead -- nvr_dma_alloc() is an mmap plus a
+ * VFIO_IOMMU_MAP_DMA ioctl, tens of microseconds, paid only by transfers
+ * over the pool size (>= 1 MiB), which themselves take hundreds of
+ * microseconds on the device.
+ *
+ * The zero buffer: FALLOCATE ZERO_RANGE on a controller without Write
+ * Zeroes writes zeroes from it, as Linux's blkdev_issue_zeroout() falls
+ * back to writing ZERO_PAGE.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -35,6 +48,9 @@ int ur_pool_init(struct ur_ring *r, uint32_t pages)
 
 void ur_pool_fini(struct ur_ring *r)
 {
+	if (r->zero_buf)
+		nvr_dma_free(r->ctrlr, r->zero_buf);
+	r->zero_buf = NULL;
 	if (r->pool)
 		nvr_dma_free(r->ctrlr, r->pool);
 	free(r->pool_map);
@@ -119,4 +135,21 @@ void ur_pool_put(struct ur_ring *r, struct ur_req *req)
 	req->dma = NULL;
 	req->dma_pages = 0;
 	req->rflags &= ~UR_F_OWN_DMA;
+}
+
+int ur_zero_buf_get(struct ur_ring *r)
+{
+	if (r->zero_buf)
+		return 0;
+	void *va;
+	int ret = nvr_dma_alloc(r->ctrlr, UR_ZERO_BYTES, &va);   /* zeroed */
+	if (ret < 0)
+		return ret;
+	ret = nvr_dma_iova(r->ctrlr, va, UR_ZERO_BYTES, &r->zero_iova);
+	if (ret < 0) {
+		nvr_dma_free(r->ctrlr, va);
+		return ret;
+	}
+	r->zero_buf = va;
+	return 0;
 }

@@ -28,9 +28,14 @@ int ur_reqs_grow(struct ur_ring *r, unsigned n)
 	if (!chunks)
 		return -ENOMEM;
 	r->chunks = chunks;
+	unsigned *sizes = realloc(r->chunk_sizes, (r->nchunks + 1) * sizeof(*sizes));
+	if (!sizes)
+		return -ENOMEM;
+	r->chunk_sizes = sizes;
 	struct ur_req *reqs = calloc(n, sizeof(*reqs));
 	if (!reqs)
 		return -ENOMEM;
+	sizes[r->nchunks] = n;
 	chunks[r->nchunks++] = reqs;
 	for (unsigned i = 0; i < n; i++) {
 		reqs[i].next = r->free_reqs;
@@ -44,7 +49,9 @@ void ur_reqs_free_all(struct ur_ring *r)
 	for (unsigned i = 0; i < r->nchunks; i++)
 		free(r->chunks[i]);
 	free(r->chunks);
+	free(r->chunk_sizes);
 	r->chunks = NULL;
+	r->chunk_sizes = NULL;
 	r->nchunks = 0;
 	r->free_reqs = NULL;
 }
@@ -58,9 +65,11 @@ struct ur_req *ur_req_alloc(struct ur_ring *r)
 	}
 	struct ur_req *req = r->free_reqs;
 	r->free_reqs = req->next;
-	/* Clear everything but iov_inline (filled before use). */
-	memset(req, 0, offsetof(struct ur_req, iov_inline));
+	/* Clear the decoded SQE fields; the data side below them is set
+	 * before use (iov, dma are NULL on the free list) */
+	memset(req, 0, UR_REQ_CLEAR_END);
 	req->ring = r;
+	req->live = true;
 	return req;
 }
 
@@ -72,17 +81,39 @@ static void ur_req_release(struct ur_ring *r, struct ur_req *req)
 	if (req->iov && req->iov != req->iov_inline)
 		free(req->iov);
 	req->iov = NULL;
-	if (req->ns) {
+	if (req->rflags & UR_F_NS_REF)
 		ur_ns_put(req->ns);
-		req->ns = NULL;
-	}
+	req->rflags &= (uint16_t)~UR_F_NS_REF;
+	req->ns = NULL;
+}
+
+static inline void ur_req_put_free(struct ur_ring *r, struct ur_req *req)
+{
+	req->live = false;
+	req->next = r->free_reqs;
+	r->free_reqs = req;
 }
 
 void ur_req_free(struct ur_ring *r, struct ur_req *req)
 {
 	ur_req_release(r, req);
-	req->next = r->free_reqs;
-	r->free_reqs = req;
+	ur_req_put_free(r, req);
+}
+
+/* Close: release what every allocated request holds (the queue pair is
+ * gone, so none is in the device) and put them all back. */
+void ur_release_all_reqs(struct ur_ring *r)
+{
+	unsigned per = 0;
+	for (unsigned c = 0; c < r->nchunks; c++) {
+		struct ur_req *reqs = r->chunks[c];
+		per = r->chunk_sizes[c];
+		for (unsigned i = 0; i < per; i++)
+			if (reqs[i].live)
+				ur_req_free(r, &reqs[i]);
+	}
+	r->retry = r->done = r->defer = r->overflow = (struct ur_queue){ NULL, NULL };
+	r->link_head = r->link_last = NULL;
 }
 
 static bool ur_cq_write(struct ur_ring *r, uint64_t user_data, int32_t res, uint32_t flags)
@@ -111,8 +142,10 @@ void ur_post_cqe(struct ur_ring *r, struct ur_req *req)
 		return;
 	}
 	ur_req_release(r, req);
-	if (!r->overflow.head)
+	if (!r->overflow.head) {
 		ur_sq_flags_set(r, IORING_SQ_CQ_OVERFLOW);
+		atomic_store_explicit(&r->has_overflow, true, memory_order_relaxed);
+	}
 	ur_q_push(&r->overflow, req);
 }
 
@@ -123,28 +156,19 @@ void ur_cq_flush_overflow(struct ur_ring *r)
 		if (!ur_cq_write(r, req->user_data, req->res, 0))
 			break;
 		ur_q_pop(&r->overflow);
-		req->next = r->free_reqs;
-		r->free_reqs = req;
+		ur_req_put_free(r, req);
 	}
 	ur_cq_tail_release(r);
-	if (!r->overflow.head)
+	if (!r->overflow.head) {
 		ur_sq_flags_clear(r, IORING_SQ_CQ_OVERFLOW);
+		atomic_store_explicit(&r->has_overflow, false, memory_order_relaxed);
+	}
 }
 
 static inline bool ur_is_rw(uint8_t op)
 {
 	return op == IORING_OP_READ || op == IORING_OP_WRITE || op == IORING_OP_READV ||
 	       op == IORING_OP_WRITEV || op == IORING_OP_READ_FIXED || op == IORING_OP_WRITE_FIXED;
-}
-
-/* The kernel's req_set_fail(). */
-static inline void ur_set_fail(struct ur_req *req)
-{
-	req->rflags |= UR_F_FAIL;
-	if (req->rflags & UR_F_CQE_SKIP) {
-		req->rflags &= ~UR_F_CQE_SKIP;
-		req->rflags |= UR_F_SKIP_LINK;
-	}
 }
 
 void ur_complete(struct ur_ring *r, struct ur_req *req, int res)

@@ -58,7 +58,7 @@ static inline uint32_t ur_cq_ready(struct ur_ring *r)
 static void ur_backoff(unsigned *idle)
 {
 	if (++*idle < 64) {
-		__builtin_ia32_pause();
+		ur_cpu_relax();
 	} else if (*idle < 256) {
 		sched_yield();
 	} else {
@@ -79,7 +79,7 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
 	if (!sqpoll && (r->in_device || r->retry.head || r->done.head))
 		ur_reap(r);
 	for (;;) {
-		if (r->overflow.head) {
+		if (atomic_load_explicit(&r->has_overflow, memory_order_relaxed)) {
 			if (sqpoll)
 				pthread_mutex_lock(&r->lock);
 			ur_cq_flush_overflow(r);
@@ -109,7 +109,7 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
  * @min completions were found or nothing is left in flight. */
 static int ur_iopoll_check(struct ur_ring *r, unsigned min)
 {
-	if (r->overflow.head)
+	if (atomic_load_explicit(&r->has_overflow, memory_order_relaxed))
 		ur_cq_flush_overflow(r);
 	if (ur_cq_ready(r))
 		return 0;
@@ -134,15 +134,15 @@ static int ur_get_ext_arg(unsigned flags, const void *arg, size_t argsz, uint64_
 	}
 	if (argsz != sizeof(struct io_uring_getevents_arg))
 		return -EINVAL;
-	if (!arg)
-		return -EFAULT;
 	struct io_uring_getevents_arg ea;
-	memcpy(&ea, arg, sizeof(ea));
+	if (ur_copy_from_user(&ea, (uintptr_t)arg, sizeof(ea)))
+		return -EFAULT;
 	if (ea.sigmask && ea.sigmask_sz != UR_KERNEL_SIGSET)
 		return -EINVAL;
 	if (ea.ts) {
 		struct __kernel_timespec ts;
-		memcpy(&ts, (const void *)(uintptr_t)ea.ts, sizeof(ts));
+		if (ur_copy_from_user(&ts, ea.ts, sizeof(ts)))
+			return -EFAULT;
 		if (ts.tv_sec < 0 || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000)
 			return -EINVAL;
 		*deadline = now_ns() + (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
@@ -187,7 +187,8 @@ NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 
 	int ret = 0;
 	if (r->flags & IORING_SETUP_SQPOLL) {
-		if (r->overflow.head) {
+		/* the poller owns the queues: only this flag is read here */
+		if (atomic_load_explicit(&r->has_overflow, memory_order_relaxed)) {
 			pthread_mutex_lock(&r->lock);
 			ur_cq_flush_overflow(r);
 			pthread_mutex_unlock(&r->lock);

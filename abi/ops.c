@@ -9,7 +9,8 @@
  *
  * Data of non-fixed READ/WRITE/READV/WRITEV goes through a bounce buffer
  * from the ring's pre-mapped DMA pool (abi/bounce.c): copied in before a
- * write, out after a read. Why bounce and not map-on-demand: the IOMMU maps
+ * write, out after a read, by process_vm_readv/writev (abi/uaccess.c), so
+ * a bad user pointer is -EFAULT or a short transfer, as in the kernel. Why bounce and not map-on-demand: the IOMMU maps
  * whole pages, so mapping an application buffer exposes its neighbours on
  * the same pages to the device for as long as the mapping lives (the brief
  * forbids it), a mapping costs an ioctl (VFIO_IOMMU_MAP_DMA, microseconds)
@@ -49,11 +50,6 @@
  * (nvme core sets blk_queue_dma_alignment(q, 3), Linux >= 6.0); lengths
  * and offsets need the logical block size. */
 #define UR_DMA_ALIGN_MASK 3u
-
-/* mmap_min_addr: the first pages are never mapped; the kernel's DMA
- * pinning fails there with -EFAULT. We cannot probe every address without
- * a syscall; this catches NULL and near-NULL pointers. */
-#define UR_MIN_USER_ADDR 65536u
 
 static inline bool ur_access_ok(uint64_t addr, uint64_t len)
 {
@@ -109,8 +105,7 @@ int ur_import(struct ur_ring *r, struct ur_req *req)
 		req->iov = req->iov_inline;
 		return 0;
 	}
-	if (!ur_access_ok(req->addr, (uint64_t)n * sizeof(struct iovec)) ||
-	    req->addr < UR_MIN_USER_ADDR)
+	if (!ur_access_ok(req->addr, (uint64_t)n * sizeof(struct iovec)))
 		return -EFAULT;
 	struct iovec *iov = req->iov_inline;
 	if (n > sizeof(req->iov_inline) / sizeof(req->iov_inline[0])) {
@@ -118,8 +113,9 @@ int ur_import(struct ur_ring *r, struct ur_req *req)
 		if (!iov)
 			return -ENOMEM;
 	}
-	memcpy(iov, (const void *)(uintptr_t)req->addr, n * sizeof(*iov));
-	req->iov = iov;
+	req->iov = iov;   /* freed with the request, also on error */
+	if (ur_copy_from_user(iov, req->addr, n * sizeof(*iov)))
+		return -EFAULT;
 	for (uint32_t i = 0; i < n; i++)
 		if ((ssize_t)iov[i].iov_len < 0)
 			return -EINVAL;
@@ -139,7 +135,9 @@ int ur_import(struct ur_ring *r, struct ur_req *req)
 }
 
 /* Resolve sqe->fd (io_assign_file()): -EBADF if it names no namespace of
- * this ring's controller. */
+ * this ring's controller. A fixed file is used without a reference: the
+ * file table outlives every request that uses it (IORING_UNREGISTER_FILES
+ * waits for them, as the kernel's quiesce does). */
 static int ur_assign_file(struct ur_ring *r, struct ur_req *req)
 {
 	if (req->ns)
@@ -148,11 +146,11 @@ static int ur_assign_file(struct ur_ring *r, struct ur_req *req)
 		if ((uint32_t)req->fd >= r->nfiles || !r->files[req->fd])
 			return -EBADF;
 		req->ns = r->files[req->fd];
-		atomic_fetch_add_explicit(&req->ns->obj.refs, 1, memory_order_relaxed);
 	} else {
 		req->ns = ur_ns_get(req->fd);
 		if (!req->ns)
 			return -EBADF;
+		req->rflags |= UR_F_NS_REF;
 	}
 	if (req->ns->ctrlr != r->ctrlr)
 		return -EBADF;
@@ -192,65 +190,83 @@ static bool ur_dio_aligned(const struct ur_req *req, uint64_t pos, uint32_t coun
 	return true;
 }
 
-static uint32_t ur_max_chunk_blocks(struct ur_ring *r, const struct ur_ns *ns)
-{
-	const struct nvr_ctrlr_info *ci = nvr_ctrlr_get_info(r->ctrlr);
-	uint32_t bytes = ci && ci->max_xfer ? ci->max_xfer : 128u * 1024;
-	uint32_t blocks = bytes >> ns->lba_shift;
-	if (!blocks)
-		blocks = 1;
-	return blocks > 65536u ? 65536u : blocks;
-}
-
 static void ur_io_done(void *arg, const struct nvr_cpl *cpl);
 
-/* Issue the next device command of @req. Returns -EAGAIN when the queue
- * pair or the bounce pool is full (the caller queues it for retry). */
+static inline bool ur_is_fixed(uint8_t op)
+{
+	return op == IORING_OP_READ_FIXED || op == IORING_OP_WRITE_FIXED;
+}
+
+static inline bool ur_op_is_rw(uint8_t op)
+{
+	return op == IORING_OP_READ || op == IORING_OP_WRITE || op == IORING_OP_READV ||
+	       op == IORING_OP_WRITEV || ur_is_fixed(op);
+}
+
+/* Blocks per nvr_io() for Write Zeroes/Deallocate (nlb is 32 bits; the
+ * driver splits further at its own limits). */
+#define UR_NLB_MAX 0xffff8000u
+
+/*
+ * Send @req's next device command: the whole transfer of a read or write
+ * in one nvr_io() (the driver splits it at max_xfer and queues the parts),
+ * a Write Zeroes/Deallocate range, a flush, or the next piece of an
+ * emulated Write Zeroes. Returns -EAGAIN when the queue pair has no free
+ * request slot or the bounce pool no free run (the caller queues it for
+ * retry; nothing is held meanwhile), another negative errno to fail it.
+ */
 static int ur_start_io(struct ur_ring *r, struct ur_req *req)
 {
-	if (req->dev_op == NVR_IO_READ || req->dev_op == NVR_IO_WRITE) {
-		if (!req->data_iova) {
-			bool fixed = req->opcode == IORING_OP_READ_FIXED ||
-				     req->opcode == IORING_OP_WRITE_FIXED;
-			if (fixed) {
-				const struct ur_fixed_buf *b = &r->bufs[req->buf_index];
-				req->data_iova = b->iova + (req->addr - b->base);
-			} else {
-				int ret = ur_pool_get(r, req, req->xfer);
-				if (ret < 0)
-					return ret;
-				req->data_iova = req->dma_iova;
-				if (!req->is_read) {
-					/* copy in: the user's segments, truncated to xfer */
-					uint8_t *d = req->dma;
-					uint32_t left = req->xfer;
-					for (int i = 0; i < req->iovcnt && left; i++) {
-						uint32_t n = req->iov[i].iov_len < left
-							? (uint32_t)req->iov[i].iov_len : left;
-						memcpy(d, req->iov[i].iov_base, n);
-						d += n;
-						left -= n;
-					}
-				}
-			}
+	if (r->in_device >= r->qdepth)
+		return -EAGAIN;   /* every nvr_io() takes one request slot */
+	struct nvr_seg segs[UR_NVR_MAX_SEGS];
+	unsigned nseg = 0;
+	uint64_t nlb = 0;
+	uint32_t shift = req->ns->lba_shift;
+	if (req->rflags & UR_F_ZERO_FILL) {
+		uint64_t max = ((uint64_t)UR_NVR_MAX_SEGS * UR_ZERO_BYTES) >> shift;
+		nlb = req->nlb_left < max ? req->nlb_left : max;
+		for (uint64_t left = nlb << shift; left; nseg++) {
+			segs[nseg].iova = r->zero_iova;
+			segs[nseg].len = left < UR_ZERO_BYTES ? (uint32_t)left : UR_ZERO_BYTES;
+			left -= segs[nseg].len;
 		}
+	} else if (req->dev_op == NVR_IO_READ || req->dev_op == NVR_IO_WRITE) {
+		if (ur_is_fixed(req->opcode)) {
+			const struct ur_fixed_buf *b = &r->bufs[req->buf_index];
+			segs[0].iova = b->iova + (req->addr - b->base);
+		} else {
+			int ret = ur_pool_get(r, req, req->xfer);
+			if (ret < 0)
+				return ret;
+			if (!req->is_read) {
+				/* copy in; a fault shortens the write to the
+				 * whole blocks before it (see ur_issue_rw()) */
+				ssize_t n = ur_gather_user(req->dma, req->iov, req->iovcnt, req->xfer);
+				if (n >= 0)
+					n &= ~(ssize_t)(req->ns->lba_size - 1);
+				if (n <= 0) {
+					ur_pool_put(r, req);
+					return -EFAULT;
+				}
+				req->xfer = (uint32_t)n;
+			}
+			segs[0].iova = req->dma_iova;
+		}
+		segs[0].len = req->xfer;
+		nseg = 1;
+		nlb = req->nlb_left = req->xfer >> shift;
+	} else if (req->dev_op != NVR_IO_FLUSH) {
+		nlb = req->nlb_left < UR_NLB_MAX ? req->nlb_left : UR_NLB_MAX;
 	}
-	uint32_t chunk = 0;
-	struct nvr_seg seg = { 0, 0 };
-	if (req->dev_op != NVR_IO_FLUSH) {
-		uint64_t max = ur_max_chunk_blocks(r, req->ns);
-		if (req->dev_op == NVR_IO_WRITE_ZEROES || req->dev_op == NVR_IO_DEALLOCATE)
-			max = 65536u;
-		chunk = (uint32_t)(req->nlb_left < max ? req->nlb_left : max);
-		seg.iova = req->data_iova;
-		seg.len = chunk << req->ns->lba_shift;
-	}
-	int ret = nvr_io(r->qp, (enum nvr_io_op)req->dev_op, req->ns->nsid, req->lba, chunk,
-			 &seg, req->dev_op == NVR_IO_READ || req->dev_op == NVR_IO_WRITE ? 1 : 0,
-			 ur_io_done, req);
-	if (ret < 0)
+	int ret = nvr_io(r->qp, (enum nvr_io_op)req->dev_op, req->ns->nsid, req->lba,
+			 (uint32_t)nlb, segs, nseg, ur_io_done, req);
+	if (ret < 0) {
+		if (req->dma)
+			ur_pool_put(r, req);   /* hold nothing while not in the device */
 		return ret;
-	req->chunk = chunk;
+	}
+	req->chunk = (uint32_t)nlb;
 	r->in_device++;
 	return 0;
 }
@@ -265,6 +281,9 @@ static void ur_start_or_queue(struct ur_ring *r, struct ur_req *req)
 		ur_complete(r, req, ret);
 }
 
+/* Start waiting requests in order; the first that still finds no room
+ * stops the pass (in-device requests free slots and pool pages as they
+ * complete, so it will find room). */
 void ur_retry_issue(struct ur_ring *r)
 {
 	struct ur_req *req;
@@ -278,45 +297,50 @@ void ur_retry_issue(struct ur_ring *r)
 	}
 }
 
-/* Device callback: runs inside nvr_qpair_poll(); only records. */
+/* Device callback: runs inside nvr_qpair_poll(). Copies a bounced read
+ * out, gives the bounce memory back, and either queues the request's next
+ * command (for ur_retry_issue()) or completes it (for ur_finish_done()). */
 static void ur_io_done(void *arg, const struct nvr_cpl *cpl)
 {
 	struct ur_req *req = arg;
 	struct ur_ring *r = req->ring;
+	int res = cpl->res;
 	r->in_device--;
-	if (cpl->res < 0) {
-		ur_complete(r, req, cpl->res);
-		return;
-	}
+	if (res < 0)
+		goto complete;
 	if (req->dev_op == NVR_IO_FLUSH) {
-		ur_complete(r, req, req->flush_after ? (int)req->xfer : 0);
-		return;
+		res = ur_op_is_rw(req->opcode) ? (int)req->xfer : 0;
+		goto complete;
 	}
 	req->nlb_left -= req->chunk;
 	req->lba += req->chunk;
-	req->data_iova += (uint64_t)req->chunk << req->ns->lba_shift;
 	if (req->nlb_left) {
 		ur_q_push(&r->retry, req);
 		return;
 	}
-	if (req->dev_op == NVR_IO_READ && req->dma) {
-		/* copy out: the bounce buffer into the user's segments */
-		const uint8_t *s = req->dma;
-		uint32_t left = req->xfer;
-		for (int i = 0; i < req->iovcnt && left; i++) {
-			uint32_t n = req->iov[i].iov_len < left ? (uint32_t)req->iov[i].iov_len : left;
-			memcpy(req->iov[i].iov_base, s, n);
-			s += n;
-			left -= n;
+	if (req->dma && req->is_read) {
+		/* copy out; a fault shortens the read (see ur_issue_rw()) */
+		ssize_t n = ur_scatter_user(req->iov, req->iovcnt, req->dma, req->xfer);
+		if (n >= 0)
+			n &= ~(ssize_t)(req->ns->lba_size - 1);
+		if (n <= 0) {
+			res = -EFAULT;
+			goto complete;
 		}
+		req->xfer = (uint32_t)n;
 	}
+	if (req->dma)
+		ur_pool_put(r, req);
 	if (req->flush_after) {
 		req->dev_op = NVR_IO_FLUSH;
 		ur_q_push(&r->retry, req);
 		return;
 	}
-	bool rw = req->dev_op == NVR_IO_READ || req->dev_op == NVR_IO_WRITE;
-	ur_complete(r, req, rw ? (int)req->xfer : 0);
+	res = ur_op_is_rw(req->opcode) ? (int)req->xfer : 0;
+complete:
+	if (req->dma)
+		ur_pool_put(r, req);
+	ur_complete(r, req, res);
 }
 
 static void ur_issue_rw(struct ur_ring *r, struct ur_req *req)
@@ -344,6 +368,8 @@ static void ur_issue_rw(struct ur_ring *r, struct ur_req *req)
 		goto fail;
 	}
 	struct ur_ns *ns = req->ns;
+	req->is_read = req->opcode == IORING_OP_READ || req->opcode == IORING_OP_READV ||
+		       req->opcode == IORING_OP_READ_FIXED;
 	uint64_t pos = req->off;
 	if (pos == UINT64_MAX) {
 		req->rflags |= UR_F_CUR_POS;
@@ -356,8 +382,6 @@ static void ur_issue_rw(struct ur_ring *r, struct ur_req *req)
 		goto fail;
 	}
 	req->pos = pos;
-	req->is_read = req->opcode == IORING_OP_READ || req->opcode == IORING_OP_READV ||
-		       req->opcode == IORING_OP_READ_FIXED;
 	if (req->is_read) {
 		if (pos + count > ns->bytes) {
 			if (pos >= ns->bytes) {
@@ -386,31 +410,36 @@ static void ur_issue_rw(struct ur_ring *r, struct ur_req *req)
 		ret = -EINVAL;
 		goto fail;
 	}
-	if (req->opcode != IORING_OP_READ_FIXED && req->opcode != IORING_OP_WRITE_FIXED) {
+	if (req->is_read && !ur_is_fixed(req->opcode)) {
 		/* Pinning the user pages (bio_iov_iter_get_pages()) stops at
-		 * the first segment that faults; the bio carries what was
-		 * pinned before it. Measured in the guest, Linux 6.1: WRITEV
-		 * of 2560 + 1024 + 512 bytes whose last segment is NULL
-		 * returns 3584 (a short write); a fault in the first segment
-		 * is -EFAULT. */
-		uint32_t left = count;
-		for (int i = 0; i < req->iovcnt && left; i++) {
+		 * the first page that faults; the bio carries the whole blocks
+		 * pinned before it, and nothing pinned is -EFAULT. Measured in
+		 * the guest, Linux 6.1: WRITEV of 2560 + 1024 + 512 bytes whose
+		 * last segment is NULL returns 3584 (a short write); a fault in
+		 * the first segment is -EFAULT. Writes find the fault when
+		 * they copy in (ur_start_io()); reads when they copy out
+		 * (ur_io_done()), which is exact when every segment starts on
+		 * a block boundary (a fault then falls on one). Otherwise the
+		 * copy out would write a partial block the kernel leaves
+		 * alone, so such reads probe their pages first. */
+		uint32_t lmask = ns->lba_size - 1, left = count;
+		bool probe = false;
+		for (int i = 0; i < req->iovcnt && left && !probe; i++) {
 			uint32_t n = req->iov[i].iov_len < left ? (uint32_t)req->iov[i].iov_len : left;
-			if (n && (uintptr_t)req->iov[i].iov_base < UR_MIN_USER_ADDR) {
-				if (left == count) {
-					ret = -EFAULT;
-					goto fail;
-				}
-				count -= left;
-				break;
-			}
+			probe = n && ((uintptr_t)req->iov[i].iov_base & lmask);
 			left -= n;
+		}
+		if (probe) {
+			count = (uint32_t)ur_user_prefix(req->iov, req->iovcnt, count) & ~lmask;
+			if (!count) {
+				ret = -EFAULT;
+				goto fail;
+			}
 		}
 	}
 	req->xfer = count;
 	req->dev_op = req->is_read ? NVR_IO_READ : NVR_IO_WRITE;
 	req->lba = pos >> ns->lba_shift;
-	req->nlb_left = count >> ns->lba_shift;
 	req->flush_after = !req->is_read && r->vwc && (req->rw_flags & (UR_RWF_DSYNC | UR_RWF_SYNC));
 	ur_start_or_queue(r, req);
 	return;
@@ -491,13 +520,24 @@ static void ur_issue_fallocate(struct ur_ring *r, struct ur_req *req)
 	case UR_FL_ZERO_RANGE:
 	case UR_FL_ZERO_RANGE | UR_FL_KEEP_SIZE:
 	case UR_FL_PUNCH_HOLE | UR_FL_KEEP_SIZE:
-		/* Both are Write Zeroes in the kernel (PUNCH_HOLE lets the
-		 * device deallocate; reads return zeroes either way). */
-		if (!ci || !ci->write_zeroes) {
+		/* Both are blkdev_issue_zeroout(): Write Zeroes (PUNCH_HOLE
+		 * lets the device deallocate -- Linux sets DEAC when DLFEAT
+		 * says deallocated blocks read as zeroes; we do not, the
+		 * driver has no DEAC flag -- reads return zeroes either way).
+		 * Without Write Zeroes, ZERO_RANGE falls back to writing
+		 * zero pages; PUNCH_HOLE (BLKDEV_ZERO_NOFALLBACK) does not. */
+		req->dev_op = NVR_IO_WRITE_ZEROES;
+		if (ci && ci->write_zeroes)
+			break;
+		if (mode & UR_FL_PUNCH_HOLE) {
 			ret = -EOPNOTSUPP;
 			goto fail;
 		}
-		req->dev_op = NVR_IO_WRITE_ZEROES;
+		ret = ur_zero_buf_get(r);
+		if (ret < 0)
+			goto fail;
+		req->dev_op = NVR_IO_WRITE;
+		req->rflags |= UR_F_ZERO_FILL;
 		break;
 	case UR_FL_PUNCH_HOLE | UR_FL_KEEP_SIZE | UR_FL_NO_HIDE_STALE:
 		/* unreachable through vfs_fallocate() in 6.1; kept for

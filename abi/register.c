@@ -29,7 +29,7 @@ static int range_cmp(const void *a, const void *b)
 /* Wait until no request of the ring is in flight (the kernel waits for
  * its resource references to drop). Under SQPOLL the caller holds the
  * lock, so the poller is parked meanwhile. */
-static void ur_quiesce(struct ur_ring *r)
+void ur_quiesce(struct ur_ring *r)
 {
 	while (r->active || r->in_device || r->retry.head || r->defer.head || r->done.head)
 		ur_reap(r);
@@ -37,6 +37,9 @@ static void ur_quiesce(struct ur_ring *r)
 
 static void ur_buffers_release(struct ur_ring *r)
 {
+	for (unsigned i = 0; i < r->nbufs; i++)
+		if (r->bufs[i].len)
+			nvr_dma_unhold(r->ctrlr, (void *)(uintptr_t)r->bufs[i].base);
 	for (unsigned i = 0; i < r->nbuf_maps; i++)
 		nvr_dma_unregister(r->ctrlr, r->buf_maps[i]);
 	free(r->buf_maps);
@@ -48,21 +51,40 @@ static void ur_buffers_release(struct ur_ring *r)
 	r->bufs_registered = false;
 }
 
-static int ur_register_buffers(struct ur_ring *r, const struct iovec *iov, unsigned nr)
+static inline uint64_t page_down(uint64_t a) { return a & ~(uint64_t)(UR_PAGE - 1); }
+static inline uint64_t page_up(uint64_t a) { return (a + UR_PAGE - 1) & ~(uint64_t)(UR_PAGE - 1); }
+
+/*
+ * Each buffer is classified first: one lying in memory that is already
+ * DMA memory (an nvr_dma_alloc() allocation, or a mapping registered by
+ * the application or another ring) gets a registration of its own pages
+ * there (nvr_dma_register() adds one, or a hold on an allocation); the
+ * others are plain memory, and only those are merged into ranges and
+ * mapped. Then every buffer takes a hold (nvr_dma_hold()) until
+ * IORING_UNREGISTER_BUFFERS: while the ring may send the device there, no
+ * one can free or unmap it (they get -EBUSY), so its IOVA is never reused
+ * under us.
+ */
+static int ur_register_buffers(struct ur_ring *r, const void *uarg, unsigned nr)
 {
 	if (r->bufs_registered)
 		return -EBUSY;
 	if (!nr || nr > UR_MAX_REG_BUFFERS)
 		return -EINVAL;
-	if (!iov)
+	if (!uarg)
 		return -EFAULT;
+	struct iovec *iov = malloc(nr * sizeof(*iov));
 	struct ur_fixed_buf *bufs = calloc(nr, sizeof(*bufs));
 	struct range *rg = calloc(nr, sizeof(*rg));
 	void **maps = calloc(nr, sizeof(*maps));
 	int ret = 0;
-	unsigned nrg = 0, nmaps = 0;
-	if (!bufs || !rg || !maps) {
+	unsigned nrg = 0, nmaps = 0, nheld = 0;
+	if (!iov || !bufs || !rg || !maps) {
 		ret = -ENOMEM;
+		goto out;
+	}
+	if (ur_copy_from_user(iov, (uintptr_t)uarg, nr * sizeof(*iov))) {
+		ret = -EFAULT;
 		goto out;
 	}
 	for (unsigned i = 0; i < nr; i++) {   /* io_buffer_validate() */
@@ -84,9 +106,20 @@ static int ur_register_buffers(struct ur_ring *r, const struct iovec *iov, unsig
 		}
 		bufs[i].base = base;
 		bufs[i].len = len;
-		rg[nrg].start = base & ~(uint64_t)(UR_PAGE - 1);
-		rg[nrg].end = (end + UR_PAGE - 1) & ~(uint64_t)(UR_PAGE - 1);
-		nrg++;
+	}
+	for (unsigned i = 0; i < nr; i++) {
+		if (!bufs[i].len)
+			continue;
+		uint64_t lo = page_down(bufs[i].base), hi = page_up(bufs[i].base + bufs[i].len);
+		uint64_t iova;
+		if (nvr_dma_iova(r->ctrlr, (void *)(uintptr_t)lo, hi - lo, &iova) < 0) {
+			rg[nrg++] = (struct range){ lo, hi };   /* plain memory */
+			continue;
+		}
+		ret = nvr_dma_register(r->ctrlr, (void *)(uintptr_t)lo, hi - lo);
+		if (ret < 0)
+			goto pin_failed;
+		maps[nmaps++] = (void *)(uintptr_t)lo;
 	}
 	qsort(rg, nrg, sizeof(*rg), range_cmp);
 	unsigned m = 0;
@@ -100,23 +133,16 @@ static int ur_register_buffers(struct ur_ring *r, const struct iovec *iov, unsig
 	}
 	for (unsigned i = 0; i < m; i++) {
 		void *va = (void *)(uintptr_t)rg[i].start;
-		size_t len = rg[i].end - rg[i].start;
-		uint64_t iova;
-		if (nvr_dma_iova(r->ctrlr, va, len, &iova) == 0)
-			continue;   /* already DMA memory */
-		ret = nvr_dma_register(r->ctrlr, va, len);
-		if (ret < 0) {
-			if (ret != -ENOMEM)
-				ret = -EFAULT;   /* the kernel: pinning failed */
-			goto out;
-		}
+		ret = nvr_dma_register(r->ctrlr, va, rg[i].end - rg[i].start);
+		if (ret < 0)
+			goto pin_failed;
 		maps[nmaps++] = va;
 	}
-	for (unsigned i = 0; i < nr; i++) {
-		if (!bufs[i].len)
+	for (nheld = 0; nheld < nr; nheld++) {
+		if (!bufs[nheld].len)
 			continue;
-		ret = nvr_dma_iova(r->ctrlr, (void *)(uintptr_t)bufs[i].base, bufs[i].len,
-				   &bufs[i].iova);
+		ret = nvr_dma_hold(r->ctrlr, (void *)(uintptr_t)bufs[nheld].base, bufs[nheld].len,
+				   &bufs[nheld].iova);
 		if (ret < 0) {
 			ret = -EFAULT;
 			goto out;
@@ -128,13 +154,21 @@ static int ur_register_buffers(struct ur_ring *r, const struct iovec *iov, unsig
 	r->nbuf_maps = nmaps;
 	r->bufs_registered = true;
 	free(rg);
+	free(iov);
 	return 0;
+pin_failed:
+	if (ret != -ENOMEM)
+		ret = -EFAULT;   /* the kernel: pinning failed */
 out:
+	for (unsigned i = 0; i < nheld; i++)
+		if (bufs[i].len)
+			nvr_dma_unhold(r->ctrlr, (void *)(uintptr_t)bufs[i].base);
 	for (unsigned i = 0; i < nmaps; i++)
 		nvr_dma_unregister(r->ctrlr, maps[i]);
 	free(bufs);
 	free(rg);
 	free(maps);
+	free(iov);
 	return ret;
 }
 
@@ -148,7 +182,7 @@ static void ur_files_release(struct ur_ring *r)
 	r->files_registered = false;
 }
 
-static int ur_register_files(struct ur_ring *r, const int32_t *fds, unsigned nr)
+static int ur_register_files(struct ur_ring *r, const void *uarg, unsigned nr)
 {
 	if (r->files_registered)
 		return -EBUSY;
@@ -158,18 +192,29 @@ static int ur_register_files(struct ur_ring *r, const int32_t *fds, unsigned nr)
 	if (nr > UR_MAX_FIXED_FILES ||
 	    (getrlimit(RLIMIT_NOFILE, &rl) == 0 && nr > rl.rlim_cur))
 		return -EMFILE;
+	int32_t *fds = NULL;
+	if (uarg) {   /* NULL: all slots empty (the kernel's sparse table) */
+		fds = malloc(nr * sizeof(*fds));
+		if (!fds)
+			return -ENOMEM;
+		if (ur_copy_from_user(fds, (uintptr_t)uarg, nr * sizeof(*fds))) {
+			free(fds);
+			return -EFAULT;
+		}
+	}
 	struct ur_ns **files = calloc(nr, sizeof(*files));
-	if (!files)
+	if (!files) {
+		free(fds);
 		return -ENOMEM;
+	}
+	int ret = 0;
 	for (unsigned i = 0; i < nr; i++) {
 		if (!fds || fds[i] == -1)
 			continue;   /* sparse slot */
 		struct ur_obj *o = ur_fdtab_get(fds[i]);
 		if (o && o->kind == UR_RING) {
-			r->files = files;
-			r->nfiles = i;
-			ur_files_release(r);
-			return -EBADF;   /* rings can't be registered files */
+			ret = -EBADF;   /* rings can't be registered files */
+			goto fail;
 		}
 		files[i] = ur_ns_get(fds[i]);
 		if (!files[i] && !o) {
@@ -177,39 +222,49 @@ static int ur_register_files(struct ur_ring *r, const int32_t *fds, unsigned nr)
 			 * fails with -EBADF; the shim forwards such files to the
 			 * kernel); a closed one is -EBADF as in the kernel. */
 			if (fcntl(fds[i], F_GETFD) < 0) {
-				r->files = files;
-				r->nfiles = i;
-				ur_files_release(r);
-				return -EBADF;
+				ret = -EBADF;
+				goto fail;
 			}
 		}
 	}
+	free(fds);
 	r->files = files;
 	r->nfiles = nr;
 	r->files_registered = true;
 	return 0;
+fail:
+	free(fds);
+	r->files = files;
+	r->nfiles = nr;
+	ur_files_release(r);
+	return ret;
 }
 
+/* io_probe(): the argument must be zero on entry (-EINVAL); read and
+ * written through uaccess.c, so a bad pointer is -EFAULT. */
 static int ur_probe(void *arg, unsigned nr)
 {
 	if (!arg)
 		return -EFAULT;
-	struct io_uring_probe *p = arg;
+	if (nr > IORING_OP_LAST)
+		nr = IORING_OP_LAST;   /* the kernel reads and writes only these */
+	_Alignas(struct io_uring_probe) uint8_t buf[sizeof(struct io_uring_probe) +
+						     IORING_OP_LAST * sizeof(struct io_uring_probe_op)];
+	struct io_uring_probe *p = (struct io_uring_probe *)buf;
 	size_t size = sizeof(*p) + (size_t)nr * sizeof(p->ops[0]);
-	const uint8_t *b = arg;
+	if (ur_copy_from_user(buf, (uintptr_t)arg, size))
+		return -EFAULT;
 	for (size_t i = 0; i < size; i++)
-		if (b[i])
+		if (buf[i])
 			return -EINVAL;
 	p->last_op = IORING_OP_LAST - 1;
-	if (nr > IORING_OP_LAST)
-		nr = IORING_OP_LAST;
 	for (unsigned i = 0; i < nr; i++) {
 		p->ops[i].op = (uint8_t)i;
 		if (ur_op_supported(i))
 			p->ops[i].flags = IO_URING_OP_SUPPORTED;
 	}
 	p->ops_len = (uint8_t)nr;
-	return 0;
+	return ur_copy_to_user((uintptr_t)arg, buf, size);
 }
 
 NVR_API int nvr_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_args)
@@ -249,7 +304,13 @@ NVR_API int nvr_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_a
 			ret = -EINVAL;
 			break;
 		}
-		ret = r->files_registered ? (ur_files_release(r), 0) : -ENXIO;
+		if (!r->files_registered) {
+			ret = -ENXIO;
+			break;
+		}
+		ur_quiesce(r);   /* requests use fixed files without a reference */
+		ur_files_release(r);
+		ret = 0;
 		break;
 	case IORING_REGISTER_PROBE:
 		ret = ur_probe(arg, nr_args);

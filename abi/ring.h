@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -30,6 +31,8 @@
 #define UR_MAX_RW_COUNT     (0x7fffffffu & ~4095u) /* INT_MAX & PAGE_MASK */
 #define UR_TASK_SIZE_MAX    0x00007ffffffff000ull  /* x86-64 access_ok() limit */
 #define UR_PAGE             4096u
+#define UR_ZERO_BYTES       (256u * 1024)          /* the zero buffer (bounce.c) */
+#define UR_NVR_MAX_SEGS     32u                    /* nvr_io()'s segment limit */
 
 /* sqe->flags the kernel knows (SQE_VALID_FLAGS) and the link flags. */
 #define UR_SQE_VALID (IOSQE_FIXED_FILE | IOSQE_IO_DRAIN | IOSQE_IO_LINK | IOSQE_IO_HARDLINK | \
@@ -76,7 +79,7 @@ void ur_ns_put(struct ur_ns *ns);               /* -1 ref, frees at 0 */
 
 /* ---- requests ---- */
 
-/* req->rflags: the kernel's REQ_F_* that matter here. */
+/* req->rflags: the kernel's REQ_F_* that matter here, and our own. */
 #define UR_F_FAIL        0x01  /* failed: cancels the rest of a non-hard link */
 #define UR_F_CQE_SKIP    0x02  /* post no CQE */
 #define UR_F_SKIP_LINK   0x04  /* failed with CQE_SKIP_SUCCESS: canceled links post none */
@@ -86,6 +89,8 @@ void ur_ns_put(struct ur_ns *ns);               /* -1 ref, frees at 0 */
 #define UR_F_OWN_DMA     0x40  /* bounce memory from nvr_dma_alloc, not the pool */
 #define UR_F_NO_FAIL     0x80  /* FSYNC/FALLOCATE past file lookup: an error
 				* result does not fail the request (links go on) */
+#define UR_F_NS_REF      0x100 /* req->ns is referenced (a non-fixed file) */
+#define UR_F_ZERO_FILL   0x200 /* Write Zeroes emulated by writes of the zero buffer */
 
 struct ur_req {
 	struct ur_req *next;      /* free list, defer/retry/done/overflow queues */
@@ -93,14 +98,15 @@ struct ur_req {
 	struct ur_ring *ring;
 	uint64_t user_data;
 	int32_t  res;
-	uint32_t want;            /* bytes asked for (after EOF truncation): short = fail */
+	uint32_t want;            /* the byte count a full transfer returns: a
+				   * read/write completing with fewer bytes fails */
 	uint8_t  opcode;
 	uint8_t  sqe_flags;
 	uint16_t rflags;
 	int32_t  err;             /* with UR_F_HAS_ERR */
 
 	/* The operation, decoded at submission (SUBMIT_STABLE). */
-	struct ur_ns *ns;         /* referenced while the request lives */
+	struct ur_ns *ns;         /* the file; referenced with UR_F_NS_REF */
 	uint64_t off;
 	uint64_t addr;
 	uint32_t len;
@@ -108,34 +114,38 @@ struct ur_req {
 	uint16_t buf_index;
 	int32_t  fd;
 
-	/* Data: the user's iovecs (copied at submission) and the DMA side. */
+	/* Data: the user's iovecs (copied at submission) and the DMA side.
+	 * ur_req_alloc() clears the fields above this line only: the ones
+	 * below are set before use (iov/dma are NULLed when released). */
 	struct iovec *iov;        /* iov_inline or heap for > 8 */
 	int      iovcnt;
 	void    *dma;             /* bounce memory (or NULL for fixed buffers) */
 	uint64_t dma_iova;
 	uint32_t dma_first, dma_pages;  /* pool pages held */
 	uint64_t pos;             /* resolved byte offset */
-	uint32_t xfer;            /* bytes the whole transfer moves */
+	uint32_t xfer;            /* bytes the transfer moves */
 
-	/* Device progress: one command at a time per request, the next one
-	 * started from the retry queue (large transfers, Write Zeroes beyond
-	 * 65536 blocks, the flush after an RWF_DSYNC write). */
+	/* Device progress. A read/write is one nvr_io() (the driver splits
+	 * it at max_xfer); Write Zeroes/Deallocate ranges beyond 2^32 - 1
+	 * blocks and emulated zeroing go out one nvr_io() after another
+	 * from the retry queue, as does the flush after an RWF_DSYNC write. */
 	uint8_t  dev_op;          /* enum nvr_io_op */
 	bool     flush_after;     /* RWF_DSYNC/SYNC write on a VWC device */
 	bool     is_read;
+	bool     live;            /* allocated (not on the free list) */
 	uint64_t lba;             /* next block to move */
 	uint64_t nlb_left;        /* blocks not yet moved */
-	uint32_t chunk;           /* blocks in the command in flight */
-	uint64_t data_iova;       /* bus address of the next byte of data */
+	uint32_t chunk;           /* blocks in the nvr_io() in flight */
 
-	struct iovec iov_inline[8];   /* last: ur_req_alloc() clears up to here */
+	struct iovec iov_inline[8];
 };
+#define UR_REQ_CLEAR_END offsetof(struct ur_req, iov)
 
 /* ---- the ring ---- */
 
 struct ur_fixed_buf {
 	uint64_t base, len;       /* user range; len 0 = empty slot */
-	uint64_t iova;            /* bus address of base */
+	uint64_t iova;            /* bus address of base (held: nvr_dma_hold()) */
 };
 
 struct ur_queue { struct ur_req *head, *tail; };
@@ -187,7 +197,7 @@ struct ur_ring {
 
 	/* Submission state: the link being assembled, drain. */
 	struct ur_req *link_head, *link_last;
-	bool drain_next, drain_active, drain_disabled;
+	bool drain_next, drain_disabled;
 	struct ur_queue defer;    /* waiting behind a drain */
 	uint32_t active;          /* released, not yet completed */
 
@@ -195,11 +205,14 @@ struct ur_ring {
 	struct ur_queue retry;    /* issue got -EAGAIN (queue or pool full) */
 	struct ur_queue done;     /* completed by callbacks, to finish */
 	struct ur_queue overflow; /* CQEs waiting for room (NODROP) */
+	_Atomic bool has_overflow; /* overflow.head != NULL, for SQPOLL's
+				    * other threads (which read no queue) */
 	uint32_t in_device;       /* commands in the queue pair */
 
 	/* Request pool: chunks never freed until close; no malloc per I/O. */
 	struct ur_req *free_reqs;
 	void **chunks;
+	unsigned *chunk_sizes;    /* requests in each chunk */
 	unsigned nchunks;
 
 	/* Bounce pool for non-fixed buffers (abi/bounce.c). */
@@ -208,7 +221,10 @@ struct ur_ring {
 	uint32_t pool_pages;
 	uint64_t *pool_map;       /* 1 bit per page, set = in use */
 	uint32_t pool_hint;
-	void    *zero_page;       /* unused for now */
+	void    *zero_buf;        /* UR_ZERO_BYTES of zeroes (FALLOCATE without
+				   * Write Zeroes), allocated when first needed */
+	uint64_t zero_iova;
+	uint32_t qdepth;          /* nvr_qpair_depth(): nvr_io() calls in flight */
 
 	/* Registration. */
 	struct ur_fixed_buf *bufs;
@@ -273,6 +289,29 @@ static inline void ur_sq_flags_clear(struct ur_ring *r, uint32_t f)
 
 struct ur_ring *ur_ring_get(int fd, int *err);   /* lookup + kind check */
 
+/* A spin-wait hint for the CPU (x86 PAUSE, arm64 YIELD). */
+static inline void ur_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+/* The kernel's req_set_fail(): a failed request with CQE_SKIP_SUCCESS
+ * posts its CQE after all, and its canceled links post none. */
+static inline void ur_set_fail(struct ur_req *req)
+{
+	req->rflags |= UR_F_FAIL;
+	if (req->rflags & UR_F_CQE_SKIP) {
+		req->rflags &= ~UR_F_CQE_SKIP;
+		req->rflags |= UR_F_SKIP_LINK;
+	}
+}
+
 /* submit.c */
 int  ur_submit(struct ur_ring *r, unsigned to_submit);
 bool ur_op_supported(unsigned op);
@@ -299,6 +338,15 @@ int  ur_pool_init(struct ur_ring *r, uint32_t pages);
 void ur_pool_fini(struct ur_ring *r);
 int  ur_pool_get(struct ur_ring *r, struct ur_req *req, uint32_t bytes);
 void ur_pool_put(struct ur_ring *r, struct ur_req *req);
+int  ur_zero_buf_get(struct ur_ring *r);          /* allocate r->zero_buf once */
+
+/* uaccess.c: user memory through process_vm_readv/writev on our own pid,
+ * so a bad pointer is -EFAULT (or a short count) instead of SIGSEGV. */
+int     ur_copy_from_user(void *dst, uint64_t src, size_t len);   /* 0 / -EFAULT */
+int     ur_copy_to_user(uint64_t dst, const void *src, size_t len);
+ssize_t ur_gather_user(void *dst, const struct iovec *iov, int iovcnt, size_t len);
+ssize_t ur_scatter_user(const struct iovec *iov, int iovcnt, const void *src, size_t len);
+size_t  ur_user_prefix(const struct iovec *iov, int iovcnt, size_t len);
 
 /* enter.c */
 int  ur_reap(struct ur_ring *r);                 /* poll the device once, finish */
@@ -307,5 +355,10 @@ void ur_sqpoll_stop(struct ur_ring *r);
 
 /* register.c */
 void ur_unregister_all(struct ur_ring *r);
+void ur_quiesce(struct ur_ring *r);
+
+/* setup.c: requests that hold nothing in the device and release what
+ * every allocated request still holds (close). */
+void ur_release_all_reqs(struct ur_ring *r);
 
 #endif

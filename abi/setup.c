@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "abi/ring.h"
@@ -180,13 +181,21 @@ static int ur_ring_map(struct ur_ring *r, int fd, size_t rings_sz, size_t sq_arr
 	return 0;
 }
 
+/* Tear down in the order that keeps the device away from freed memory:
+ * the queue pair first (deleting its SQ ends every command in it; their
+ * callbacks run inside nvr_qpair_free()), then what the requests still
+ * hold (namespace references, iovec arrays, bounce runs), then the bounce
+ * pool and the registered buffers the device could have been sent to. */
 static void ur_ring_free(struct ur_ring *r)
 {
 	ur_sqpoll_stop(r);
-	ur_unregister_all(r);
-	ur_pool_fini(r);
 	if (r->qp)
 		nvr_qpair_free(r->qp);
+	r->qp = NULL;
+	r->in_device = 0;
+	ur_release_all_reqs(r);
+	ur_unregister_all(r);
+	ur_pool_fini(r);
 	ur_reqs_free_all(r);
 	ur_ring_unmap(r);
 	pthread_mutex_destroy(&r->lock);
@@ -195,9 +204,14 @@ static void ur_ring_free(struct ur_ring *r)
 	free(r);
 }
 
-/* Bounce pool pages per ring: enough for a queue's worth of 4 KiB I/O
- * and the occasional large one; larger requests get their own DMA buffer. */
-#define UR_POOL_PAGES 256u
+/* Bounce pool pages per ring: 4 per queue slot (16 KiB requests at full
+ * depth), at least 1 MiB and at most 8 MiB of pinned memory. A request
+ * larger than the pool gets a DMA buffer of its own (abi/bounce.c). */
+static uint32_t ur_pool_pages(uint32_t qdepth)
+{
+	uint64_t pages = (uint64_t)qdepth * 4;
+	return pages < 256 ? 256 : pages > 2048 ? 2048 : (uint32_t)pages;
+}
 
 NVR_API int nvr_uring_setup(struct nvr_ctrlr *ctrlr, unsigned entries, struct io_uring_params *p)
 {
@@ -253,7 +267,8 @@ NVR_API int nvr_uring_setup(struct nvr_ctrlr *ctrlr, unsigned entries, struct io
 		r->qp = NULL;
 		goto fail;
 	}
-	ret = ur_pool_init(r, UR_POOL_PAGES);
+	r->qdepth = nvr_qpair_depth(r->qp);
+	ret = ur_pool_init(r, ur_pool_pages(r->qdepth));
 	if (ret < 0)
 		goto fail;
 	if (r->flags & IORING_SETUP_SQPOLL) {
@@ -271,6 +286,8 @@ fail:
 	return ret;
 }
 
+#define UR_CLOSE_WAIT_NS (5ull * 1000000000)
+
 NVR_API int nvr_uring_close(int fd)
 {
 	int err;
@@ -279,9 +296,20 @@ NVR_API int nvr_uring_close(int fd)
 		return -EBADF;
 	ur_fdtab_del(fd);
 	ur_sqpoll_stop(r);
-	/* Let the device finish with our memory before it is freed. */
-	for (unsigned spins = 0; r->in_device && spins < 10000000u; spins++)
-		ur_reap(r);
+	/* Let the commands in the device complete (the kernel, too, waits
+	 * for a block request it cannot cancel); nothing new is started
+	 * (links, drains and retries are dropped, as the kernel cancels
+	 * them). After UR_CLOSE_WAIT_NS the rest is ended by deleting the
+	 * queue, which is safe either way: see ur_ring_free(). */
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (r->in_device) {
+		nvr_qpair_poll(r->qp, 0);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((uint64_t)(t.tv_sec - t0.tv_sec) * 1000000000ull + (uint64_t)t.tv_nsec -
+		    (uint64_t)t0.tv_nsec > UR_CLOSE_WAIT_NS)
+			break;
+	}
 	ur_ring_free(r);
 	return 0;
 }

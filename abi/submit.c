@@ -90,10 +90,10 @@ static int ur_prep(struct ur_ring *r, struct ur_req *req, const struct io_uring_
 			 * submission with -EINVAL (the enter stops there) */
 			if (req->len != 1)
 				return -EINVAL;
-			if (req->addr < 65536 || req->addr > UR_TASK_SIZE_MAX - sizeof(struct iovec))
+			struct iovec uiov;
+			if (ur_copy_from_user(&uiov, req->addr, sizeof(uiov)))
 				return -EFAULT;
-			const struct iovec *uiov = (const struct iovec *)(uintptr_t)req->addr;
-			req->len = (uint32_t)uiov->iov_len;
+			req->len = (uint32_t)uiov.iov_len;
 		}
 		return 0;
 	}
@@ -147,7 +147,6 @@ static int ur_init_req(struct ur_ring *r, struct ur_req *req, const struct io_ur
 				return -EOPNOTSUPP;
 			/* io_init_req_drain(): a drain inside a link drains the
 			 * whole link and the request after it */
-			r->drain_active = true;
 			if (r->link_head) {
 				r->link_head->rflags |= UR_F_DRAIN;
 				r->drain_next = true;
@@ -156,7 +155,6 @@ static int ur_init_req(struct ur_ring *r, struct ur_req *req, const struct io_ur
 	}
 	if (r->drain_next && !r->link_head) {
 		r->drain_next = false;
-		r->drain_active = true;
 		req->rflags |= UR_F_DRAIN;
 	}
 	if (!def->supported)
@@ -213,7 +211,6 @@ void ur_release_deferred(struct ur_ring *r)
 		r->active += ur_chain_len(h);
 		ur_issue(r, h);
 	}
-	r->drain_active = false;
 }
 
 /* io_submit_fail_init(): returns the error when the batch must stop. */
@@ -221,18 +218,10 @@ static int ur_fail_init(struct ur_ring *r, struct ur_req *req, int err)
 {
 	struct ur_req *head = r->link_head;
 	req->res = err;
-	req->rflags |= UR_F_FAIL;
-	if (req->rflags & UR_F_CQE_SKIP) {
-		req->rflags &= ~UR_F_CQE_SKIP;
-		req->rflags |= UR_F_SKIP_LINK;
-	}
+	ur_set_fail(req);
 	if (head && !(head->rflags & UR_F_FAIL)) {
 		head->res = -ECANCELED;
-		head->rflags |= UR_F_FAIL;
-		if (head->rflags & UR_F_CQE_SKIP) {
-			head->rflags &= ~UR_F_CQE_SKIP;
-			head->rflags |= UR_F_SKIP_LINK;
-		}
+		ur_set_fail(head);
 	}
 	if (!(req->sqe_flags & UR_SQE_LINK)) {
 		if (head) {

@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Reading and writing the application's memory the way the kernel's
+ * copy_from_user()/copy_to_user() do: a bad pointer (unmapped, PROT_NONE,
+ * non-canonical, a read-only page written) is -EFAULT or a short count,
+ * never SIGSEGV in the library (or in the SQPOLL thread). The means is
+ * process_vm_readv(2)/process_vm_writev(2) on our own pid: the kernel does
+ * the copy and stops at the first page it cannot pin, returning the bytes
+ * copied before it (mm/process_vm_access.c copies page by page, so a
+ * partial count may end inside an iovec element).
+ *
+ * Cost, measured on the host (Debian 12, Linux 6.1, 2 vCPU; bench loop of
+ * 1e6 copies, /tmp microbenchmark in the commit message): one 4 KiB copy
+ * through process_vm_readv is ~0.75 µs against ~0.07 µs for memcpy; a
+ * 64-byte control structure ~0.35 µs against ~0.01 µs. Per non-fixed
+ * 4 KiB I/O that is one such syscall (the copy in before a write, or the
+ * copy out after a read), ~0.7 µs of CPU on top of the ~10+ µs a device
+ * I/O takes; programs that care use fixed buffers, which copy nothing.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "abi/ring.h"
+
+/* Memcheck does not see process_vm_writev() writing our own memory (the
+ * "remote" side): tell it, so programs under valgrind get no false
+ * uninitialised-value reports after a bounced read. A no-op otherwise. */
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#endif
+#endif
+#ifndef VALGRIND_MAKE_MEM_DEFINED
+#define VALGRIND_MAKE_MEM_DEFINED(a, n) ((void)(a), (void)(n))
+#endif
+
+static void ur_mark_written(const struct iovec *iov, int iovcnt, size_t len)
+{
+	for (int i = 0; i < iovcnt && len; i++) {
+		size_t n = iov[i].iov_len < len ? iov[i].iov_len : len;
+		VALGRIND_MAKE_MEM_DEFINED(iov[i].iov_base, n);
+		len -= n;
+	}
+}
+
+/* Our pid, asked once (glibc does not cache getpid()); a fork()ed child
+ * forgets it. */
+static _Atomic pid_t ur_pid;
+static pthread_once_t ur_pid_once = PTHREAD_ONCE_INIT;
+static void ur_pid_forget(void) { atomic_store_explicit(&ur_pid, 0, memory_order_relaxed); }
+static void ur_pid_hook(void) { pthread_atfork(NULL, NULL, ur_pid_forget); }
+
+static pid_t ur_self(void)
+{
+	pid_t p = atomic_load_explicit(&ur_pid, memory_order_relaxed);
+	if (__builtin_expect(!p, 0)) {
+		pthread_once(&ur_pid_once, ur_pid_hook);
+		p = getpid();
+		atomic_store_explicit(&ur_pid, p, memory_order_relaxed);
+	}
+	return p;
+}
+
+/* One process_vm_* call; the return is the bytes copied or -errno. A
+ * count of more than UIO_MAXIOV remote elements is split by the caller. */
+static ssize_t pvm(bool to_user, const struct iovec *local, const struct iovec *remote,
+		   unsigned long nremote)
+{
+	ssize_t n;
+	do {
+		n = to_user ? process_vm_writev(ur_self(), local, 1, remote, nremote, 0)
+			    : process_vm_readv(ur_self(), local, 1, remote, nremote, 0);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EFAULT || errno == ENOMEM || errno == EINVAL ? -EFAULT : -errno;
+	return n;
+}
+
+int ur_copy_from_user(void *dst, uint64_t src, size_t len)
+{
+	if (!len)
+		return 0;
+	struct iovec l = { dst, len }, r = { (void *)(uintptr_t)src, len };
+	return pvm(false, &l, &r, 1) == (ssize_t)len ? 0 : -EFAULT;
+}
+
+int ur_copy_to_user(uint64_t dst, const void *src, size_t len)
+{
+	if (!len)
+		return 0;
+	struct iovec l = { (void *)src, len }, r = { (void *)(uintptr_t)dst, len };
+	if (pvm(true, &l, &r, 1) != (ssize_t)len)
+		return -EFAULT;
+	ur_mark_written(&r, 1, len);
+	return 0;
+}
+
+/* The user's segments <-> one contiguous buffer, up to @len bytes: the
+ * bytes moved (short at the first page that faults), -EFAULT if none. */
+static ssize_t ur_move_user(bool to_user, void *buf, const struct iovec *iov, int iovcnt,
+			    size_t len)
+{
+	size_t done = 0;
+	while (iovcnt > 0 && done < len) {
+		int n = iovcnt > UR_UIO_MAXIOV ? UR_UIO_MAXIOV : iovcnt;
+		struct iovec l = { (uint8_t *)buf + done, len - done };
+		ssize_t got = pvm(to_user, &l, iov, (unsigned long)n);
+		if (got <= 0)
+			break;
+		if (to_user)
+			ur_mark_written(iov, n, (size_t)got);
+		done += (size_t)got;
+		size_t want = 0;
+		for (int i = 0; i < n; i++)
+			want += iov[i].iov_len;
+		if ((size_t)got < want && done < len)
+			break;   /* stopped at a fault */
+		iov += n;
+		iovcnt -= n;
+	}
+	return done ? (ssize_t)done : (len ? -EFAULT : 0);
+}
+
+ssize_t ur_gather_user(void *dst, const struct iovec *iov, int iovcnt, size_t len)
+{
+	return ur_move_user(false, dst, iov, iovcnt, len);
+}
+
+ssize_t ur_scatter_user(const struct iovec *iov, int iovcnt, const void *src, size_t len)
+{
+	return ur_move_user(true, (void *)src, iov, iovcnt, len);
+}
+
+/*
+ * How many of the first @len bytes of the segments lie on pages we can
+ * read: the transfer offset of the first byte on a page that faults, or
+ * @len. One byte per page is read (into a scratch byte), so the probe
+ * costs one syscall however large the transfer.
+ */
+size_t ur_user_prefix(const struct iovec *iov, int iovcnt, size_t len)
+{
+	struct iovec probe[64];
+	size_t at[64];
+	uint8_t scratch[64];
+	size_t off = 0;
+	unsigned n = 0;
+	for (int i = 0; i < iovcnt && off < len; i++) {
+		uint64_t a = (uintptr_t)iov[i].iov_base;
+		size_t seg = iov[i].iov_len < len - off ? iov[i].iov_len : len - off;
+		size_t k = 0;
+		while (k < seg) {
+			probe[n] = (struct iovec){ (void *)(uintptr_t)(a + k), 1 };
+			at[n] = off + k;
+			n++;
+			k += UR_PAGE - ((a + k) & (UR_PAGE - 1));
+			if (n == 64) {
+				struct iovec l = { scratch, n };
+				ssize_t got = pvm(false, &l, probe, n);
+				if (got < (ssize_t)n)
+					return at[got < 0 ? 0 : got];
+				n = 0;
+			}
+		}
+		off += seg;
+	}
+	if (n) {
+		struct iovec l = { scratch, n };
+		ssize_t got = pvm(false, &l, probe, n);
+		if (got < (ssize_t)n)
+			return at[got < 0 ? 0 : got];
+	}
+	return len;
+}
