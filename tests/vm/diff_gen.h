@@ -26,9 +26,6 @@
  *    submission with -EOPNOTSUPP, which also ends the enter early; nvring's
  *    IORING_REGISTER_PROBE says they are unsupported. Opcodes beyond
  *    IORING_OP_LAST are generated (-EINVAL on both).
- *  - unmapped user addresses other than near-NULL and non-canonical ones:
- *    the kernel returns -EFAULT; nvring copies through the pointer and
- *    would take SIGSEGV (it cannot probe without a syscall).
  *  - fds that are real files but not block devices.
  *  - an SQE that fails at submission after a drained request in the same
  *    batch (on a ring where drains work): Linux 6.1 posts the failure's CQE
@@ -57,11 +54,18 @@
 #define DG_NBUFS     3              /* registered: arena half 0, half 1, an empty slot */
 #define DG_NFILES    3              /* registered: dev, empty, dev */
 #define DG_BAD_KADDR 0xffff888000000000ull   /* non-canonical for user space */
+#define DG_UNMAPPED  0x0000100000000000ull   /* canonical, checked unmapped at start */
+/* Each side's hole: page 0 readable and writable (compared like the
+ * arena), pages 1 and 2 PROT_NONE. Buffers, segments and iovec arrays
+ * placed so that they run from page 0 into page 1 give short transfers
+ * or -EFAULT (the kernel is the reference). One request per batch uses
+ * the hole, so its page 0 bytes are deterministic. */
+#define DG_HOLE_SZ   (3u * 4096)
 
 enum dg_fd { FD_DEV, FD_FIX0, FD_FIX2, FD_FIX_EMPTY, FD_FIX_OOR, FD_BAD, FD_UNOPENED };
-enum dg_addr { A_ABS, A_ARENA, A_IOV };
+enum dg_addr { A_ABS, A_ARENA, A_IOV, A_HOLE };
 
-struct gseg { uint8_t kind; uint64_t base, len; };  /* A_ABS or A_ARENA */
+struct gseg { uint8_t kind; uint64_t base, len; };  /* A_ABS, A_ARENA or A_HOLE */
 
 struct gop {
 	uint64_t ud;
@@ -85,6 +89,7 @@ struct dgen {
 	uint32_t lbs;
 	bool     skip_ok;                /* CQE_SKIP_SUCCESS allowed in this stream */
 	bool     calm;                   /* a drain was queued: nothing may fail at submission */
+	bool     hole_used;              /* a request of this batch uses the hole */
 	uint64_t next_ud;
 	/* per batch */
 	struct gop ops[DG_MAX_OPS];
@@ -224,6 +229,21 @@ static inline void dg_shape(struct dgen *g, struct gop *o, bool huge_ok, uint64_
 	}
 }
 
+/* An offset in the hole for @len bytes: mostly ending past page 0 (some
+ * whole blocks readable, then the PROT_NONE page), sometimes starting in
+ * it; dword or block aligned. */
+static inline uint64_t dg_hole_off(struct dgen *g, uint64_t len)
+{
+	unsigned x = dg_pct(g);
+	if (x < 20)
+		return 4096 + 512 * dg_range_rand(g, 0, 7);             /* all bad */
+	uint64_t in = len < 4096 ? len : 4096;
+	uint64_t keep = dg_range_rand(g, 0, in / g->lbs) * g->lbs;  /* bytes before the fault */
+	if (x < 45 && keep >= 8)
+		keep -= 4 * dg_range_rand(g, 1, keep / 8);              /* dword aligned */
+	return 4096 - keep;
+}
+
 static inline uint8_t dg_fdk(struct dgen *g)
 {
 	unsigned x = dg_pct(g);
@@ -285,6 +305,15 @@ static inline bool dg_rw(struct dgen *g, struct gop *o)
 			o->addrk = A_ABS, o->addr = DG_BAD_KADDR, o->what = "kernel-space buffer";
 			return true;
 		}
+		if (x < 5 && !fixed) {
+			o->addrk = A_ABS, o->addr = DG_UNMAPPED, o->what = "unmapped buffer";
+			return true;
+		}
+		if (x < 9 && !fixed && !g->hole_used && !g->calm) {
+			g->hole_used = true;
+			o->addrk = A_HOLE, o->addr = dg_hole_off(g, mem), o->what = "buffer into a PROT_NONE page";
+			return true;
+		}
 		if (!dg_alloc(g, cap, dg_mis(g), wr, &o->addr))
 			return false;
 		if (fixed) {
@@ -319,6 +348,16 @@ static inline bool dg_rw(struct dgen *g, struct gop *o)
 		o->what = "bad iovec array";
 		return true;
 	}
+	if (x < 6 && !g->hole_used) {
+		/* the array itself runs into the PROT_NONE page; its entries
+		 * are copied from the side's iov area (difftest.c) */
+		g->hole_used = true;
+		o->addrk = A_HOLE;
+		o->len = (unsigned)dg_range_rand(g, 1, 4);
+		o->addr = 4096 - 16 * dg_range_rand(g, 0, o->len - 1);
+		o->what = "iovec array into a PROT_NONE page";
+		return true;
+	}
 	unsigned n = (unsigned)dg_range_rand(g, 1, 6);
 	if (g->nsegs + n + 1 > DG_MAX_SEGS)
 		return false;
@@ -340,6 +379,11 @@ static inline bool dg_rw(struct dgen *g, struct gop *o)
 			return false;
 		if (dg_pct(g) < 1)
 			s->kind = A_ABS, s->base = 0, o->what = "NULL segment";
+		else if (len && dg_pct(g) < 2 && !g->hole_used && !g->calm) {
+			g->hole_used = true;
+			s->kind = A_HOLE, s->base = dg_hole_off(g, len), o->what = "segment into a PROT_NONE page";
+		} else if (len && dg_pct(g) < 1 && !g->calm)
+			s->kind = A_ABS, s->base = DG_UNMAPPED, o->what = "unmapped segment";
 	}
 	if (dg_pct(g) < 2 && !g->calm) {
 		struct gseg *s = &g->segs[g->nsegs - 1];
@@ -548,6 +592,7 @@ static inline void dg_batch(struct dgen *g, const unsigned *pieces, unsigned npi
 	g->nops = g->nsegs = g->nranges = 0;
 	g->bump = 0;
 	g->calm = false;
+	g->hole_used = false;
 	int chain = 0;
 	for (unsigned p = 0; p < npieces; p++) {
 		for (unsigned i = 0; i < pieces[p] && g->nops < DG_MAX_OPS; i++) {
@@ -567,7 +612,8 @@ static inline void dg_describe(const struct gop *o, char *buf, size_t n)
 	snprintf(buf, n, "ud %llu op %u flags 0x%x fd %u addr%s 0x%llx len %u off 0x%llx rw_flags 0x%x "
 		 "buf_index %u ioprio 0x%x chain %d (%s)",
 		 (unsigned long long)o->ud, o->opcode, o->flags, o->fdk,
-		 o->addrk == A_ARENA ? "(arena)" : o->addrk == A_IOV ? "(iov#)" : "",
+		 o->addrk == A_ARENA ? "(arena)" : o->addrk == A_IOV ? "(iov#)" :
+		 o->addrk == A_HOLE ? "(hole)" : "",
 		 (unsigned long long)o->addr, o->len, (unsigned long long)o->off, o->rw_flags,
 		 o->buf_index, o->ioprio, o->chain, o->what ? o->what : "");
 }

@@ -18,7 +18,8 @@
  * controller 0 below LBA 100,128 (x 512 B).
  *
  * NVRING_SEED repeats a run; NVRING_DIFF_STREAM=i runs only stream i;
- * NVRING_DIFF_VERBOSE=1 prints every batch.
+ * NVRING_DIFF_VERBOSE=1 prints every batch before it runs, =2 after it ran
+ * with both sides' results.
  */
 #include <execinfo.h>
 #include <fcntl.h>
@@ -48,6 +49,7 @@ struct side {
 	struct dr_ring r;
 	int devfd;
 	uint8_t *arena;
+	uint8_t *hole;        /* DG_HOLE_SZ: page 0 RW, pages 1-2 PROT_NONE */
 	struct iovec *iov;
 	struct cq_rec cq[MAX_CQ];
 	unsigned ncq;
@@ -108,6 +110,7 @@ static void put_sqe(struct side *s, const struct gop *o, struct io_uring_sqe *q)
 	switch (o->addrk) {
 	case A_ARENA: q->addr = (uintptr_t)(s->arena + o->addr); break;
 	case A_IOV:   q->addr = (uintptr_t)&s->iov[o->addr]; break;
+	case A_HOLE:  q->addr = (uintptr_t)(s->hole + o->addr); break;
 	default:      q->addr = o->addr; break;
 	}
 }
@@ -132,7 +135,7 @@ static void report_batch(uint64_t seed, unsigned stream, unsigned batch)
 		if (o->addrk == A_IOV)
 			for (uint32_t k = 0; k < o->len && k < 8 && o->addr + k < G.nsegs; k++)
 				printf("      iov[%u]: %s0x%llx len %llu\n", k,
-				       G.segs[o->addr + k].kind == A_ARENA ? "arena+" : "",
+				       G.segs[o->addr + k].kind == A_ARENA ? "arena+" : G.segs[o->addr + k].kind == A_HOLE ? "hole+" : "",
 				       (unsigned long long)G.segs[o->addr + k].base,
 				       (unsigned long long)G.segs[o->addr + k].len);
 	}
@@ -166,10 +169,16 @@ static unsigned run_batch(uint64_t seed, unsigned stream, unsigned batch, const 
 	char d[320];
 	/* side 1's memory = side 0's: the same sources and poison */
 	memcpy(O.arena, K.arena, G.bump);
+	/* the hole's readable page: the same bytes on both sides (write
+	 * sources, or poison for reads), compared afterwards */
+	for (unsigned i = 0; i < 4096; i++)
+		K.hole[i] = O.hole[i] = (uint8_t)(i * 7 + batch);
 	for (unsigned i = 0; i < G.nsegs; i++) {
 		const struct gseg *g = &G.segs[i];
-		K.iov[i].iov_base = g->kind == A_ARENA ? K.arena + g->base : (void *)(uintptr_t)g->base;
-		O.iov[i].iov_base = g->kind == A_ARENA ? O.arena + g->base : (void *)(uintptr_t)g->base;
+		K.iov[i].iov_base = g->kind == A_ARENA ? K.arena + g->base :
+				    g->kind == A_HOLE ? K.hole + g->base : (void *)(uintptr_t)g->base;
+		O.iov[i].iov_base = g->kind == A_ARENA ? O.arena + g->base :
+				    g->kind == A_HOLE ? O.hole + g->base : (void *)(uintptr_t)g->base;
 		K.iov[i].iov_len = O.iov[i].iov_len = g->len;
 	}
 	K.ncq = O.ncq = 0;
@@ -288,6 +297,10 @@ static unsigned run_batch(uint64_t seed, unsigned stream, unsigned batch, const 
 		bad += mismatch(seed, stream, batch, "memory differs at arena byte %ld (kernel 0x%02x nvring 0x%02x), near: %s",
 				at, K.arena[at], O.arena[at], hit ? d : "an iovec segment");
 	}
+	at = vm_first_diff(K.hole, O.hole, 4096);
+	if (at >= 0)
+		bad += mismatch(seed, stream, batch, "the hole's page differs at byte %ld (kernel 0x%02x nvring 0x%02x)",
+				at, K.hole[at], O.hole[at]);
 	if (bad)
 		report_batch(seed, stream, batch);
 	return bad;
@@ -405,7 +418,7 @@ static unsigned run_stream(uint64_t seed, unsigned idx)
 		assert_int_equal(dr_enter(&K.r, 1, 0, 0, NULL, 0), 1);
 		assert_int_equal(dr_enter(&O.r, 1, 0, 0, NULL, 0), 1);
 	}
-	bool verbose = vm_env_long("NVRING_DIFF_VERBOSE", 0);
+	long verbose = vm_env_long("NVRING_DIFF_VERBOSE", 0);
 	while (sent < SQES_PER_STREAM && !bad) {
 		unsigned pieces[3], np = dg_pct(&G) < 80 ? 1 : (unsigned)dg_range_rand(&G, 2, 3), n = 0;
 		for (unsigned i = 0; i < np; i++) {
@@ -415,11 +428,13 @@ static unsigned run_stream(uint64_t seed, unsigned idx)
 			n += pieces[i];
 		}
 		dg_batch(&G, pieces, np);
-		if (verbose) {
+		if (verbose == 1) {
 			K.ncq = O.ncq = 0;
 			report_batch(seed, idx, batch);
 		}
 		bad += run_batch(seed, idx, batch, pieces, np);
+		if (verbose >= 2)
+			report_batch(seed, idx, batch);   /* with both sides' results */
 		sent += G.nops;
 		batch++;
 		batches_compared++;
@@ -488,7 +503,14 @@ static void test_differential(void **state)
 		assert_true(sides[i]->arena != MAP_FAILED);
 		sides[i]->iov = calloc(DG_MAX_SEGS, sizeof(struct iovec));
 		assert_non_null(sides[i]->iov);
+		sides[i]->hole = mmap(NULL, DG_HOLE_SZ, PROT_READ | PROT_WRITE,
+				      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+		assert_true(sides[i]->hole != MAP_FAILED);
+		assert_int_equal(mprotect(sides[i]->hole + 4096, DG_HOLE_SZ - 4096, PROT_NONE), 0);
 	}
+	unsigned char vec;
+	if (mincore((void *)(uintptr_t)DG_UNMAPPED, 4096, &vec) == 0)
+		fail_msg("DG_UNMAPPED 0x%llx is mapped in this process", (unsigned long long)DG_UNMAPPED);
 
 	uint64_t seed = vm_seed_value;
 	long only = vm_env_long("NVRING_DIFF_STREAM", -1);
@@ -526,6 +548,7 @@ static void test_differential(void **state)
 	printf("; %lu MiB of buffers compared\n", bytes_compared >> 20);
 	for (int i = 0; i < 2; i++) {
 		munmap(sides[i]->arena, DG_ARENA);
+		munmap(sides[i]->hole, DG_HOLE_SZ);
 		free(sides[i]->iov);
 	}
 	nvr_ns_close(O.devfd);
