@@ -94,9 +94,13 @@ NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 /**
  * nvr_uring_register() - io_uring_register(2) on ring @fd.
  * Opcodes: IORING_REGISTER_BUFFERS / IORING_UNREGISTER_BUFFERS (buffers
- * are pinned and mapped for DMA here; I/O on them needs no mapping),
+ * are pinned and mapped for DMA here, or -- when already DMA memory --
+ * registered inside their mapping; each is held with nvr_dma_hold() until
+ * unregistered, so nvr_dma_free()/nvr_dma_unregister() of memory a ring
+ * uses is -EBUSY; I/O on them needs no mapping),
  * IORING_REGISTER_FILES / IORING_UNREGISTER_FILES (namespace fds from
- * nvr_ns_open(); -1 leaves a slot empty), IORING_REGISTER_PROBE,
+ * nvr_ns_open(); -1 leaves a slot empty; unregistering waits until no
+ * request of the ring is in flight, as the kernel's quiesce does), IORING_REGISTER_PROBE,
  * IORING_REGISTER_ENABLE_RINGS. Anything else: -EINVAL.
  * Errors as the kernel's: -EBUSY already registered, -ENXIO nothing to
  * unregister, -EINVAL bad counts or arguments, -EFAULT bad buffer, -EBADF
@@ -105,11 +109,15 @@ NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 NVR_API int nvr_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_args);
 
 /**
- * nvr_uring_close() - close ring @fd: wait for its commands in the device
- * to complete (their CQEs are discarded), stop the SQPOLL thread, free the
- * queue pair, the bounce pool and registered buffers, close the memfd.
- * The application's own mappings of the fd stay valid until it unmaps
- * them. -EBADF if @fd is not a ring.
+ * nvr_uring_close() - close ring @fd. The SQPOLL thread is stopped;
+ * requests not yet sent to the device (linked, drained, waiting for room)
+ * are dropped, as the kernel cancels them; commands already in the device
+ * are given up to 5 s to complete (their CQEs are discarded), then the
+ * queue pair is deleted, which ends any that remain. Only then are the
+ * bounce pool and the registered buffers released, and the memfd closed;
+ * every namespace reference the ring's requests held is dropped. The
+ * application's own mappings of the fd stay valid until it unmaps them.
+ * -EBADF if @fd is not a ring.
  */
 NVR_API int nvr_uring_close(int fd);
 
@@ -142,7 +150,13 @@ struct io_uring;  /* liburing's, from <liburing.h> */
  * io_uring_peek_cqe, io_uring_cqe_seen, ...) work on it unchanged. The
  * layout of struct io_uring filled here is liburing 2.3's (Debian 12); the
  * helpers that enter (io_uring_submit, io_uring_wait_cqe, ...) call the
- * kernel and need the shim, or use nvr_uring_submit_and_wait().
+ * kernel and need the shim, or use nvr_uring_submit_and_wait(). Note that
+ * io_uring_peek_cqe() is inline but, when no CQE is ready, calls
+ * liburing's exported __io_uring_get_cqe() (so the program links
+ * liburing), which enters the kernel on IOPOLL rings or when the CQ
+ * overflow flag is set: without the shim that enter fails (-EOPNOTSUPP,
+ * our fd is not a kernel io_uring). io_uring_for_each_cqe() and
+ * io_uring_cq_ready() never call out.
  * @p may be NULL (all defaults). Returns 0 or a negative errno.
  */
 NVR_API int nvr_uring_queue_init(struct nvr_ctrlr *ctrlr, unsigned entries,
