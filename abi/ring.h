@@ -32,6 +32,7 @@
 #define UR_TASK_SIZE_MAX    0x00007ffffffff000ull  /* x86-64 access_ok() limit */
 #define UR_PAGE             4096u
 #define UR_ZERO_BYTES       (256u * 1024)          /* the zero buffer (bounce.c) */
+#define UR_BIG_KEEP         (64u << 20)            /* large extent kept up to this */
 #define UR_NVR_MAX_SEGS     32u                    /* nvr_io()'s segment limit */
 
 /* sqe->flags the kernel knows (SQE_VALID_FLAGS) and the link flags. */
@@ -86,7 +87,7 @@ void ur_ns_put(struct ur_ns *ns);               /* -1 ref, frees at 0 */
 #define UR_F_DRAIN       0x08  /* wait for everything submitted before it */
 #define UR_F_CUR_POS     0x10  /* offset -1: use and advance the file position */
 #define UR_F_HAS_ERR     0x20  /* import failed at submission: complete with err at issue */
-#define UR_F_OWN_DMA     0x40  /* bounce memory from nvr_dma_alloc, not the pool */
+#define UR_F_OWN_DMA     0x40  /* bounce memory: the ring's large extent, not the pool */
 #define UR_F_NO_FAIL     0x80  /* FSYNC/FALLOCATE past file lookup: an error
 				* result does not fail the request (links go on) */
 #define UR_F_NS_REF      0x100 /* req->ns is referenced (a non-fixed file) */
@@ -221,6 +222,10 @@ struct ur_ring {
 	uint32_t pool_pages;
 	uint64_t *pool_map;       /* 1 bit per page, set = in use */
 	uint32_t pool_hint;
+	void    *big;             /* the large extent (bounce.c), or NULL */
+	uint64_t big_iova;
+	size_t   big_bytes;
+	bool     big_busy;
 	void    *zero_buf;        /* UR_ZERO_BYTES of zeroes (FALLOCATE without
 				   * Write Zeroes), allocated when first needed */
 	uint64_t zero_iova;

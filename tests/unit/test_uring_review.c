@@ -100,6 +100,21 @@ static void test_bounce_pool_progress(void **state)
 	assert_int_equal(res[1], 3 << 20);
 	assert_int_equal(res[2], 4096);
 	assert_memory_equal(big, ns, 3 << 20);
+
+	/* two larger than the pool at once: they take the ring's large
+	 * extent in turn */
+	uint8_t *big2 = aligned_alloc(4096, 2 << 20);
+	memset(big, 0, 2 << 20);
+	sqe_rw(&r, IORING_OP_READ, 1, nsfd, big, 2 << 20, 0);
+	sqe_rw(&r, IORING_OP_READ, 2, nsfd, big2, 2 << 20, 2 << 20);
+	tu_flush(&r);
+	assert_int_equal(tu_enter(&r, 2, 0, 0, NULL, 0), 2);
+	wait_cqes(&r, 2, res);
+	assert_int_equal(res[0], 2 << 20);
+	assert_int_equal(res[1], 2 << 20);
+	assert_memory_equal(big, ns, 2 << 20);
+	assert_memory_equal(big2, ns + (2 << 20), 2 << 20);
+	free(big2);
 	free(big);
 	free(small);
 	tu_ring_exit(&r);
