@@ -333,7 +333,7 @@ static inline bool dg_rw(struct dgen *g, struct gop *o)
 	o->addrk = A_IOV;
 	o->addr = g->nsegs;
 	unsigned x = g->calm ? 99 : dg_pct(g);
-	if (x < 5 && o->fdk >= FD_FIX_EMPTY)
+	if (x < 6 && o->fdk >= FD_FIX_EMPTY)
 		o->fdk = FD_DEV;   /* one error at a time: see dg_op() */
 	if (x < 2) {
 		o->len = 0, o->what = "no iovecs";
