@@ -421,7 +421,9 @@ static void ur_issue_rw(struct ur_ring *r, struct ur_req *req)
 		 * (ur_io_done()), which is exact when every segment starts on
 		 * a block boundary (a fault then falls on one). Otherwise the
 		 * copy out would write a partial block the kernel leaves
-		 * alone, so such reads probe their pages first. */
+		 * alone, so such reads probe their pages first. (The probe
+		 * reads: a readable but read-only page found only at the copy
+		 * out still gets the part of a block before it written.) */
 		uint32_t lmask = ns->lba_size - 1, left = count;
 		bool probe = false;
 		for (int i = 0; i < req->iovcnt && left && !probe; i++) {

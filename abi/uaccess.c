@@ -23,6 +23,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -67,16 +68,45 @@ static pid_t ur_self(void)
 	return p;
 }
 
+/* Set when the syscalls are refused (a seccomp sandbox: EPERM/ENOSYS):
+ * then we copy with memcpy, as before -- working I/O, but a bad pointer
+ * faults in the process again. */
+static _Atomic bool ur_pvm_refused;
+
+/* The same copy by memcpy, for the fallback: local is one element. */
+static ssize_t ur_memcpy_vec(bool to_user, const struct iovec *local, const struct iovec *remote,
+			     unsigned long nremote)
+{
+	uint8_t *l = local->iov_base;
+	size_t left = local->iov_len, done = 0;
+	for (unsigned long i = 0; i < nremote && left; i++) {
+		size_t n = remote[i].iov_len < left ? remote[i].iov_len : left;
+		if (to_user)
+			memcpy(remote[i].iov_base, l + done, n);
+		else
+			memcpy(l + done, remote[i].iov_base, n);
+		done += n;
+		left -= n;
+	}
+	return (ssize_t)done;
+}
+
 /* One process_vm_* call; the return is the bytes copied or -errno. A
  * count of more than UIO_MAXIOV remote elements is split by the caller. */
 static ssize_t pvm(bool to_user, const struct iovec *local, const struct iovec *remote,
 		   unsigned long nremote)
 {
+	if (__builtin_expect(atomic_load_explicit(&ur_pvm_refused, memory_order_relaxed), 0))
+		return ur_memcpy_vec(to_user, local, remote, nremote);
 	ssize_t n;
 	do {
 		n = to_user ? process_vm_writev(ur_self(), local, 1, remote, nremote, 0)
 			    : process_vm_readv(ur_self(), local, 1, remote, nremote, 0);
 	} while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EPERM || errno == ENOSYS)) {
+		atomic_store_explicit(&ur_pvm_refused, true, memory_order_relaxed);
+		return ur_memcpy_vec(to_user, local, remote, nremote);
+	}
 	if (n < 0)
 		return errno == EFAULT || errno == ENOMEM || errno == EINVAL ? -EFAULT : -errno;
 	return n;

@@ -7,7 +7,11 @@
  * references (fixed files take none; close releases everything), and
  * FALLOCATE ZERO_RANGE without Write Zeroes.
  */
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <time.h>
@@ -289,6 +293,79 @@ static void test_bad_user_pointers(void **state)
 	tu_ring_exit(&r);
 }
 
+/* #5 under SQPOLL: the poller thread reads the bad iovec array. */
+static void test_bad_user_pointers_sqpoll(void **state)
+{
+	(void)state;
+	struct io_uring_params p = { .flags = IORING_SETUP_SQPOLL, .sq_thread_idle = 50 };
+	struct tu_ring r;
+	assert_true(tu_ring_init(&r, env.c, 8, &p) >= 0);
+	uint8_t *hole = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(hole != MAP_FAILED);
+	sqe_rw(&r, IORING_OP_READV, 1, nsfd, hole, 1, 0);
+	sqe_rw(&r, IORING_OP_READ, 2, nsfd, hole, 512, 0);
+	tu_flush(&r);
+	assert_int_equal(tu_enter(&r, 2, 0, IORING_ENTER_SQ_WAKEUP, NULL, 0), 2);
+	int res[2];
+	wait_cqes(&r, 2, res);
+	assert_int_equal(res[0], -EFAULT);
+	assert_int_equal(res[1], -EFAULT);
+	munmap(hole, 4096);
+	tu_ring_exit(&r);
+}
+
+/* #5 in a sandbox that refuses process_vm_readv/writev (seccomp, EPERM):
+ * non-fixed I/O still works (memcpy fallback). In a child process. */
+static void test_pvm_refused_fallback(void **state)
+{
+	(void)state;
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		struct sock_filter f[] = {
+			BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+			BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_process_vm_readv, 2, 0),
+			BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_process_vm_writev, 1, 0),
+			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		};
+		struct sock_fprog prog = { sizeof(f) / sizeof(f[0]), f };
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+			_exit(77);
+		struct tu_env e;
+		tu_attach(&e, NULL);
+		int fd = nvr_ns_open(e.c, 1);
+		struct tu_ring r;
+		if (tu_ring_init(&r, e.c, 8, NULL) < 0)
+			_exit(2);
+		uint8_t *out = aligned_alloc(4096, 4096), *in = aligned_alloc(4096, 4096);
+		memset(out, 0x3e, 4096);
+		memset(in, 0, 4096);
+		sqe_rw(&r, IORING_OP_WRITE, 1, fd, out, 4096, 0)->flags = IOSQE_IO_LINK;
+		sqe_rw(&r, IORING_OP_READ, 2, fd, in, 4096, 0);
+		tu_flush(&r);
+		if (tu_enter(&r, 2, 2, IORING_ENTER_GETEVENTS, NULL, 0) != 2)
+			_exit(3);
+		struct io_uring_cqe c;
+		for (int i = 0; i < 2; i++)
+			if (!tu_cqe(&r, &c) || c.res != 4096)
+				_exit(4);
+		int ret = memcmp(in, out, 4096) ? 5 : 0;
+		tu_ring_exit(&r);
+		nvr_ns_close(fd);
+		tu_detach(&e);
+		free(in);
+		free(out);
+		_exit(ret);
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	if (WEXITSTATUS(st) == 77)
+		skip();
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 /* #7, #8: fixed files take no namespace reference, UNREGISTER_FILES
  * waits for the requests using them, and closing a ring releases the
  * references of requests that never ran. */
@@ -421,6 +498,8 @@ int main(void)
 		cmocka_unit_test(test_registered_buffer_holds),
 		cmocka_unit_test(test_stable_chain_head),
 		cmocka_unit_test(test_bad_user_pointers),
+		cmocka_unit_test(test_bad_user_pointers_sqpoll),
+		cmocka_unit_test(test_pvm_refused_fallback),
 		cmocka_unit_test(test_ns_references),
 		cmocka_unit_test(test_ns_close_race),
 		cmocka_unit_test(test_zero_range_fallback),
