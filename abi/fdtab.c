@@ -109,6 +109,7 @@ NVR_API int nvr_ns_open(struct nvr_ctrlr *ctrlr, uint32_t nsid)
 	ns->lba_size = info.lba_size;
 	ns->lba_shift = (uint32_t)__builtin_ctz(info.lba_size);
 	ns->bytes = info.nlba << ns->lba_shift;
+	ns->dlfeat = info.dlfeat;
 	ns->obj.kind = UR_NS;
 	atomic_init(&ns->obj.refs, 1);
 	atomic_init(&ns->fpos, 0);

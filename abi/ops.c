@@ -522,13 +522,16 @@ static void ur_issue_fallocate(struct ur_ring *r, struct ur_req *req)
 	case UR_FL_ZERO_RANGE:
 	case UR_FL_ZERO_RANGE | UR_FL_KEEP_SIZE:
 	case UR_FL_PUNCH_HOLE | UR_FL_KEEP_SIZE:
-		/* Both are blkdev_issue_zeroout(): Write Zeroes (PUNCH_HOLE
-		 * lets the device deallocate -- Linux sets DEAC when DLFEAT
-		 * says deallocated blocks read as zeroes; we do not, the
-		 * driver has no DEAC flag -- reads return zeroes either way).
-		 * Without Write Zeroes, ZERO_RANGE falls back to writing
-		 * zero pages; PUNCH_HOLE (BLKDEV_ZERO_NOFALLBACK) does not. */
+		/* Both are blkdev_issue_zeroout(): Write Zeroes. PUNCH_HOLE
+		 * lets the device deallocate: Linux's nvme driver sets DEAC
+		 * when DLFEAT says deallocated blocks read as zeroes and
+		 * Write Zeroes may deallocate ((dlfeat & 7) == 1 and bit 3);
+		 * so do we. Reads return zeroes either way. Without Write
+		 * Zeroes, ZERO_RANGE falls back to writing zero pages;
+		 * PUNCH_HOLE (BLKDEV_ZERO_NOFALLBACK) does not. */
 		req->dev_op = NVR_IO_WRITE_ZEROES;
+		if ((mode & UR_FL_PUNCH_HOLE) && (ns->dlfeat & 7) == 1 && (ns->dlfeat & 8))
+			req->dev_op = NVR_IO_WRITE_ZEROES_DEAC;
 		if (ci && ci->write_zeroes)
 			break;
 		if (mode & UR_FL_PUNCH_HOLE) {

@@ -69,6 +69,7 @@ struct ur_ns {
 	uint32_t nsid;
 	uint32_t lba_size, lba_shift;
 	uint64_t bytes;            /* namespace size: the block device's size */
+	uint8_t dlfeat;            /* nvr_ns_info.dlfeat: may PUNCH_HOLE use DEAC */
 	_Atomic uint64_t fpos;     /* the file position, for offset -1 (RW_CUR_POS) */
 };
 

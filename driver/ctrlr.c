@@ -266,6 +266,7 @@ static int identify_ns(struct nvr_ctrlr *ctrlr, uint32_t nsid, uint32_t *cap)
 	ns->info.nuse = id->nuse;
 	ns->info.ms = id->lbaf[fmt].ms;
 	ns->info.noiob = id->noiob;
+	ns->info.dlfeat = id->dlfeat;
 	ns->lba_shift = lbads;
 	if (ns->info.ms) {
 		ns->io_refused = true;

@@ -95,7 +95,8 @@ int nvr_req_build_cmd(const struct nvr_qpair *qp, struct nvr_req *req,
 		req->off += bytes;
 		break;
 	}
-	case NVR_IO_WRITE_ZEROES: {
+	case NVR_IO_WRITE_ZEROES:
+	case NVR_IO_WRITE_ZEROES_DEAC: {
 		uint32_t max = NVR_MAX_NLB_PER_CMD, wz = qp->ctrlr->wz_max_bytes >> req->lba_shift;
 		if (wz && wz < max)
 			max = wz;
@@ -103,6 +104,8 @@ int nvr_req_build_cmd(const struct nvr_qpair *qp, struct nvr_req *req,
 			n = max;
 		cmd->opc = NVME_CMD_WRITE_ZEROES;
 		set_slba_nlb(cmd, req->lba, n);
+		if (req->op == NVR_IO_WRITE_ZEROES_DEAC)
+			cmd->cdw12 |= NVME_WZ_DEAC;
 		break;
 	}
 	case NVR_IO_DEALLOCATE:
@@ -145,7 +148,8 @@ static int req_start(struct nvr_qpair *qp, enum nvr_io_op op, const struct nvr_n
 	} else if (unlikely(nlb == 0 || lba + nlb < lba)) {
 		return -EINVAL;
 	}
-	if (unlikely(op == NVR_IO_WRITE_ZEROES && !info->write_zeroes))
+	if (unlikely((op == NVR_IO_WRITE_ZEROES || op == NVR_IO_WRITE_ZEROES_DEAC) &&
+		     !info->write_zeroes))
 		return -EOPNOTSUPP;
 	if (unlikely(op == NVR_IO_DEALLOCATE && !info->dsm))
 		return -EOPNOTSUPP;
@@ -229,6 +233,7 @@ NVR_API int nvr_io(struct nvr_qpair *qp, enum nvr_io_op op, uint32_t nsid, uint6
 		return submit_rw(qp, op, ns, lba, nlb, segs, nseg, cb, cb_arg);
 	case NVR_IO_FLUSH:
 	case NVR_IO_WRITE_ZEROES:
+	case NVR_IO_WRITE_ZEROES_DEAC:
 	case NVR_IO_DEALLOCATE:
 		rc = req_start(qp, op, ns, lba, nlb, cb, cb_arg, &req);
 		if (rc)

@@ -146,6 +146,8 @@ enum {
 
 /* Dataset Management (NVM Cmd Set 1.0 §3.2.3). */
 #define NVME_DSM_ATTR_DEALLOCATE (1u << 2)
+/* Write Zeroes CDW12 (NVM Cmd Set 1.0 §3.2.8): deallocate the blocks. */
+#define NVME_WZ_DEAC             (1u << 25)
 struct nvme_dsm_range {
 	uint32_t cattr;
 	uint32_t nlb;     /* NOT 0's based */

@@ -79,6 +79,9 @@ struct nvr_ns_info {
 	uint64_t nuse;
 	uint16_t ms;              /* metadata bytes per block (0: none) */
 	uint16_t noiob;           /* optimal I/O boundary in blocks (0: none) */
+	uint8_t  dlfeat;          /* DLFEAT: bits 2:0 what deallocated blocks read
+				   * as (1: zeroes); bit 3: Write Zeroes with
+				   * DEAC deallocates */
 };
 
 /* What a completion carries to its callback. */
@@ -102,6 +105,10 @@ enum nvr_io_op {
 	NVR_IO_FLUSH,
 	NVR_IO_WRITE_ZEROES,
 	NVR_IO_DEALLOCATE,
+	NVR_IO_WRITE_ZEROES_DEAC,   /* Write Zeroes with DEAC: the controller may
+				     * deallocate the blocks (NVM Cmd Set 1.0
+				     * §3.2.8); Linux uses it for a punched hole
+				     * when DLFEAT says they then read zeroes */
 };
 
 /**

@@ -44,7 +44,8 @@ static void id_ns(const struct nvme_model *m, struct nvme_id_ns *id)
 	id->nsze = id->ncap = id->nuse = m->cfg.ns_blocks;
 	id->nlbaf = 0;
 	id->flbas = m->cfg.meta_ext ? 0x10 : 0;   /* bit 4: extended LBA */
-	id->dlfeat = 0x1;   /* deallocated blocks read as zeroes */
+	id->dlfeat = 0x9;   /* deallocated blocks read as zeroes; Write
+			     * Zeroes with DEAC deallocates */
 	id->lbaf[0].lbads = (uint8_t)m->cfg.lba_shift;
 	id->lbaf[0].ms = m->cfg.ms;
 }

@@ -666,7 +666,7 @@ struct nvme_model_stats nvme_model_get_stats(struct nvme_model *m)
 		LD(cq_doorbells), LD(bad_dbs), LD(prp_errors), LD(injected), LD(dropped),
 		LD(bytes_read), LD(bytes_written), LD(enables), LD(disables),
 		LD(shutdowns), LD(resets), LD(cq_full_waits), LD(io_sqs), LD(io_cqs),
-		LD(bad_unmaps), LD(reserved_cids),
+		LD(bad_unmaps), LD(reserved_cids), LD(wz_deac),
 #undef LD
 	};
 

@@ -45,6 +45,8 @@ static uint16_t write_zeroes(struct nvme_model *m, uint8_t *ns, const struct nvm
 
 	if (!lba_ok(m, slba, nlb))
 		return NVME_MODEL_ST_GEN(NVME_SC_LBA_RANGE);
+	if (sqe->cdw12 & NVME_WZ_DEAC)   /* deallocated: reads zeroes (DLFEAT) */
+		nvme_model_count(&m->st.wz_deac, 1);
 	memset(ns + (slba << m->cfg.lba_shift), 0, nlb << m->cfg.lba_shift);
 	return 0;
 }

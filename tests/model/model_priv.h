@@ -84,7 +84,8 @@ struct nvme_model_faults {
 struct nvme_model_counters {
 	_Atomic uint64_t cmds, admin_cmds, io_cmds, errors, sq_doorbells, cq_doorbells,
 		bad_dbs, prp_errors, injected, dropped, bytes_read, bytes_written,
-		enables, disables, shutdowns, resets, cq_full_waits, reserved_cids;
+		enables, disables, shutdowns, resets, cq_full_waits, reserved_cids,
+		wz_deac;
 	_Atomic uint32_t io_sqs, io_cqs, bad_unmaps;
 };
 

@@ -108,6 +108,7 @@ struct nvme_model_stats {
 	uint32_t dma_maps;       /* live mappings in the model's IOVA table;
 				  * after ops->close, the ones nobody unmapped */
 	uint32_t bad_unmaps;     /* dma_unmap calls that matched no mapping */
+	uint64_t wz_deac;        /* Write Zeroes commands with DEAC set */
 	uint64_t reserved_cids;  /* commands fetched with CID FFFFh, which the
 				  * host should not use (NVMe 2.0 §4.2: the
 				  * Error Information log means "no command") */

@@ -217,6 +217,7 @@ static void test_links_and_fixed(void **state)
 	run_expect(&r, (struct exp[]){ { 15, -EINVAL } }, 1);
 	assert_true(nsdata()[512 * 100] == 0x5a);
 	/* fallocate: addr = length, len = mode */
+	uint64_t deac0 = nvme_model_get_stats(env.m).wz_deac;
 	rw(&r, IORING_OP_FALLOCATE, 16, nsfd, (void *)8192, 0x10 /* ZERO_RANGE */, 512 * 100);
 	rw(&r, IORING_OP_FALLOCATE, 17, nsfd, (void *)4096, 0x02 /* PUNCH w/o KEEP */, 0);
 	rw(&r, IORING_OP_FALLOCATE, 18, nsfd, (void *)4096, 0, 0);     /* plain: unsupported */
@@ -227,6 +228,10 @@ static void test_links_and_fixed(void **state)
 				       { 19, -EINVAL }, { 20, -EINVAL }, { 21, 0 } }, 6);
 	uint8_t zero[8192] = { 0 };
 	assert_memory_equal(nsdata() + 512 * 100, zero, 8192);
+	/* The punched hole (#21, one block) went out as Write Zeroes with
+	 * DEAC, as Linux sends it when DLFEAT (0x9 on the model) says
+	 * deallocated blocks read as zeroes; ZERO_RANGE (#16) without. */
+	assert_int_equal(nvme_model_get_stats(env.m).wz_deac - deac0, 1);
 
 	assert_int_equal(nvr_uring_register(r.fd, IORING_UNREGISTER_BUFFERS, NULL, 0), 0);
 	s = rw(&r, IORING_OP_READ_FIXED, 22, nsfd, mem, 512, 0);
