@@ -414,6 +414,11 @@ NVR_API int nvr_qpair_free(struct nvr_qpair *qp)
 		return -EINVAL;
 	rc = nvr_qpair_delete_sq(qp);
 	rc2 = nvr_qpair_delete_cq(qp);
+	/* A refused deletion leaves the queues, and any command still in
+	 * them, live in the controller: quiesce it (CC.EN=0) before the
+	 * callbacks run and the queue memory is freed. */
+	if (rc || rc2)
+		nvr_ctrlr_fail(qp->ctrlr, "I/O queue deletion failed");
 	nvr_qpair_destroy(qp);
 	return rc ? rc : rc2;
 }

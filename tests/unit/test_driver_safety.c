@@ -162,6 +162,38 @@ static void test_cfs_quiesces(void **state)
 	nvme_model_destroy(e.m);
 }
 
+/* Delete I/O SQ refused (an error status, not a timeout) while a read is
+ * still in the device: the queues stay live in the controller, so before
+ * the read's callback runs and the queue memory goes, the controller is
+ * quiesced (disabled), and the read ends with -EIO, not as if cancelled. */
+static void test_failed_sq_delete_quiesces(void **state)
+{
+	struct env e;
+	struct nvr_qpair *qp;
+	struct quiesce_seen q = { 0 };
+	void *buf;
+
+	attach(&e, NULL, NULL);
+	q.m = e.m;
+	assert_int_equal(nvr_qpair_alloc(e.c, 8, &qp), 0);
+	assert_int_equal(nvr_dma_alloc(e.c, 8192, &buf), 0);
+	nvme_model_delay_cpl(e.m, 200000);   /* the read stays in the device */
+	assert_int_equal(nvr_read(qp, 1, buf, 0, 8, on_quiesce, &q), 0);
+	nvr_qpair_kick(qp);
+	nvme_model_fail_next(e.m, NVME_MODEL_Q_ADMIN, NVME_ADM_DELETE_SQ,
+			     NVME_SC_INTERNAL | NVME_MODEL_DNR, 1);
+	assert_int_not_equal(nvr_qpair_free(qp), 0);
+	assert_int_equal(q.d.n, 1);
+	assert_int_equal(q.d.res, -EIO);
+	assert_int_equal(q.disables_at_cb, 1);   /* disabled before the callback */
+	assert_int_equal(nvme_model_get_stats(e.m).io_sqs, 0);
+	assert_int_equal(nvme_model_get_stats(e.m).io_cqs, 0);
+	assert_int_equal(nvr_qpair_alloc(e.c, 8, &qp), -EIO);
+	assert_int_equal(nvr_dma_free(e.c, buf), 0);
+	assert_int_equal(nvr_ctrlr_detach(e.c), 0);
+	nvme_model_destroy(e.m);
+}
+
 /* ---- finding: detach while queue pairs exist -------------------------------- */
 
 /* A queue pair (maybe a ring's) outlives nothing it points to: detach
@@ -441,6 +473,7 @@ int main(void)
 		cmocka_unit_test(test_metadata_ns_refused),
 		cmocka_unit_test(test_admin_timeout_quiesces),
 		cmocka_unit_test(test_cfs_quiesces),
+		cmocka_unit_test(test_failed_sq_delete_quiesces),
 		cmocka_unit_test(test_detach_busy_with_qpairs),
 		cmocka_unit_test(test_tracker_cap),
 		cmocka_unit_test(test_internal_iova_refused),
