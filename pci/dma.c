@@ -519,7 +519,11 @@ int nvr_pci_dma_unhold(struct nvr_pci_dev *dev, const void *va)
 	return err;
 }
 
-int nvr_pci_dma_translate(struct nvr_pci_dev *dev, const void *va, size_t len, uint64_t *iova)
+/* The lookup behind both translate calls: [va, va + len) inside one
+ * non-internal mapping gives its IOVA and, when @c is given, refills the
+ * caller's one-entry cache with that mapping. */
+static int translate(struct nvr_pci_dev *dev, struct nvr_dma_tcache *c,
+		     const void *va, size_t len, uint64_t *iova)
 {
 	uintptr_t a = (uintptr_t)va;
 	int i, err = -EFAULT;
@@ -536,6 +540,14 @@ int nvr_pci_dma_translate(struct nvr_pci_dev *dev, const void *va, size_t len, u
 
 		if (off < m->len && len <= m->len - off) {
 			*iova = m->iova + off;
+			/* Bumps happen under the write lock: the value read
+			 * here matches the table just searched. */
+			if (c)
+				*c = (struct nvr_dma_tcache){
+					.va = (uintptr_t)m->va, .len = m->len, .iova = m->iova,
+					.gen = atomic_load_explicit(&dev->dma_gen,
+								    memory_order_relaxed),
+				};
 			err = 0;
 		}
 	}
@@ -543,35 +555,15 @@ int nvr_pci_dma_translate(struct nvr_pci_dev *dev, const void *va, size_t len, u
 	return err;
 }
 
+int nvr_pci_dma_translate(struct nvr_pci_dev *dev, const void *va, size_t len, uint64_t *iova)
+{
+	return translate(dev, NULL, va, len, iova);
+}
+
 int nvr_pci_dma_translate_fill(struct nvr_pci_dev *dev, struct nvr_dma_tcache *c,
 				const void *va, size_t len, uint64_t *iova)
 {
-	uintptr_t a = (uintptr_t)va;
-	int i, err = -EFAULT;
-
-	if (!len)
-		len = 1;
-	if (a > UINTPTR_MAX - len)
-		return -EFAULT;
-	pthread_rwlock_rdlock(&dev->dma_lock);
-	i = table_find(dev, a);
-	if (i >= 0 && !dev->maps[i].internal) {
-		const struct nvr_dma_map *m = &dev->maps[i];
-		uintptr_t off = a - (uintptr_t)m->va;
-
-		if (off < m->len && len <= m->len - off) {
-			*iova = m->iova + off;
-			/* Bumps happen under the write lock: the value read
-			 * here matches the table just searched. */
-			*c = (struct nvr_dma_tcache){
-				.va = (uintptr_t)m->va, .len = m->len, .iova = m->iova,
-				.gen = atomic_load_explicit(&dev->dma_gen, memory_order_relaxed),
-			};
-			err = 0;
-		}
-	}
-	pthread_rwlock_unlock(&dev->dma_lock);
-	return err;
+	return translate(dev, c, va, len, iova);
 }
 
 void nvr_pci_dma_fini(struct nvr_pci_dev *dev)
