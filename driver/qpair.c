@@ -129,6 +129,22 @@ NVR_API void nvr_qpair_kick(struct nvr_qpair *qp)
 	if (qp->sq_tail == qp->sq_db_tail || qp->fail_err ||
 	    unlikely(atomic_load_explicit(&qp->ctrlr->failed, memory_order_relaxed)))
 		return;
+	/* Consumed CQ entries are handed back lazily, here and not by the
+	 * poll that consumed them, and only once half the CQ or the room
+	 * below needs it: under emulation every doorbell is an exit that
+	 * takes QEMU's big lock, and one right after a completion delays the
+	 * next command. The CQ cannot fill (§3.3.1.2): the entries the device
+	 * counts as used are at most those we consumed but did not report
+	 * plus one per busy tracker; new commands become visible only below,
+	 * after this check, and between kicks that sum does not grow
+	 * (consuming an entry moves it from one term to the other). */
+	uint32_t unrung = (uint32_t)(qp->cq_head - qp->cq_db_head + qp->entries) % qp->entries;
+	if (unrung && (unrung >= qp->entries / 2 ||
+		       unrung + (qp->ntr - qp->nfree_tr) > qp->entries - 1)) {
+		nvr_dma_release();   /* CQEs consumed before the device reuses them */
+		nvr_mmio_doorbell(qp->cq_db, qp->cq_head);
+		qp->cq_db_head = qp->cq_head;
+	}
 	nvr_dma_wmb();   /* SQEs in memory before the tail doorbell */
 	nvr_mmio_doorbell(qp->sq_db, qp->sq_tail);
 	qp->sq_db_tail = qp->sq_tail;
@@ -220,11 +236,7 @@ NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max)
 		if (++n == max)
 			break;
 	}
-	if (qp->cq_head != qp->cq_db_head) {
-		nvr_dma_release();   /* CQEs consumed before the device reuses them */
-		nvr_mmio_doorbell(qp->cq_db, qp->cq_head);
-		qp->cq_db_head = qp->cq_head;
-	}
+	/* the CQ head doorbell goes with the next nvr_qpair_kick() */
 	if (qp->pending_head && qp->nfree_tr)
 		resume_pending(qp);
 
