@@ -174,13 +174,6 @@ static int req_start(struct nvr_qpair *qp, enum nvr_io_op op, const struct nvr_n
 	return 0;
 }
 
-/* Give an unused request slot back (argument error after req_start). */
-static void req_abandon(struct nvr_qpair *qp, struct nvr_req *req)
-{
-	req->next = qp->free_reqs;
-	qp->free_reqs = req;
-}
-
 /* Read/Write with the data in @segs; checked against the PRP rules now, so
  * that no later command of a split request can fail to build. */
 static int submit_rw(struct nvr_qpair *qp, enum nvr_io_op op, const struct nvr_ns *ns,
@@ -196,7 +189,7 @@ static int submit_rw(struct nvr_qpair *qp, enum nvr_io_op op, const struct nvr_n
 	uint64_t left = (uint64_t)nlb << ns->lba_shift;
 	used = nvr_segs_check(segs, nseg, left);
 	if (unlikely(used < 0 || used > NVR_REQ_MAX_SEGS)) {
-		req_abandon(qp, req);
+		nvr_qpair_req_put(qp, req);   /* unused: argument error */
 		return -EINVAL;
 	}
 	/* Queues and PRP lists live in one IOVA window of their own: a
@@ -207,7 +200,7 @@ static int submit_rw(struct nvr_qpair *qp, enum nvr_io_op op, const struct nvr_n
 
 		if (unlikely(a > UINT64_MAX - n ||
 			     (a < qp->ctrlr->internal_iova_hi && a + n > qp->ctrlr->internal_iova_lo))) {
-			req_abandon(qp, req);
+			nvr_qpair_req_put(qp, req);   /* unused: argument error */
 			return -EFAULT;
 		}
 		left -= n;

@@ -20,12 +20,6 @@
 
 /* ---- requests ---------------------------------------------------------- */
 
-static void req_put(struct nvr_qpair *qp, struct nvr_req *req)
-{
-	req->next = qp->free_reqs;
-	qp->free_reqs = req;
-}
-
 /* The request is done: release its slot first (the callback may submit
  * again), then call back once. */
 static void req_finish(struct nvr_qpair *qp, struct nvr_req *req)
@@ -34,7 +28,7 @@ static void req_finish(struct nvr_qpair *qp, struct nvr_req *req)
 	nvr_cb cb = req->cb;
 	void *cb_arg = req->cb_arg;
 
-	req_put(qp, req);
+	nvr_qpair_req_put(qp, req);
 	if (cb)
 		cb(cb_arg, &cpl);
 }
@@ -100,7 +94,7 @@ int nvr_qpair_submit(struct nvr_qpair *qp, struct nvr_req *req)
 	submit_cmds(qp, req);
 	if (unlikely(req->inflight == 0 && req->res)) {
 		int rc = req->res;   /* nothing went out: fail synchronously */
-		req_put(qp, req);
+		nvr_qpair_req_put(qp, req);
 		return rc;
 	}
 	if (unlikely(req->left))
@@ -306,7 +300,7 @@ static int qpair_init_mem(struct nvr_qpair *qp)
 		qp->tr[i].prp_iova = qp->prp_block_iova + (uint64_t)i * NVR_PAGE_SIZE;
 		/* popped from the end: CID 0 goes out first */
 		qp->free_tr[i] = (uint16_t)(qp->ntr - 1 - i);
-		req_put(qp, &qp->reqs[qp->ntr - 1 - i]);
+		nvr_qpair_req_put(qp, &qp->reqs[qp->ntr - 1 - i]);
 	}
 	qp->nfree_tr = qp->ntr;
 	return 0;

@@ -99,6 +99,13 @@ static inline struct nvr_req *nvr_qpair_req_get(struct nvr_qpair *qp)
 	return req;
 }
 
+/* Give a request slot back to the free list. */
+static inline void nvr_qpair_req_put(struct nvr_qpair *qp, struct nvr_req *req)
+{
+	req->next = qp->free_reqs;
+	qp->free_reqs = req;
+}
+
 /* Start (or queue) a filled-in request. 0, or a negative errno when the
  * first command could not be built (the request is released). */
 int nvr_qpair_submit(struct nvr_qpair *qp, struct nvr_req *req);
