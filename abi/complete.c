@@ -165,12 +165,6 @@ void ur_cq_flush_overflow(struct ur_ring *r)
 	}
 }
 
-static inline bool ur_is_rw(uint8_t op)
-{
-	return op == IORING_OP_READ || op == IORING_OP_WRITE || op == IORING_OP_READV ||
-	       op == IORING_OP_WRITEV || op == IORING_OP_READ_FIXED || op == IORING_OP_WRITE_FIXED;
-}
-
 void ur_complete(struct ur_ring *r, struct ur_req *req, int res)
 {
 	req->res = res;
@@ -209,7 +203,7 @@ static void ur_finish_one(struct ur_ring *r, struct ur_req *req)
 	 * and with CQE_SKIP_SUCCESS it posts no CQE at all. Only failing
 	 * before the opcode runs (a bad file: -EBADF) fails the request. */
 	if ((res < 0 && !(req->rflags & UR_F_NO_FAIL)) ||
-	    (ur_is_rw(req->opcode) && (uint32_t)res != req->want))
+	    (ur_op_is_rw(req->opcode) && (uint32_t)res != req->want))
 		ur_set_fail(req);
 	if (res > 0 && (req->rflags & UR_F_CUR_POS) && req->ns)
 		atomic_store_explicit(&req->ns->fpos, req->pos + (uint64_t)res, memory_order_relaxed);

@@ -70,7 +70,7 @@ int ur_import(struct ur_ring *r, struct ur_req *req)
 		 * buffers are ever provided, so selection fails. */
 		return -ENOBUFS;
 	}
-	if (op == IORING_OP_READ_FIXED || op == IORING_OP_WRITE_FIXED) {
+	if (ur_op_is_fixed(op)) {
 		const struct ur_fixed_buf *b = &r->bufs[req->buf_index];
 		uint64_t end;
 		if (__builtin_add_overflow(req->addr, (uint64_t)req->len, &end))
@@ -166,7 +166,7 @@ static bool ur_dio_aligned(const struct ur_req *req, uint64_t pos, uint32_t coun
 	uint32_t lmask = lbs - 1;
 	if (pos & lmask)
 		return false;
-	bool fixed = req->opcode == IORING_OP_READ_FIXED || req->opcode == IORING_OP_WRITE_FIXED;
+	bool fixed = ur_op_is_fixed(req->opcode);
 	for (int i = 0; i < req->iovcnt && count; i++) {
 		uint64_t a = (uintptr_t)req->iov[i].iov_base;
 		uint64_t len = req->iov[i].iov_len < count ? req->iov[i].iov_len : count;
@@ -191,17 +191,6 @@ static bool ur_dio_aligned(const struct ur_req *req, uint64_t pos, uint32_t coun
 }
 
 static void ur_io_done(void *arg, const struct nvr_cpl *cpl);
-
-static inline bool ur_is_fixed(uint8_t op)
-{
-	return op == IORING_OP_READ_FIXED || op == IORING_OP_WRITE_FIXED;
-}
-
-static inline bool ur_op_is_rw(uint8_t op)
-{
-	return op == IORING_OP_READ || op == IORING_OP_WRITE || op == IORING_OP_READV ||
-	       op == IORING_OP_WRITEV || ur_is_fixed(op);
-}
 
 /* Blocks per nvr_io() for Write Zeroes/Deallocate (nlb is 32 bits; the
  * driver splits further at its own limits). */
@@ -232,7 +221,7 @@ static int ur_start_io(struct ur_ring *r, struct ur_req *req)
 			left -= segs[nseg].len;
 		}
 	} else if (req->dev_op == NVR_IO_READ || req->dev_op == NVR_IO_WRITE) {
-		if (ur_is_fixed(req->opcode)) {
+		if (ur_op_is_fixed(req->opcode)) {
 			const struct ur_fixed_buf *b = &r->bufs[req->buf_index];
 			segs[0].iova = b->iova + (req->addr - b->base);
 		} else {
@@ -410,7 +399,7 @@ static void ur_issue_rw(struct ur_ring *r, struct ur_req *req)
 		ret = -EINVAL;
 		goto fail;
 	}
-	if (req->is_read && !ur_is_fixed(req->opcode)) {
+	if (req->is_read && !ur_op_is_fixed(req->opcode)) {
 		/* Pinning the user pages (bio_iov_iter_get_pages()) stops at
 		 * the first page that faults; the bio carries the whole blocks
 		 * pinned before it, and nothing pinned is -EFAULT. Measured in

@@ -367,4 +367,16 @@ void ur_quiesce(struct ur_ring *r);
  * every allocated request still holds (close). */
 void ur_release_all_reqs(struct ur_ring *r);
 
+/* Opcode classes used across submission, issue and completion. */
+static inline bool ur_op_is_fixed(uint8_t op)
+{
+	return op == IORING_OP_READ_FIXED || op == IORING_OP_WRITE_FIXED;
+}
+
+static inline bool ur_op_is_rw(uint8_t op)
+{
+	return op == IORING_OP_READ || op == IORING_OP_WRITE || op == IORING_OP_READV ||
+	       op == IORING_OP_WRITEV || ur_op_is_fixed(op);
+}
+
 #endif

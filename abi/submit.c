@@ -73,8 +73,7 @@ static int ur_prep(struct ur_ring *r, struct ur_req *req, const struct io_uring_
 	case IORING_OP_WRITE_FIXED: {   /* io_prep_rw() */
 		req->off = sqe->off;
 		req->buf_index = sqe->buf_index;
-		if ((req->opcode == IORING_OP_READ_FIXED || req->opcode == IORING_OP_WRITE_FIXED) &&
-		    req->buf_index >= r->nbufs)
+		if (ur_op_is_fixed(req->opcode) && req->buf_index >= r->nbufs)
 			return -EFAULT;
 		if (sqe->ioprio) {
 			int ret = ur_ioprio_check(sqe->ioprio);
