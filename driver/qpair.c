@@ -132,7 +132,10 @@ NVR_API void nvr_qpair_kick(struct nvr_qpair *qp)
 	 * plus one per busy tracker; new commands become visible only below,
 	 * after this check, and between kicks that sum does not grow
 	 * (consuming an entry moves it from one term to the other). */
-	uint32_t unrung = (uint32_t)(qp->cq_head - qp->cq_db_head + qp->entries) % qp->entries;
+	/* both heads are in [0, entries): one wrap at most, no division */
+	uint32_t unrung = qp->cq_head >= qp->cq_db_head
+			  ? (uint32_t)(qp->cq_head - qp->cq_db_head)
+			  : (uint32_t)(qp->cq_head + qp->entries - qp->cq_db_head);
 	if (unrung && (unrung >= qp->entries / 2 ||
 		       unrung + (qp->ntr - qp->nfree_tr) > qp->entries - 1)) {
 		nvr_dma_release();   /* CQEs consumed before the device reuses them */
