@@ -216,15 +216,12 @@ NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 		uint64_t deadline;
 		if (min_complete > r->cq_entries)
 			min_complete = r->cq_entries;
-		if ((r->flags & (IORING_SETUP_IOPOLL | IORING_SETUP_SQPOLL)) == IORING_SETUP_IOPOLL) {
-			ret2 = ur_get_ext_arg(flags, arg, argsz, &deadline);
-			if (!ret2)
-				ret2 = ur_iopoll_check(r, min_complete);
-		} else {
-			ret2 = ur_get_ext_arg(flags, arg, argsz, &deadline);
-			if (!ret2)
-				ret2 = ur_wait(r, min_complete, deadline);
-		}
+		bool iopoll = (r->flags & (IORING_SETUP_IOPOLL | IORING_SETUP_SQPOLL)) ==
+			      IORING_SETUP_IOPOLL;
+		ret2 = ur_get_ext_arg(flags, arg, argsz, &deadline);
+		if (!ret2)
+			ret2 = iopoll ? ur_iopoll_check(r, min_complete)
+				      : ur_wait(r, min_complete, deadline);
 		if (!ret)
 			ret = ret2;
 	} else if (!(r->flags & IORING_SETUP_SQPOLL) && r->in_device) {

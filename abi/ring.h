@@ -190,7 +190,7 @@ struct ur_ring {
 	struct io_uring_sqe *sqes;
 	struct io_uring_cqe *cqes;
 	_Atomic uint32_t *sq_khead, *sq_ktail, *sq_kflags, *sq_kdropped;
-	_Atomic uint32_t *cq_khead, *cq_ktail, *cq_koverflow;
+	_Atomic uint32_t *cq_khead, *cq_ktail;
 	uint32_t *sq_array;       /* NULL with NO_SQARRAY */
 
 	/* Consumer/producer copies (only this side writes them). */

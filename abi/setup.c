@@ -174,7 +174,6 @@ static int ur_ring_map(struct ur_ring *r, int fd, size_t rings_sz, size_t sq_arr
 			: (uint32_t *)(r->sq_ring + sq_array_off);
 	r->cq_khead = (_Atomic uint32_t *)(r->cq_ring + RO_CQ_HEAD);
 	r->cq_ktail = (_Atomic uint32_t *)(r->cq_ring + RO_CQ_TAIL);
-	r->cq_koverflow = (_Atomic uint32_t *)(r->cq_ring + RO_CQ_OVERFLOW);
 	r->cqes = (struct io_uring_cqe *)(r->cq_ring + RO_CQES);
 	ur_fill_constants(r->sq_ring, r);
 	ur_fill_constants(r->cq_ring, r);

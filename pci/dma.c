@@ -533,23 +533,19 @@ static int translate(struct nvr_pci_dev *dev, struct nvr_dma_tcache *c,
 	if (a > UINTPTR_MAX - len)
 		return -EFAULT;
 	pthread_rwlock_rdlock(&dev->dma_lock);
-	i = table_find(dev, a);
-	if (i >= 0 && !dev->maps[i].internal) {
+	i = table_find_range(dev, a, len);
+	if (i >= 0) {
 		const struct nvr_dma_map *m = &dev->maps[i];
-		uintptr_t off = a - (uintptr_t)m->va;
 
-		if (off < m->len && len <= m->len - off) {
-			*iova = m->iova + off;
-			/* Bumps happen under the write lock: the value read
-			 * here matches the table just searched. */
-			if (c)
-				*c = (struct nvr_dma_tcache){
-					.va = (uintptr_t)m->va, .len = m->len, .iova = m->iova,
-					.gen = atomic_load_explicit(&dev->dma_gen,
-								    memory_order_relaxed),
-				};
-			err = 0;
-		}
+		*iova = m->iova + (a - (uintptr_t)m->va);
+		/* Bumps happen under the write lock: the value read here
+		 * matches the table just searched. */
+		if (c)
+			*c = (struct nvr_dma_tcache){
+				.va = (uintptr_t)m->va, .len = m->len, .iova = m->iova,
+				.gen = atomic_load_explicit(&dev->dma_gen, memory_order_relaxed),
+			};
+		err = 0;
 	}
 	pthread_rwlock_unlock(&dev->dma_lock);
 	return err;
