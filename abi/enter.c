@@ -165,7 +165,7 @@ static int ur_sq_wait_space(struct ur_ring *r)
 	return 0;
 }
 
-static void ur_sq_wakeup(struct ur_ring *r)
+void ur_sq_wakeup(struct ur_ring *r)
 {
 	atomic_fetch_add_explicit(&r->sq_wake, 1, memory_order_release);
 	syscall(SYS_futex, &r->sq_wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);

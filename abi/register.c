@@ -328,7 +328,7 @@ NVR_API int nvr_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_a
 		atomic_store_explicit(&r->disabled, false, memory_order_release);
 		if (sqpoll) {
 			pthread_mutex_unlock(&r->lock);
-			atomic_fetch_add_explicit(&r->sq_wake, 1, memory_order_release);
+			ur_sq_wakeup(r);   /* the poller may be asleep since setup */
 			return 0;
 		}
 		ret = 0;

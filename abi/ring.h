@@ -357,6 +357,7 @@ size_t  ur_user_prefix(const struct iovec *iov, int iovcnt, size_t len);
 /* enter.c */
 int  ur_reap(struct ur_ring *r);                 /* poll the device once, finish */
 int  ur_sqpoll_start(struct ur_ring *r);
+void ur_sq_wakeup(struct ur_ring *r);            /* bump sq_wake, wake the SQPOLL poller */
 void ur_sqpoll_stop(struct ur_ring *r);
 
 /* register.c */

@@ -314,6 +314,38 @@ static void test_bad_user_pointers_sqpoll(void **state)
 	tu_ring_exit(&r);
 }
 
+/* ENABLE_RINGS on a disabled SQPOLL ring wakes a poller that fell asleep
+ * while the ring was disabled: an SQE published right after is consumed
+ * with no enter call (second review: the register path bumped the wake
+ * count without the futex wake, so it slept on until an SQ_WAKEUP). */
+static void test_enable_rings_wakes_sqpoll(void **state)
+{
+	(void)state;
+	struct io_uring_params p = { .flags = IORING_SETUP_SQPOLL | IORING_SETUP_R_DISABLED,
+				     .sq_thread_idle = 300 };
+	struct tu_ring r;
+	assert_true(tu_ring_init(&r, env.c, 8, &p) >= 0);
+	for (int i = 0; i < 3000 && !(__atomic_load_n(r.sq_flags, __ATOMIC_ACQUIRE) &
+				      IORING_SQ_NEED_WAKEUP); i++)
+		usleep(1000);
+	assert_true(__atomic_load_n(r.sq_flags, __ATOMIC_ACQUIRE) & IORING_SQ_NEED_WAKEUP);
+	usleep(20000);   /* past the flag: the poller is in its futex wait */
+	assert_int_equal(tu_register(&r, IORING_REGISTER_ENABLE_RINGS, NULL, 0), 0);
+	struct io_uring_sqe *s = tu_sqe(&r);
+	assert_non_null(s);
+	s->opcode = IORING_OP_NOP;
+	s->user_data = 7;
+	tu_flush(&r);
+	struct io_uring_cqe c;
+	bool got = false;
+	for (int i = 0; i < 250 && !(got = tu_cqe(&r, &c)); i++)
+		usleep(1000);   /* well inside the poller's 300 ms busy window */
+	assert_true(got);
+	assert_int_equal(c.user_data, 7);
+	assert_int_equal(c.res, 0);
+	tu_ring_exit(&r);
+}
+
 /* #5 in a sandbox that refuses process_vm_readv/writev (seccomp, EPERM):
  * non-fixed I/O still works (memcpy fallback). In a child process. */
 static void test_pvm_refused_fallback(void **state)
@@ -503,6 +535,7 @@ int main(void)
 		cmocka_unit_test(test_ns_references),
 		cmocka_unit_test(test_ns_close_race),
 		cmocka_unit_test(test_zero_range_fallback),
+		cmocka_unit_test(test_enable_rings_wakes_sqpoll),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
