@@ -152,11 +152,13 @@ int nvr_admin_cmd(struct nvr_ctrlr *ctrlr, struct nvme_sqe *cmd, uint32_t *dw0)
 	return rc;
 }
 
-/* Identify (NVMe 2.0 §5.17): 4 KiB into the page at @iova. */
-int nvr_admin_identify(struct nvr_ctrlr *ctrlr, uint8_t cns, uint32_t nsid, uint64_t iova)
+/* Identify (NVMe 2.0 §5.17): 4 KiB into the page at @iova. @csi selects
+ * the command set for the CNS values that need one (CDW11 bits 31:24). */
+int nvr_admin_identify(struct nvr_ctrlr *ctrlr, uint8_t cns, uint8_t csi, uint32_t nsid,
+		       uint64_t iova)
 {
 	struct nvme_sqe c = { .opc = NVME_ADM_IDENTIFY, .nsid = nsid, .prp1 = iova,
-			      .cdw10 = cns };
+			      .cdw10 = cns, .cdw11 = (uint32_t)csi << NVME_IDENTIFY_CSI_SHIFT };
 
 	return nvr_admin_cmd(ctrlr, &c, NULL);
 }

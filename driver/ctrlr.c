@@ -161,7 +161,7 @@ static int identify_ctrlr(struct nvr_ctrlr *ctrlr)
 	uint32_t mpsmin_shift = NVR_PAGE_SHIFT + NVME_CAP_MPSMIN(ctrlr->cap);
 	int rc;
 
-	rc = nvr_admin_identify(ctrlr, NVME_CNS_CTRLR, 0, ctrlr->scratch_iova);
+	rc = nvr_admin_identify(ctrlr, NVME_CNS_CTRLR, 0, 0, ctrlr->scratch_iova);
 	if (rc) {
 		fprintf(stderr, "nvring: %s: Identify Controller failed (%d)\n", info->bdf, rc);
 		return nvr_admin_errno(rc);
@@ -193,16 +193,11 @@ static int identify_ctrlr(struct nvr_ctrlr *ctrlr)
 static int identify_ctrlr_nvm(struct nvr_ctrlr *ctrlr)
 {
 	const struct nvme_id_ctrl_nvm *id = ctrlr->scratch;
-	struct nvme_sqe c = {
-		.opc = NVME_ADM_IDENTIFY, .prp1 = ctrlr->scratch_iova,
-		.cdw10 = NVME_CNS_CS_CTRLR,
-		.cdw11 = (uint32_t)NVME_CSI_NVM << NVME_IDENTIFY_CSI_SHIFT,
-	};
 	uint32_t page_shift = NVR_PAGE_SHIFT + NVME_CAP_MPSMIN(ctrlr->cap);
 	int rc;
 
 	ctrlr->dsm_ranges = NVME_DSM_MAX_RANGES;
-	rc = nvr_admin_cmd(ctrlr, &c, NULL);
+	rc = nvr_admin_identify(ctrlr, NVME_CNS_CS_CTRLR, NVME_CSI_NVM, 0, ctrlr->scratch_iova);
 	if (rc > 0)
 		return 0;   /* not supported: no limits reported */
 	if (rc < 0)
@@ -238,7 +233,7 @@ static int identify_ns(struct nvr_ctrlr *ctrlr, uint32_t nsid, uint32_t *cap)
 	const struct nvme_id_ns *id = ctrlr->scratch;
 	int rc;
 
-	rc = nvr_admin_identify(ctrlr, NVME_CNS_NS, nsid, ctrlr->scratch_iova);
+	rc = nvr_admin_identify(ctrlr, NVME_CNS_NS, 0, nsid, ctrlr->scratch_iova);
 	if (rc) {
 		fprintf(stderr, "nvring: %s: Identify Namespace %u failed (%d)\n",
 			ctrlr->info.bdf, nsid, rc);
@@ -286,7 +281,7 @@ static int identify_namespaces(struct nvr_ctrlr *ctrlr)
 	int rc;
 
 	for (;;) {
-		rc = nvr_admin_identify(ctrlr, NVME_CNS_ACTIVE_NSL, prev, ctrlr->scratch_iova);
+		rc = nvr_admin_identify(ctrlr, NVME_CNS_ACTIVE_NSL, 0, prev, ctrlr->scratch_iova);
 		if (rc == (NVME_SCT_GENERIC << 8 | NVME_SC_INVALID_FIELD) && prev == 0)
 			goto scan;   /* pre-1.1 controller: no CNS 2 */
 		if (rc)

@@ -145,7 +145,7 @@ void nvr_adminq_fini(struct nvr_ctrlr *ctrlr);
  * quiesced: the command can no longer complete or DMA); -EIO on CSTS.CFS
  * or a controller that failed before. *dw0 gets CQE DW0. */
 int  nvr_admin_cmd(struct nvr_ctrlr *ctrlr, struct nvme_sqe *cmd, uint32_t *dw0);
-int  nvr_admin_identify(struct nvr_ctrlr *ctrlr, uint8_t cns, uint32_t nsid,
+int  nvr_admin_identify(struct nvr_ctrlr *ctrlr, uint8_t cns, uint8_t csi, uint32_t nsid,
 			uint64_t iova);
 int  nvr_admin_set_features(struct nvr_ctrlr *ctrlr, uint8_t fid, uint32_t cdw11,
 			    uint32_t *dw0);
