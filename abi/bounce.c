@@ -28,17 +28,24 @@
 
 #include "abi/ring.h"
 
+/* DMA memory of the ring's controller and its bus address. */
+static int dma_alloc_iova(struct ur_ring *r, size_t bytes, void **va, uint64_t *iova)
+{
+	int ret = nvr_dma_alloc(r->ctrlr, bytes, va);
+	if (ret < 0)
+		return ret;
+	ret = nvr_dma_iova(r->ctrlr, *va, bytes, iova);
+	if (ret < 0)
+		nvr_dma_free(r->ctrlr, *va);
+	return ret;
+}
+
 int ur_pool_init(struct ur_ring *r, uint32_t pages)
 {
 	void *va;
-	int ret = nvr_dma_alloc(r->ctrlr, (size_t)pages * UR_PAGE, &va);
+	int ret = dma_alloc_iova(r, (size_t)pages * UR_PAGE, &va, &r->pool_iova);
 	if (ret < 0)
 		return ret;
-	ret = nvr_dma_iova(r->ctrlr, va, (size_t)pages * UR_PAGE, &r->pool_iova);
-	if (ret < 0) {
-		nvr_dma_free(r->ctrlr, va);
-		return ret;
-	}
 	r->pool_map = calloc((pages + 63) / 64, sizeof(uint64_t));
 	if (!r->pool_map) {
 		nvr_dma_free(r->ctrlr, va);
@@ -115,14 +122,9 @@ static int ur_big_get(struct ur_ring *r, struct ur_req *req, uint32_t n)
 			nvr_dma_free(r->ctrlr, r->big);
 		r->big = NULL;
 		r->big_bytes = 0;
-		int ret = nvr_dma_alloc(r->ctrlr, want, &va);
+		int ret = dma_alloc_iova(r, want, &va, &iova);
 		if (ret < 0)
 			return ret == -ENOMEM && r->in_device ? -EAGAIN : ret;
-		ret = nvr_dma_iova(r->ctrlr, va, want, &iova);
-		if (ret < 0) {
-			nvr_dma_free(r->ctrlr, va);
-			return ret;
-		}
 		r->big = va;
 		r->big_iova = iova;
 		r->big_bytes = want;
@@ -177,14 +179,9 @@ int ur_zero_buf_get(struct ur_ring *r)
 	if (r->zero_buf)
 		return 0;
 	void *va;
-	int ret = nvr_dma_alloc(r->ctrlr, UR_ZERO_BYTES, &va);   /* zeroed */
+	int ret = dma_alloc_iova(r, UR_ZERO_BYTES, &va, &r->zero_iova);   /* zeroed */
 	if (ret < 0)
 		return ret;
-	ret = nvr_dma_iova(r->ctrlr, va, UR_ZERO_BYTES, &r->zero_iova);
-	if (ret < 0) {
-		nvr_dma_free(r->ctrlr, va);
-		return ret;
-	}
 	r->zero_buf = va;
 	return 0;
 }
