@@ -30,15 +30,20 @@ UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
 VM_SRCS    := $(wildcard tests/vm/*.c)
 VM_BINS    := $(VM_SRCS:tests/vm/%.c=$(BUILD)/tests/vm/%)
+SHIM_SRCS  := $(wildcard shim/*.c)
+SHIM_OBJS  := $(SHIM_SRCS:%.c=$(BUILD)/obj/%.o)
+SHIMT_SRCS := $(wildcard tests/shim/*.c)
+SHIMT_BINS := $(SHIMT_SRCS:tests/shim/%.c=$(BUILD)/tests/shim/%)
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
 STATIC_LIB := $(BUILD)/lib/libnvring.a
 SHARED_LIB := $(BUILD)/lib/libnvring.so
 CLI        := $(BUILD)/bin/nvring
+PRELOAD    := $(if $(SHIM_SRCS),$(BUILD)/lib/libnvring-preload.so)
 
 .PHONY: all test unit vm demo asan deps clean bench
-all: $(STATIC_LIB) $(SHARED_LIB) $(CLI) $(EX_BINS) $(UNIT_BINS) $(VM_BINS)
+all: $(STATIC_LIB) $(SHARED_LIB) $(CLI) $(EX_BINS) $(UNIT_BINS) $(VM_BINS) $(PRELOAD) $(SHIMT_BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -51,6 +56,19 @@ $(STATIC_LIB): $(LIB_OBJS)
 $(SHARED_LIB): $(LIB_OBJS) nvring.map
 	@mkdir -p $(@D)
 	$(CC) -shared -Wl,--version-script=nvring.map -Wl,-soname,libnvring.so $(LDFLAGS) -o $@ $(LIB_OBJS) $(LDLIBS)
+
+# The LD_PRELOAD shim (shim/): the library linked in, only the interposed
+# symbols exported (shim/preload.map).
+$(BUILD)/lib/libnvring-preload.so: $(SHIM_OBJS) $(LIB_OBJS) shim/preload.map
+	@mkdir -p $(@D)
+	$(CC) -shared -Wl,--version-script=shim/preload.map -Wl,-soname,libnvring-preload.so \
+	  -Wl,-z,now $(LDFLAGS) -o $@ $(SHIM_OBJS) $(LIB_OBJS) -ldl $(LDLIBS)
+
+# Unmodified liburing programs (tests/shim/): built against Debian's
+# liburing.so.2 exactly as a user would, run on the kernel and through the shim.
+$(BUILD)/tests/shim/%: tests/shim/%.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 $(WARN) -O2 -g -D_GNU_SOURCE $(LDFLAGS) -o $@ $< -luring $(LDLIBS)
 
 $(CLI): $(TOOL_OBJS) $(STATIC_LIB)
 	@mkdir -p $(@D)

@@ -92,7 +92,7 @@ void ur_ns_put(struct ur_ns *ns)
 		free(ns);
 }
 
-NVR_API int nvr_ns_open(struct nvr_ctrlr *ctrlr, uint32_t nsid)
+static int ur_ns_make(struct nvr_ctrlr *ctrlr, uint32_t nsid, struct ur_ns **out)
 {
 	struct nvr_ns_info info;
 	int ret = nvr_ns_get_info(ctrlr, nsid, &info);
@@ -113,19 +113,29 @@ NVR_API int nvr_ns_open(struct nvr_ctrlr *ctrlr, uint32_t nsid)
 	ns->obj.kind = UR_NS;
 	atomic_init(&ns->obj.refs, 1);
 	atomic_init(&ns->fpos, 0);
+	*out = ns;
+	return 0;
+}
+
+NVR_API int nvr_ns_open(struct nvr_ctrlr *ctrlr, uint32_t nsid)
+{
+	struct ur_ns *ns;
+	int ret = ur_ns_make(ctrlr, nsid, &ns);
+	if (ret < 0)
+		return ret;
 
 	/* A memfd as large as the namespace (sparse): fstat() then shows the
 	 * size, and the number is a real, unique fd. */
-	int fd = memfd_create("nvring-ns", MFD_CLOEXEC);
+	int fd = ur_memfd("nvring-ns");
 	if (fd < 0) {
-		ret = -errno;
 		free(ns);
-		return ret;
+		return fd;
 	}
 	if (ftruncate(fd, (off_t)ns->bytes) < 0) {
 		/* size is cosmetic; keep going */
 	}
 	ns->obj.fd = fd;
+	ns->own_fd = true;
 	ret = ur_fdtab_put(&ns->obj);
 	if (ret < 0) {
 		close(fd);
@@ -133,6 +143,28 @@ NVR_API int nvr_ns_open(struct nvr_ctrlr *ctrlr, uint32_t nsid)
 		return ret;
 	}
 	return fd;
+}
+
+NVR_API int nvr_ns_bind(struct nvr_ctrlr *ctrlr, uint32_t nsid, int fd)
+{
+	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+		return -EBADF;
+	struct ur_ns *ns;
+	int ret = ur_ns_make(ctrlr, nsid, &ns);
+	if (ret < 0)
+		return ret;
+	ns->obj.fd = fd;
+	pthread_mutex_lock(&fdtab_lock);
+	struct ur_obj *old = ur_fdtab_get(fd);
+	pthread_mutex_unlock(&fdtab_lock);
+	if (old) {
+		free(ns);
+		return -EEXIST;
+	}
+	ret = ur_fdtab_put(&ns->obj);
+	if (ret < 0)
+		free(ns);
+	return ret;
 }
 
 NVR_API int nvr_ns_close(int fd)
@@ -147,7 +179,8 @@ NVR_API int nvr_ns_close(int fd)
 	slot_t *page = atomic_load_explicit(&fdtab[fd / FDTAB_PAGE], memory_order_relaxed);
 	atomic_store_explicit(&page[fd % FDTAB_PAGE], NULL, memory_order_release);
 	pthread_mutex_unlock(&fdtab_lock);
-	close(fd);
+	if (((struct ur_ns *)o)->own_fd)
+		close(fd);
 	ur_ns_put((struct ur_ns *)o);
 	return 0;
 }
@@ -162,6 +195,34 @@ NVR_API int nvr_uring_is_ns(int fd)
 {
 	struct ur_obj *o = ur_fdtab_get(fd);
 	return o && o->kind == UR_NS;
+}
+
+/* The fd floor (nvr_uring_set_fd_floor): 0 = wherever the kernel puts it. */
+static _Atomic int ur_fd_floor;
+
+NVR_API int nvr_uring_set_fd_floor(int floor)
+{
+	if (floor < 0)
+		return -EINVAL;
+	atomic_store_explicit(&ur_fd_floor, floor, memory_order_relaxed);
+	return 0;
+}
+
+int ur_memfd(const char *name)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int floor = atomic_load_explicit(&ur_fd_floor, memory_order_relaxed);
+	if (floor > 0 && fd < floor) {
+		int hi = fcntl(fd, F_DUPFD_CLOEXEC, floor);
+		int err = -errno;
+		close(fd);
+		if (hi < 0)
+			return err;
+		fd = hi;
+	}
+	return fd;
 }
 
 struct ur_ring *ur_ring_get(int fd, int *err)

@@ -71,6 +71,7 @@ struct ur_ns {
 	uint64_t bytes;            /* namespace size: the block device's size */
 	uint8_t dlfeat;            /* nvr_ns_info.dlfeat: may PUNCH_HOLE use DEAC */
 	_Atomic uint64_t fpos;     /* the file position, for offset -1 (RW_CUR_POS) */
+	bool own_fd;               /* nvr_ns_open()'s memfd (closed by nvr_ns_close) */
 };
 
 int  ur_fdtab_put(struct ur_obj *o);            /* publish o at o->fd */
@@ -78,6 +79,7 @@ struct ur_obj *ur_fdtab_get(int fd);            /* lock-free lookup, NULL if non
 void ur_fdtab_del(int fd);
 struct ur_ns *ur_ns_get(int fd);                /* +1 ref, NULL if not a namespace */
 void ur_ns_put(struct ur_ns *ns);               /* -1 ref, frees at 0 */
+int  ur_memfd(const char *name);                /* memfd_create at the fd floor */
 
 /* ---- requests ---- */
 

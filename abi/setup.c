@@ -245,11 +245,10 @@ NVR_API int nvr_uring_setup(struct nvr_ctrlr *ctrlr, unsigned entries, struct io
 	size_t sq_array_off;
 	size_t rings_sz = ur_rings_size(p->flags, r->sq_entries, r->cq_entries, &sq_array_off);
 
-	int fd = memfd_create("[io_uring]", MFD_CLOEXEC);
+	int fd = ur_memfd("[io_uring]");
 	if (fd < 0) {
-		ret = -errno;
 		free(r);
-		return ret;
+		return fd;
 	}
 	r->obj.fd = fd;
 	ret = ur_ring_map(r, fd, rings_sz, sq_array_off);

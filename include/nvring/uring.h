@@ -130,9 +130,29 @@ NVR_API int nvr_uring_close(int fd);
  */
 NVR_API int nvr_ns_open(struct nvr_ctrlr *ctrlr, uint32_t nsid);
 
+/**
+ * nvr_ns_bind() - make the caller's open descriptor @fd stand for namespace
+ * @nsid of @ctrlr, as nvr_ns_open() does for its own memfd (the shim's
+ * block-device path: the program's fd is the shim's, it outlives the
+ * controller attachment). nvr_ns_close(@fd) undoes it without closing @fd.
+ * Errors: -EBADF @fd not open; -EEXIST @fd already a ring or namespace;
+ * -ENOENT no such namespace; -ENOMEM.
+ */
+NVR_API int nvr_ns_bind(struct nvr_ctrlr *ctrlr, uint32_t nsid, int fd);
+
+/**
+ * nvr_uring_set_fd_floor() - place every later ring and namespace memfd at
+ * the lowest free number >= @floor (F_DUPFD_CLOEXEC), 0 = anywhere. The
+ * shim keeps its descriptors in a high range this way, so a seccomp filter
+ * can tell them by number and a program's next open() never gets the
+ * number of one it closed behind our back. -EINVAL if @floor < 0.
+ */
+NVR_API int nvr_uring_set_fd_floor(int floor);
+
 /** nvr_ns_close() - close a descriptor from nvr_ns_open(). Rings whose
  *  registered file tables name it keep it until they unregister them.
- *  -EBADF if @fd is not a namespace descriptor. */
+ *  -EBADF if @fd is not a namespace descriptor. For nvr_ns_bind(), the
+ *  binding ends and @fd stays open. */
 NVR_API int nvr_ns_close(int fd);
 
 /** nvr_uring_is_ring(), nvr_uring_is_ns() - whether @fd is a ring from
