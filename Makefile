@@ -83,6 +83,12 @@ $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(MODEL_OBJS) $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(MODEL_OBJS) $(STATIC_LIB) -lcmocka $(LDLIBS)
 
+# Shim unit tests link the shim's objects too: the test program is then
+# interposed the way a preloaded program is.
+$(BUILD)/tests/unit/test_shim_%: $(BUILD)/obj/tests/unit/test_shim_%.o $(SHIM_OBJS) $(MODEL_OBJS) $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(SHIM_OBJS) $(MODEL_OBJS) $(STATIC_LIB) -lcmocka -luring -ldl $(LDLIBS)
+
 # VM tests run in the guest against QEMU's controller; the harness carries
 # their shared libraries along.
 $(BUILD)/tests/vm/%: $(BUILD)/obj/tests/vm/%.o $(STATIC_LIB)

@@ -501,7 +501,10 @@ long shim_blk_call(long nr, struct shim_file *f, int fd, const long a[6])
 			return -EINVAL;
 		if (rwf & ~(uint32_t)(RWF_HIPRI | RWF_DSYNC | RWF_SYNC | RWF_NOWAIT | RWF_APPEND))
 			return -EOPNOTSUPP;
-		rwf &= ~(uint32_t)RWF_NOWAIT;   /* we never block on a lock the kernel would */
+		/* NOWAIT: we never block on a lock the kernel would; HIPRI: a
+		 * polling hint for a synchronous call (the private ring is not an
+		 * IOPOLL ring, where the flag would be refused) */
+		rwf &= ~(uint32_t)(RWF_NOWAIT | RWF_HIPRI);
 		bool wr = nr == SYS_pwritev || nr == SYS_pwritev2;
 		return blk_rw(f, fd, wr, iov, n, off < 0 ? -1 : off, rwf);
 	}

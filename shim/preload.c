@@ -158,6 +158,12 @@ static void holder_name(char *out, size_t n)
 
 /* ---- attach, detach ---- */
 
+static int attach_default(const char *bdf, struct nvr_ctrlr **out)
+{
+	return nvr_ctrlr_attach(bdf, NULL, out);
+}
+int (*shim_attach_fn)(const char *bdf, struct nvr_ctrlr **out) = attach_default;
+
 int shim_ctrlr_get(struct nvr_ctrlr **out)
 {
 	if (!shim_cfg.on)
@@ -176,7 +182,7 @@ int shim_ctrlr_get(struct nvr_ctrlr **out)
 		return -EBUSY;
 	}
 	struct nvr_ctrlr *c;
-	int rc = nvr_ctrlr_attach(shim_cfg.bdf, NULL, &c);
+	int rc = shim_attach_fn(shim_cfg.bdf, &c);
 	if (rc < 0) {
 		char who[96];
 		holder_name(who, sizeof(who));
@@ -224,6 +230,16 @@ static void detach_locked(void)
 		shim_log(1, "detach of %s failed (%d)", shim_cfg.bdf, rc);
 	ctrl = NULL;
 	holder_clear();
+}
+
+int shim_detach(void)
+{
+	pthread_mutex_lock(&ctrl_lock);
+	int rc = atomic_load(&live_rings) ? -EBUSY : 0;
+	if (!rc)
+		detach_locked();
+	pthread_mutex_unlock(&ctrl_lock);
+	return rc;
 }
 
 /* fork(): a holder without live rings lets go, so the child may attach. */
@@ -284,14 +300,12 @@ static int fd_floor(void)
 	return top > 512 ? (int)top - 256 : (int)top / 2;
 }
 
-__attribute__((constructor)) static void shim_init(void)
+void shim_configure(const char *dev, const char *path)
 {
-	log_init();
-	const char *dev = getenv("NVRING_DEVICE");
-	const char *path = getenv("NVRING_PATH");
 	snprintf(shim_cfg.path, sizeof(shim_cfg.path), "%s",
 		 path && *path ? path : "/dev/nvring0n1");
 	shim_cfg.nsid = 1;
+	shim_cfg.on = false;
 	if (dev && *dev) {
 		snprintf(shim_cfg.bdf, sizeof(shim_cfg.bdf), "%s", dev);
 		char *slash = strchr(shim_cfg.bdf, '/');
@@ -305,8 +319,20 @@ __attribute__((constructor)) static void shim_init(void)
 		return;
 	shim_fd_floor = fd_floor();
 	nvr_uring_set_fd_floor(shim_fd_floor);
-	pthread_atfork(fork_prepare, fork_parent, fork_child);
-	atexit(at_exit);
+	static bool hooked;
+	if (!hooked) {
+		hooked = true;
+		pthread_atfork(fork_prepare, fork_parent, fork_child);
+		atexit(at_exit);
+	}
+}
+
+__attribute__((constructor)) static void shim_init(void)
+{
+	log_init();
+	shim_configure(getenv("NVRING_DEVICE"), getenv("NVRING_PATH"));
+	if (!shim_cfg.on)
+		return;
 	const char *np = getenv("NVRING_SHIM_NOPATCH"), *nt = getenv("NVRING_SHIM_NOTRAP");
 	if (!np || *np != '1') {
 		int n = shim_patch_init();

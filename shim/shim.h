@@ -61,7 +61,13 @@ extern struct shim_cfg shim_cfg;
  * open block-device descriptor to it). 0 or a negative errno; one log line
  * says why on failure (in use by which process, not bound, memlock). */
 int  shim_ctrlr_get(struct nvr_ctrlr **out);
-struct nvr_ctrlr *shim_ctrlr_peek(void);   /* attached controller or NULL */
+struct nvr_ctrlr *shim_ctrlr_peek(void);
+int  shim_detach(void);      /* let the controller go; -EBUSY with live rings */
+/* Configure as the environment would (NVRING_DEVICE, NVRING_PATH); the
+ * constructor calls it, unit tests too. */
+void shim_configure(const char *dev, const char *path);
+/* How the controller is attached: nvr_ctrlr_attach(); tests put a model here. */
+extern int (*shim_attach_fn)(const char *bdf, struct nvr_ctrlr **out);   /* attached controller or NULL */
 void shim_ring_count(int delta);           /* live program rings */
 void shim_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
