@@ -19,6 +19,8 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <pthread.h>
+#include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -33,6 +35,8 @@
 #include "abi/ring.h"
 #include "nvring/uring.h"
 #include "shim/shim.h"
+
+#define SHIM_BLK_MEMFD "nvring-blk:"
 
 /* st_rdev: the kernel's "blkext" major, a minor no disk uses. */
 #define SHIM_BLK_MAJOR 259
@@ -194,7 +198,9 @@ int shim_blk_open(const char *path, int flags, mode_t mode)
 	f->oflags = flags & (O_ACCMODE | O_DIRECT | O_APPEND | O_NONBLOCK | O_SYNC | O_DSYNC);
 	/* A real descriptor to stand for it (its number is the program's);
 	 * at the shim's fd floor, see fd_floor(). */
-	int low = memfd_create("nvring-blk", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+	char name[48];
+	snprintf(name, sizeof(name), "%s%u:%x", SHIM_BLK_MEMFD, f->nsid, (unsigned)f->oflags);
+	int low = memfd_create(name, (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
 	if (low < 0) {
 		free(f);
 		return -errno;
@@ -232,6 +238,62 @@ int shim_blk_stat(struct stat *st)
 	clock_gettime(CLOCK_REALTIME, &now);
 	st->st_atim = st->st_mtim = st->st_ctim = now;
 	return 0;
+}
+
+/* ---- across execve() ----
+ * A block descriptor opened without O_CLOEXEC survives exec, as the
+ * kernel's does; the new image's shim knows it by its memfd's name
+ * ("nvring-blk:NSID:OFLAGS") and takes its file position from the memfd's
+ * own offset, which shim_blk_exec_prepare() sets just before the exec. */
+
+static void save_pos(int fd, struct shim_file *f, void *arg)
+{
+	(void)arg;
+	if (f->kind == SHIM_BLK)
+		shim_raw_syscall(SYS_lseek, fd, (long)atomic_load(&f->pos), SEEK_SET, 0, 0, 0);
+}
+
+void shim_blk_exec_prepare(void)
+{
+	shim_fd_each(save_pos, NULL);
+}
+
+void shim_blk_adopt(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		int fd = atoi(de->d_name);
+		if (fd <= 0 && strcmp(de->d_name, "0"))
+			continue;
+		char link[64], target[128];
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(link, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = 0;
+		unsigned nsid, oflags;
+		if (sscanf(target, "/memfd:" SHIM_BLK_MEMFD "%u:%x", &nsid, &oflags) != 2)
+			continue;
+		struct shim_file *f = calloc(1, sizeof(*f));
+		if (!f)
+			break;
+		atomic_init(&f->refs, 1);
+		f->kind = SHIM_BLK;
+		f->nsid = nsid;
+		f->lib_fd = -1;
+		f->oflags = (int)oflags;
+		long pos = shim_raw_syscall(SYS_lseek, fd, 0, SEEK_CUR, 0, 0, 0);
+		atomic_init(&f->pos, pos > 0 ? (uint64_t)pos : 0);
+		shim_fd_set(fd, f);      /* bound now, or at the next attach */
+		struct nvr_ctrlr *c = shim_ctrlr_peek();
+		if (c)
+			nvr_ns_bind(c, nsid, fd);
+		shim_file_put(f);
+	}
+	closedir(d);
 }
 
 /* ---- the file calls ---- */

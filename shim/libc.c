@@ -536,3 +536,34 @@ EXPORT int ioctl(int fd, unsigned long req, ...)
 		return (int)r;
 	return REAL(ioctl)(fd, req, arg);
 }
+
+/* ---- exec: block descriptors without O_CLOEXEC carry their position ---- */
+
+SHIM_REAL_DECL(execve);
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	if (shim_cfg.on)
+		shim_blk_exec_prepare();
+	return REAL(execve)(path, argv, envp);
+}
+SHIM_REAL_DECL(execv);
+EXPORT int execv(const char *path, char *const argv[])
+{
+	if (shim_cfg.on)
+		shim_blk_exec_prepare();
+	return REAL(execv)(path, argv);
+}
+SHIM_REAL_DECL(execvp);
+EXPORT int execvp(const char *file, char *const argv[])
+{
+	if (shim_cfg.on)
+		shim_blk_exec_prepare();
+	return REAL(execvp)(file, argv);
+}
+SHIM_REAL_DECL(execvpe);
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	if (shim_cfg.on)
+		shim_blk_exec_prepare();
+	return REAL(execvpe)(file, argv, envp);
+}

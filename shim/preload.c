@@ -333,6 +333,7 @@ __attribute__((constructor)) static void shim_init(void)
 	shim_configure(getenv("NVRING_DEVICE"), getenv("NVRING_PATH"));
 	if (!shim_cfg.on)
 		return;
+	shim_blk_adopt();
 	const char *np = getenv("NVRING_SHIM_NOPATCH"), *nt = getenv("NVRING_SHIM_NOTRAP");
 	if (!np || *np != '1') {
 		int n = shim_patch_init();

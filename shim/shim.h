@@ -110,6 +110,8 @@ void shim_blk_unbind_all(void);                 /* detach */
 /* The file calls on one of our BLK descriptors; raw convention. */
 long shim_blk_call(long nr, struct shim_file *f, int fd, const long a[6]);
 void shim_blk_fini(void);                       /* detach: the private ring */
+void shim_blk_exec_prepare(void);               /* positions into the memfds */
+void shim_blk_adopt(void);                      /* after exec: inherited descriptors */
 
 /* ---- dispatch.c ---- */
 int shim_close(int fd);                         /* 0/-errno; not-ours: 1 */

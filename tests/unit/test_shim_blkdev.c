@@ -28,6 +28,7 @@
 #include <liburing.h>
 
 #include "driver/ctrlr.h"
+#include "nvring/uring.h"
 #include "shim/shim.h"
 #include "tests/model/nvme_model.h"
 
@@ -334,6 +335,35 @@ static void test_dup_shares_position(void **state)
 	io_uring_queue_exit(&ring);
 }
 
+/* exec: a descriptor without O_CLOEXEC is found again by the new image's
+ * shim, with its flags and file position (simulated: the table forgets it,
+ * as a fresh image starts, then adopts what /proc/self/fd shows). */
+static void test_exec_keeps_descriptor(void **state)
+{
+	(void)state;
+	int fd = open(PATH, O_RDONLY | O_DIRECT);
+	int cl = open(PATH, O_RDONLY | O_CLOEXEC);
+	assert_int_equal(lseek(fd, 4096, SEEK_SET), 4096);
+	shim_blk_exec_prepare();
+	struct shim_file *f = shim_fd_take(fd);
+	assert_non_null(f);
+	nvr_ns_close(fd);
+	shim_file_put(f);
+	assert_null(shim_fd_get(fd));
+	shim_blk_adopt();
+	f = shim_fd_get(fd);
+	assert_non_null(f);
+	assert_int_equal(f->oflags & (O_ACCMODE | O_DIRECT), O_RDONLY | O_DIRECT);
+	assert_int_equal(lseek(fd, 0, SEEK_CUR), 4096);
+	uint8_t *b = NULL;
+	assert_int_equal(posix_memalign((void **)&b, 4096, 512), 0);
+	assert_int_equal(read(fd, b, 512), 512);       /* bound again on use */
+	assert_memory_equal(b, ref + 4096, 512);
+	free(b);
+	close(fd);
+	close(cl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -344,6 +374,7 @@ int main(void)
 		cmocka_unit_test(test_liburing_on_nvring),
 		cmocka_unit_test(test_raw_syscalls),
 		cmocka_unit_test(test_dup_shares_position),
+		cmocka_unit_test(test_exec_keeps_descriptor),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
