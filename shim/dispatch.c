@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -129,6 +130,20 @@ bool shim_dispatch(long nr, const long a[6], long *ret)
 			return false;
 		*ret = rc;
 		return true;
+	}
+	case SYS_close_range: {
+		/* ours in the range are released first (CLOSE_RANGE_CLOEXEC only
+		 * marks: nothing to release yet); then the kernel does the rest */
+		unsigned lo = (unsigned)a[0], hi = (unsigned)a[1];
+		if (lo > hi) {
+			*ret = -EINVAL;
+			return true;
+		}
+		if (!((unsigned)a[2] & CLOSE_RANGE_CLOEXEC))
+			for (unsigned fd = lo; fd <= hi && fd < SHIM_MAX_FD; fd++)
+				if (shim_fd_get((int)fd))
+					shim_close((int)fd);
+		return false;
 	}
 	case SYS_dup:
 	case SYS_dup2:

@@ -290,6 +290,24 @@ EXPORT int close(int fd)
 	return REAL(close)(fd);
 }
 
+SHIM_REAL_DECL(close_range);
+EXPORT int close_range(unsigned lo, unsigned hi, int flags)
+{
+	long a[6] = { lo, hi, flags }, r;
+	if (shim_dispatch(SYS_close_range, a, &r))
+		return (int)ret_errno(r);
+	return REAL(close_range)(lo, hi, flags);
+}
+
+SHIM_REAL_DECL(closefrom);
+EXPORT void closefrom(int lo)
+{
+	long a[6] = { lo, ~0u, 0 }, r;
+	if (lo >= 0)
+		shim_dispatch(SYS_close_range, a, &r);
+	REAL(closefrom)(lo);
+}
+
 SHIM_REAL_DECL(dup);
 EXPORT int dup(int fd)
 {

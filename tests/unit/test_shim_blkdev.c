@@ -322,6 +322,12 @@ static void test_dup_shares_position(void **state)
 	assert_true(S_ISBLK(st.st_mode));
 	close(e);
 	close(d);
+	/* close_range releases ours in the range */
+	int g = open(PATH, O_RDONLY);
+	assert_non_null(shim_fd_get(g));
+	assert_int_equal(close_range((unsigned)g, (unsigned)g, 0), 0);
+	assert_null(shim_fd_get(g));
+	assert_int_equal(fcntl(g, F_GETFD), -1);
 	/* a ring SQE naming a closed descriptor: -EBADF */
 	struct io_uring ring;
 	assert_int_equal(io_uring_queue_init(2, &ring, 0), 0);
