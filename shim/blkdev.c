@@ -74,7 +74,7 @@ int shim_blk_bind_all(struct nvr_ctrlr *c)
 {
 	int rc = nvr_ns_get_info(c, shim_cfg.nsid, &ns_info);
 	if (rc < 0) {
-		shim_log(0, "%s has no namespace %u", shim_cfg.bdf, shim_cfg.nsid);
+		shim_say("%s has no namespace %u", shim_cfg.bdf, shim_cfg.nsid);
 		return rc;
 	}
 	ns_known = true;

@@ -45,7 +45,8 @@ static pthread_mutex_t ctrl_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct nvr_ctrlr *ctrl;      /* attached controller, under ctrl_lock */
 static _Atomic int live_rings;      /* the program's rings (not the private one) */
 static _Atomic bool foreign;        /* fork child of a holder: the device is the parent's */
-static int log_level = -1;          /* -1: silent */
+static int log_level = -1;          /* -1: silent (the library's messages) */
+static bool log_off;                /* NVRING_LOG=off: not even shim_say() */
 static int log_fd = 2;
 
 void *shim_real_cached(void **slot, const char *name)
@@ -60,16 +61,11 @@ void *shim_real_cached(void **slot, const char *name)
 
 /* ---- logging: silent unless NVRING_LOG asks ---- */
 
-void shim_log(int level, const char *fmt, ...)
+static void log_line(const char *fmt, va_list ap)
 {
-	if (level > log_level)
-		return;
 	char line[512];
 	int n = snprintf(line, sizeof(line), "nvring: ");
-	va_list ap;
-	va_start(ap, fmt);
 	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-	va_end(ap);
 	if (m < 0)
 		return;
 	n += m;
@@ -78,6 +74,29 @@ void shim_log(int level, const char *fmt, ...)
 	line[n++] = '\n';
 	ssize_t w = write(log_fd, line, (size_t)n);
 	(void)w;
+}
+
+void shim_log(int level, const char *fmt, ...)
+{
+	if (level > log_level)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	log_line(fmt, ap);
+	va_end(ap);
+}
+
+/* The one line a user must see when nvring cannot do what the program
+ * asked (the controller in use, not bound, no namespace): printed unless
+ * NVRING_LOG=off, since the program itself only reports an errno. */
+void shim_say(const char *fmt, ...)
+{
+	if (log_off)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	log_line(fmt, ap);
+	va_end(ap);
 }
 
 static void log_init(void)
@@ -91,6 +110,7 @@ static void log_init(void)
 	for (int i = 0; i < 4; i++)
 		if (strlen(names[i]) == len && !strncmp(v, names[i], len))
 			log_level = i;
+	log_off = len == 3 && !strncmp(v, "off", 3);
 	if (v[len] == ':' && v[len + 1]) {
 		int fd = open(v + len + 1, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 		if (fd >= 0)
@@ -176,7 +196,7 @@ int shim_ctrlr_get(struct nvr_ctrlr **out)
 	}
 	if (atomic_load(&foreign)) {
 		pthread_mutex_unlock(&ctrl_lock);
-		shim_log(0, "%s is driven by the parent process (it forked with live rings); "
+		shim_say("%s is driven by the parent process (it forked with live rings); "
 			 "several processes on one controller need the owner process "
 			 "(with fio: --thread)", shim_cfg.bdf);
 		return -EBUSY;
@@ -188,10 +208,10 @@ int shim_ctrlr_get(struct nvr_ctrlr **out)
 		holder_name(who, sizeof(who));
 		pthread_mutex_unlock(&ctrl_lock);
 		if (rc == -EBUSY && who[0])
-			shim_log(0, "%s is in use by %s; one process at a time drives a "
+			shim_say("%s is in use by %s; one process at a time drives a "
 				 "controller (with fio: --thread)", shim_cfg.bdf, who);
 		else
-			shim_log(0, "cannot attach %s: %s", shim_cfg.bdf, strerror(-rc));
+			shim_say("cannot attach %s: %s", shim_cfg.bdf, strerror(-rc));
 		return rc;
 	}
 	rc = shim_blk_bind_all(c);

@@ -70,6 +70,7 @@ void shim_configure(const char *dev, const char *path);
 extern int (*shim_attach_fn)(const char *bdf, struct nvr_ctrlr **out);   /* attached controller or NULL */
 void shim_ring_count(int delta);           /* live program rings */
 void shim_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void shim_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* libc's own functions, behind ours (dlsym RTLD_NEXT, resolved on first use). */
 void *shim_real_cached(void **slot, const char *name);
