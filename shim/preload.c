@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -125,14 +126,51 @@ static void pid_path(char *buf, size_t n)
 	snprintf(buf, n, "/run/nvring/%s.pid", shim_cfg.bdf);
 }
 
-static void holder_write(void)
+/* The holder keeps an exclusive flock on /run/nvring/BDF.pid, with its
+ * pid and name inside, for as long as it is attached: a second process
+ * learns who it is before it even tries VFIO (whose EBUSY names nobody). */
+static int holder_fd = -1;
+
+static int holder_open(void)
 {
 	char path[96];
 	mkdir("/run/nvring", 0755);
 	pid_path(path, sizeof(path));
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	return open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+}
+
+/* "pid 1234 (fio)" read from the file of a holder other than us. */
+static void holder_name(int fd, char *out, size_t n)
+{
+	char line[128];
+	out[0] = 0;
+	for (int tries = 0; tries < 50 && !out[0]; tries++) {
+		ssize_t r = pread(fd, line, sizeof(line) - 1, 0);
+		if (r > 0) {
+			line[r] = 0;
+			line[strcspn(line, "\n")] = 0;
+			int pid = atoi(line);
+			const char *comm = strchr(line, ' ');
+			if (pid > 0 && pid != getpid())
+				snprintf(out, n, "pid %d (%s)", pid, comm ? comm + 1 : "?");
+		}
+		if (!out[0])
+			usleep(2000);     /* the holder has the lock, not yet its line */
+	}
+}
+
+/* Take the holder's lock, or name who has it: 0 or -EBUSY. */
+static int holder_claim(char *who, size_t n)
+{
+	who[0] = 0;
+	int fd = holder_open();
 	if (fd < 0)
-		return;
+		return 0;     /* no /run: VFIO's own exclusion still holds */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		holder_name(fd, who, n);
+		close(fd);
+		return -EBUSY;
+	}
 	char comm[64] = "?", line[128];
 	int cf = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
 	if (cf >= 0) {
@@ -141,39 +179,22 @@ static void holder_write(void)
 		comm[strcspn(comm, "\n")] = 0;
 		close(cf);
 	}
-	int n = snprintf(line, sizeof(line), "%d %s\n", (int)getpid(), comm);
-	ssize_t w = write(fd, line, (size_t)n);
-	(void)w;
-	close(fd);
+	int len = snprintf(line, sizeof(line), "%d %s\n", (int)getpid(), comm);
+	if (ftruncate(fd, 0) == 0 && pwrite(fd, line, (size_t)len, 0) == len)
+		fsync(fd);
+	holder_fd = fd;
+	return 0;
 }
 
-static void holder_clear(void)
+static void holder_release(void)
 {
-	char path[96];
-	pid_path(path, sizeof(path));
-	unlink(path);
-}
-
-/* "pid 1234 (fio)" of a live holder other than us, or "" */
-static void holder_name(char *out, size_t n)
-{
-	char path[96], line[128] = "";
-	out[0] = 0;
-	pid_path(path, sizeof(path));
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (holder_fd < 0)
 		return;
-	ssize_t r = read(fd, line, sizeof(line) - 1);
-	close(fd);
-	if (r <= 0)
-		return;
-	line[r] = 0;
-	line[strcspn(line, "\n")] = 0;
-	int pid = atoi(line);
-	const char *comm = strchr(line, ' ');
-	if (pid <= 0 || pid == getpid() || kill(pid, 0) < 0)
-		return;
-	snprintf(out, n, "pid %d (%s)", pid, comm ? comm + 1 : "?");
+	if (ftruncate(holder_fd, 0) < 0) {
+		/* the lock going is what matters */
+	}
+	close(holder_fd);     /* drops the flock */
+	holder_fd = -1;
 }
 
 /* ---- attach, detach ---- */
@@ -202,10 +223,12 @@ int shim_ctrlr_get(struct nvr_ctrlr **out)
 		return -EBUSY;
 	}
 	struct nvr_ctrlr *c;
-	int rc = shim_attach_fn(shim_cfg.bdf, &c);
+	char who[96];
+	int rc = holder_claim(who, sizeof(who));
+	if (rc == 0)
+		rc = shim_attach_fn(shim_cfg.bdf, &c);
 	if (rc < 0) {
-		char who[96];
-		holder_name(who, sizeof(who));
+		holder_release();
 		pthread_mutex_unlock(&ctrl_lock);
 		if (rc == -EBUSY && who[0])
 			shim_say("%s is in use by %s; one process at a time drives a "
@@ -222,7 +245,6 @@ int shim_ctrlr_get(struct nvr_ctrlr **out)
 		return rc;
 	}
 	ctrl = c;
-	holder_write();
 	*out = c;
 	pthread_mutex_unlock(&ctrl_lock);
 	return 0;
@@ -249,7 +271,7 @@ static void detach_locked(void)
 	if (rc < 0)
 		shim_log(1, "detach of %s failed (%d)", shim_cfg.bdf, rc);
 	ctrl = NULL;
-	holder_clear();
+	holder_release();
 }
 
 int shim_detach(void)
@@ -291,6 +313,9 @@ static void fork_child(void)
 		 * processes yet); the namespace descriptors stay, unbound. */
 		atomic_store(&foreign, true);
 		ctrl = NULL;
+		if (holder_fd >= 0)
+			close(holder_fd);     /* our copy: the parent keeps the lock */
+		holder_fd = -1;
 		shim_fd_forget_all();
 	}
 	atomic_store(&live_rings, 0);
@@ -301,7 +326,7 @@ static void at_exit(void)
 {
 	pthread_mutex_lock(&ctrl_lock);
 	if (ctrl && !atomic_load(&foreign))
-		holder_clear();
+		holder_release();
 	pthread_mutex_unlock(&ctrl_lock);
 }
 

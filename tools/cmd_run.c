@@ -12,9 +12,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -64,7 +64,8 @@ static int pick_device(char bdf[16])
 	return 0;
 }
 
-/* A live process named in /run/nvring/BDF.pid (the shim writes it). */
+/* The holder of the controller: the shim keeps an flock on
+ * /run/nvring/BDF.pid with its pid and name inside while attached. */
 static int check_holder(const char *bdf)
 {
 	char path[96], line[128];
@@ -72,16 +73,18 @@ static int check_holder(const char *bdf)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
-	ssize_t r = read(fd, line, sizeof(line) - 1);
-	close(fd);
-	if (r <= 0)
+	if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+		close(fd);       /* nobody holds it */
 		return 0;
-	line[r] = 0;
+	}
+	ssize_t r = pread(fd, line, sizeof(line) - 1, 0);
+	close(fd);
+	line[r > 0 ? r : 0] = 0;
 	line[strcspn(line, "\n")] = 0;
 	int pid = atoi(line);
 	const char *comm = strchr(line, ' ');
-	if (pid <= 0 || (kill(pid, 0) < 0 && errno == ESRCH))
-		return 0;
+	if (pid <= 0)
+		return cli_fail(EXIT_RUNTIME, "%s is in use by another process", bdf);
 	return cli_fail(EXIT_RUNTIME, "%s is in use by pid %d (%s): one process at a time drives "
 			"a controller", bdf, pid, comm ? comm + 1 : "?");
 }
