@@ -42,7 +42,7 @@ SHARED_LIB := $(BUILD)/lib/libnvring.so
 CLI        := $(BUILD)/bin/nvring
 PRELOAD    := $(if $(SHIM_SRCS),$(BUILD)/lib/libnvring-preload.so)
 
-.PHONY: all test unit vm demo asan deps clean bench
+.PHONY: all test unit vm demo asan deps clean bench soak
 all: $(STATIC_LIB) $(SHARED_LIB) $(CLI) $(EX_BINS) $(UNIT_BINS) $(VM_BINS) $(PRELOAD) $(SHIMT_BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -106,6 +106,11 @@ deps:
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	@bench/run $(BUILD)
+
+# difftest with fresh random seeds in the VM (NVRING_SOAK_SECONDS, 600).
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@tests/run-soak $(BUILD)
 
 unit: deps
 	@$(MAKE) --no-print-directory all
