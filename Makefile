@@ -42,7 +42,7 @@ SHARED_LIB := $(BUILD)/lib/libnvring.so
 CLI        := $(BUILD)/bin/nvring
 PRELOAD    := $(if $(SHIM_SRCS),$(BUILD)/lib/libnvring-preload.so)
 
-.PHONY: all test unit vm demo asan deps clean bench
+.PHONY: all test unit vm demo asan deps clean bench soak
 all: $(STATIC_LIB) $(SHARED_LIB) $(CLI) $(EX_BINS) $(UNIT_BINS) $(VM_BINS) $(PRELOAD) $(SHIMT_BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -83,6 +83,12 @@ $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(MODEL_OBJS) $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(MODEL_OBJS) $(STATIC_LIB) -lcmocka $(LDLIBS)
 
+# Shim unit tests link the shim's objects too: the test program is then
+# interposed the way a preloaded program is.
+$(BUILD)/tests/unit/test_shim_%: $(BUILD)/obj/tests/unit/test_shim_%.o $(SHIM_OBJS) $(MODEL_OBJS) $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(SHIM_OBJS) $(MODEL_OBJS) $(STATIC_LIB) -lcmocka -luring -ldl $(LDLIBS)
+
 # VM tests run in the guest against QEMU's controller; the harness carries
 # their shared libraries along.
 $(BUILD)/tests/vm/%: $(BUILD)/obj/tests/vm/%.o $(STATIC_LIB)
@@ -100,6 +106,11 @@ deps:
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	@bench/run $(BUILD)
+
+# difftest with fresh random seeds in the VM (NVRING_SOAK_SECONDS, 600).
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@tests/run-soak $(BUILD)
 
 unit: deps
 	@$(MAKE) --no-print-directory all

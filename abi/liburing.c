@@ -26,18 +26,8 @@ static size_t cqes_size(const struct io_uring_params *p)
 	return (size_t)p->cq_entries * one;
 }
 
-NVR_API int nvr_uring_queue_init(struct nvr_ctrlr *ctrlr, unsigned entries,
-				 struct io_uring *ring, struct io_uring_params *params)
+NVR_API int nvr_uring_queue_mmap(int fd, struct io_uring_params *p, struct io_uring *ring)
 {
-	struct io_uring_params pdef;
-	struct io_uring_params *p = params;
-	if (!p) {
-		memset(&pdef, 0, sizeof(pdef));
-		p = &pdef;
-	}
-	int fd = nvr_uring_setup(ctrlr, entries, p);
-	if (fd < 0)
-		return fd;
 	memset(ring, 0, sizeof(*ring));
 	struct io_uring_sq *sq = &ring->sq;
 	struct io_uring_cq *cq = &ring->cq;
@@ -58,7 +48,7 @@ NVR_API int nvr_uring_queue_init(struct nvr_ctrlr *ctrlr, unsigned entries,
 			munmap(cq->ring_ptr, cq->ring_sz);
 		if (sq->sqes != MAP_FAILED)
 			munmap(sq->sqes, sqes_size(p));
-		nvr_uring_close(fd);
+		memset(ring, 0, sizeof(*ring));
 		return -ENOMEM;
 	}
 	uint8_t *s = sq->ring_ptr, *c = cq->ring_ptr;
@@ -92,6 +82,24 @@ NVR_API int nvr_uring_queue_init(struct nvr_ctrlr *ctrlr, unsigned entries,
 	return 0;
 }
 
+NVR_API int nvr_uring_queue_init(struct nvr_ctrlr *ctrlr, unsigned entries,
+				 struct io_uring *ring, struct io_uring_params *params)
+{
+	struct io_uring_params pdef;
+	struct io_uring_params *p = params;
+	if (!p) {
+		memset(&pdef, 0, sizeof(pdef));
+		p = &pdef;
+	}
+	int fd = nvr_uring_setup(ctrlr, entries, p);
+	if (fd < 0)
+		return fd;
+	int rc = nvr_uring_queue_mmap(fd, p, ring);
+	if (rc < 0)
+		nvr_uring_close(fd);
+	return rc;
+}
+
 NVR_API int nvr_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr)
 {
 	struct io_uring_sq *sq = &ring->sq;
@@ -116,12 +124,17 @@ NVR_API int nvr_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr)
 	return nvr_uring_enter(ring->ring_fd, submitted, wait_nr, flags, NULL, 0);
 }
 
-NVR_API void nvr_uring_queue_exit(struct io_uring *ring)
+NVR_API void nvr_uring_queue_unmap(struct io_uring *ring)
 {
 	size_t sqes = (size_t)ring->sq.ring_entries *
 		      (sizeof(struct io_uring_sqe) << ((ring->flags & IORING_SETUP_SQE128) ? 1 : 0));
 	munmap(ring->sq.sqes, sqes);
 	munmap(ring->sq.ring_ptr, ring->sq.ring_sz);
 	munmap(ring->cq.ring_ptr, ring->cq.ring_sz);
+}
+
+NVR_API void nvr_uring_queue_exit(struct io_uring *ring)
+{
+	nvr_uring_queue_unmap(ring);
 	nvr_uring_close(ring->ring_fd);
 }

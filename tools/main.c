@@ -14,6 +14,7 @@ static const struct cli_cmd commands[] = {
 	{ "identify", "show a controller and its namespaces",                        cmd_identify },
 	{ "read",     "read logical blocks to stdout or a file",                     cmd_read },
 	{ "write",    "write logical blocks from stdin or a file",                   cmd_write },
+	{ "run",      "run an unmodified program on a namespace (LD_PRELOAD shim)", cmd_run },
 };
 
 static void usage(FILE *f)

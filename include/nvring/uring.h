@@ -182,6 +182,12 @@ struct io_uring;  /* liburing's, from <liburing.h> */
 NVR_API int nvr_uring_queue_init(struct nvr_ctrlr *ctrlr, unsigned entries,
 				 struct io_uring *ring, struct io_uring_params *p);
 
+/** nvr_uring_queue_mmap() - liburing's io_uring_queue_mmap() for ring @fd
+ *  (set up with @p): map it and fill @ring. -ENOMEM if a mapping fails.
+ *  nvr_uring_queue_unmap() undoes the mappings only (the fd stays). */
+NVR_API int nvr_uring_queue_mmap(int fd, struct io_uring_params *p, struct io_uring *ring);
+NVR_API void nvr_uring_queue_unmap(struct io_uring *ring);
+
 /** nvr_uring_submit_and_wait() - liburing's io_uring_submit_and_wait() for
  *  a ring from nvr_uring_queue_init(): publish the SQEs prepared with
  *  io_uring_get_sqe(), enter, wait for @wait_nr CQEs. Returns SQEs

@@ -84,7 +84,7 @@ struct gop {
 struct dg_range { uint64_t lo, hi; int chain; bool w; };
 
 struct dgen {
-	uint64_t rng;
+	uint64_t rng;                    /* the generator's stream: see dg_rand() */
 	uint64_t dev_bytes, region_lo;  /* the test region: [region_lo, dev_bytes) */
 	uint32_t lbs;
 	bool     skip_ok;                /* CQE_SKIP_SUCCESS allowed in this stream */
@@ -100,16 +100,23 @@ struct dgen {
 	unsigned nranges;
 	uint64_t bump;                   /* arena bytes handed out */
 	uint8_t *fill;                   /* side 0's arena: write sources filled here */
+	/* per stream (dg_stream_next()) */
+	unsigned entries;                /* the ring's SQ size: batch pieces */
+	unsigned sqes, batches;          /* generated so far */
+	uint64_t digest;                 /* of everything generated so far */
 };
 
-static inline uint64_t dg_rand(struct dgen *g)
+/* xorshift64*: one draw from the state @s (never 0). */
+static inline uint64_t dg_next(uint64_t *s)
 {
-	uint64_t *s = &g->rng;
 	*s ^= *s >> 12;
 	*s ^= *s << 25;
 	*s ^= *s >> 27;
 	return *s * 0x2545f4914f6cdd1dull;
 }
+/* Only the generator draws from g->rng, and only while it builds a batch:
+ * then the SQE stream is a function of the seed alone. */
+static inline uint64_t dg_rand(struct dgen *g) { return dg_next(&g->rng); }
 static inline unsigned dg_pct(struct dgen *g) { return (unsigned)(dg_rand(g) % 100); }
 static inline uint64_t dg_range_rand(struct dgen *g, uint64_t lo, uint64_t hi)
 {
@@ -605,6 +612,116 @@ static inline void dg_batch(struct dgen *g, const unsigned *pieces, unsigned npi
 				chain++;
 		}
 	}
+}
+
+/* ---- streams ----------------------------------------------------------- */
+
+#define DG_REGION          (4u << 20)   /* the test region: the namespace's last 4 MiB */
+#define DG_SQES_PER_STREAM 1000
+
+/* The ring configurations difftest runs, one stream each (the SQ size
+ * bounds the batch pieces; @skip: CQE_SKIP_SUCCESS is generated). */
+struct dg_stream_cfg { unsigned entries; uint32_t flags; unsigned cq; bool skip; };
+
+static const struct dg_stream_cfg dg_streams[] = {
+	{ 1, 0, 0, false }, { 2, 0, 0, true }, { 4, 0, 0, false }, { 8, IORING_SETUP_SUBMIT_ALL, 0, true },
+	{ 16, 0, 0, false }, { 32, IORING_SETUP_CQSIZE, 32, true }, { 64, 0, 0, false },
+	{ 8, IORING_SETUP_CQSIZE, 8, false }, { 128, IORING_SETUP_SUBMIT_ALL, 0, true },
+	{ 32, 0, 0, false }, { 16, 0, 0, true }, { 64, IORING_SETUP_SUBMIT_ALL, 0, false },
+};
+#define DG_NSTREAMS (sizeof(dg_streams) / sizeof(dg_streams[0]))
+
+/* One word into a running 64-bit digest (multiply-xorshift: every bit of
+ * @v reaches every bit of the state). */
+static inline void dg_mix(uint64_t *h, uint64_t v)
+{
+	*h = (*h ^ v) * 0x9e3779b97f4a7c15ull;
+	*h ^= *h >> 29;
+}
+
+/* The batch just generated, into g->digest: its split into enter pieces,
+ * every SQE field, every iovec segment, and the generator's state after it
+ * (which covers the write-source bytes drawn into the arena). */
+static inline void dg_digest_batch(struct dgen *g, const unsigned *pieces, unsigned npieces)
+{
+	uint64_t *h = &g->digest;
+	dg_mix(h, npieces);
+	for (unsigned i = 0; i < npieces; i++)
+		dg_mix(h, pieces[i]);
+	dg_mix(h, g->nops);
+	for (unsigned i = 0; i < g->nops; i++) {
+		const struct gop *o = &g->ops[i];
+		dg_mix(h, o->ud);
+		dg_mix(h, (uint64_t)o->opcode | (uint64_t)o->flags << 8 | (uint64_t)o->fdk << 16 |
+			  (uint64_t)o->addrk << 24 | (uint64_t)o->reads_mem << 32);
+		dg_mix(h, (uint64_t)o->ioprio | (uint64_t)o->buf_index << 16 | (uint64_t)o->personality << 32);
+		dg_mix(h, o->addr);
+		dg_mix(h, (uint64_t)o->len | (uint64_t)o->rw_flags << 32);
+		dg_mix(h, o->off);
+		dg_mix(h, (uint64_t)o->splice_fd_in | (uint64_t)(uint32_t)o->chain << 32);
+	}
+	dg_mix(h, g->nsegs);
+	for (unsigned i = 0; i < g->nsegs; i++) {
+		dg_mix(h, g->segs[i].kind);
+		dg_mix(h, g->segs[i].base);
+		dg_mix(h, g->segs[i].len);
+	}
+	dg_mix(h, g->bump);
+	dg_mix(h, g->rng);
+}
+
+/* Start stream @idx of @seed on a namespace of @dev_bytes in @lbs blocks;
+ * @fill: DG_ARENA bytes where write sources are generated. */
+static inline void dg_stream_init(struct dgen *g, uint64_t seed, unsigned idx, uint64_t dev_bytes,
+				  uint32_t lbs, uint8_t *fill)
+{
+	memset(g, 0, sizeof(*g));
+	g->rng = seed * 0x9e3779b97f4a7c15ull + idx + 1;
+	if (!g->rng)
+		g->rng = 1;    /* xorshift's one fixed point */
+	g->dev_bytes = dev_bytes;
+	g->region_lo = dev_bytes - DG_REGION;
+	g->lbs = lbs;
+	g->skip_ok = dg_streams[idx].skip;
+	g->entries = dg_streams[idx].entries;
+	g->next_ud = (uint64_t)idx << 32 | 1;
+	g->fill = fill;
+	g->digest = seed ^ idx;
+}
+
+/* The stream's next batch into g->ops/g->segs and its split into
+ * @pieces[@*npieces]; false once the stream has its DG_SQES_PER_STREAM. */
+static inline bool dg_stream_next(struct dgen *g, unsigned pieces[3], unsigned *npieces)
+{
+	if (g->sqes >= DG_SQES_PER_STREAM)
+		return false;
+	unsigned np = dg_pct(g) < 80 ? 1 : (unsigned)dg_range_rand(g, 2, 3), n = 0;
+	for (unsigned i = 0; i < np; i++) {
+		pieces[i] = dg_pct(g) < 25 ? g->entries : (unsigned)dg_range_rand(g, 1, g->entries);
+		if (n + pieces[i] > DG_MAX_OPS)
+			pieces[i] = DG_MAX_OPS - n;
+		n += pieces[i];
+	}
+	dg_batch(g, pieces, np);
+	dg_digest_batch(g, pieces, np);
+	*npieces = np;
+	g->sqes += g->nops;
+	g->batches++;
+	return true;
+}
+
+/* The state for run-time choices (how many SQEs each enter asks to
+ * submit, ...) while batch @batch of stream @stream runs: its own stream,
+ * derived from the three numbers alone. The number of enters a batch takes
+ * depends on results (a submission error ends an enter early), so drawing
+ * these from g->rng would make every later batch depend on how earlier
+ * ones ran. */
+static inline uint64_t dg_run_rng(uint64_t seed, unsigned stream, unsigned batch)
+{
+	uint64_t s = seed ^ 0x52554e54494d45ull;   /* "RUNTIME" */
+	dg_mix(&s, stream);
+	dg_mix(&s, batch);
+	return s ? s : 1;
 }
 
 static inline void dg_describe(const struct gop *o, char *buf, size_t n)

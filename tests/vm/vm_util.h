@@ -39,6 +39,7 @@ struct vm_ctrlr {
 static struct vm_ctrlr vm_ctrlrs[VM_MAX_CTRLRS];
 static int vm_nctrlrs;
 static uint64_t vm_seed_value;
+#define VM_DEFAULT_SEED 20261201u
 
 /* ---- PRNG: xorshift64*, one state per user (threads keep their own) ---- */
 
@@ -140,7 +141,9 @@ static int vm_setup(void **state)
 	struct nvr_ctrlr_opts opts = { 0 };
 
 	(void)state;
-	vm_seed_value = seed && *seed ? strtoull(seed, NULL, 0) : (uint64_t)time(NULL);
+	/* A fixed default: CI compares the same streams every run (fresh
+	 * seeds belong in `make soak` / NVRING_SEED). */
+	vm_seed_value = seed && *seed ? strtoull(seed, NULL, 0) : VM_DEFAULT_SEED;
 	printf("[ INFO     ] seed %" PRIu64 " (NVRING_SEED=%" PRIu64 " repeats this run)\n",
 	       vm_seed_value, vm_seed_value);
 
