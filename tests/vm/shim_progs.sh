@@ -14,7 +14,7 @@
 # `nvring run` or no BUILD/lib/libnvring-preload.so; the kernel half is
 # skipped without $NVRING_KERNEL_DEVS. On a host, NVRING_KERNEL_DEVS may name
 # a regular file of at least 32 MiB (the programs open it O_DIRECT).
-# SHIM_PROGS="uring_rw raw_cat" runs only those.
+# SHIM_PROGS="uring_rw raw_cat" runs only those; SHIM_PROG_TIMEOUT (60 s) per run.
 
 tmp=$(mktemp -d /tmp/nvring-shim.XXXXXX) || exit 1
 trap 'rm -rf "$tmp"' EXIT
@@ -87,7 +87,7 @@ group_end() {
 
 # ---- the programs -------------------------------------------------------------
 shim_dir=$bld/tests/shim
-prog_tmo=${SHIM_PROG_TIMEOUT:-120}
+prog_tmo=${SHIM_PROG_TIMEOUT:-60}
 progs=${SHIM_PROGS:-$(cd "$shim_dir" 2>/dev/null && ls)}
 if [ -z "$progs" ]; then
     group_begin shim_progs 1
