@@ -257,7 +257,15 @@ static bool ur_claim(int sig, bool force)
 
 static bool ur_fault_process_ok(bool force)
 {
-	pthread_mutex_lock(&ur_claim_lock);
+	/* trylock when asked from a copy: a thread that loses the race (or a
+	 * fork()ed child whose parent held the lock) copies through
+	 * process_vm until it asks again */
+	if (!force) {
+		if (pthread_mutex_trylock(&ur_claim_lock))
+			return false;
+	} else {
+		pthread_mutex_lock(&ur_claim_lock);
+	}
 	bool ok = ur_claim(SIGSEGV, force) && ur_claim(SIGBUS, force);
 	pthread_mutex_unlock(&ur_claim_lock);
 	return ok;
