@@ -27,6 +27,7 @@
 #include <stdlib.h>
 
 #include "abi/ring.h"
+#include "abi/uaccess.h"
 
 /* DMA memory of the ring's controller and its bus address. */
 static int dma_alloc_iova(struct ur_ring *r, size_t bytes, void **va, uint64_t *iova)
@@ -54,6 +55,10 @@ int ur_pool_init(struct ur_ring *r, uint32_t pages)
 	r->pool = va;
 	r->pool_pages = pages;
 	r->pool_hint = 0;
+	/* The pool is what user memory is copied to and from: at each ring
+	 * setup, every thread asks again whether the fault-fixup copy may
+	 * serve it (a program may have installed a SIGSEGV handler since). */
+	ur_fault_recheck();
 	return 0;
 }
 

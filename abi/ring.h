@@ -348,8 +348,9 @@ int  ur_pool_get(struct ur_ring *r, struct ur_req *req, uint32_t bytes);
 void ur_pool_put(struct ur_ring *r, struct ur_req *req);
 int  ur_zero_buf_get(struct ur_ring *r);          /* allocate r->zero_buf once */
 
-/* uaccess.c: user memory through process_vm_readv/writev on our own pid,
- * so a bad pointer is -EFAULT (or a short count) instead of SIGSEGV. */
+/* uaccess.c: user memory as copy_from_user()/copy_to_user() reach it, so
+ * a bad pointer is -EFAULT (or a short count) instead of SIGSEGV: an
+ * exception-table copy (uaccess_fault.c), else process_vm_readv/writev. */
 int     ur_copy_from_user(void *dst, uint64_t src, size_t len);   /* 0 / -EFAULT */
 int     ur_copy_to_user(uint64_t dst, const void *src, size_t len);
 ssize_t ur_gather_user(void *dst, const struct iovec *iov, int iovcnt, size_t len);

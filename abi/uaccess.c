@@ -3,23 +3,24 @@
  * Reading and writing the application's memory the way the kernel's
  * copy_from_user()/copy_to_user() do: a bad pointer (unmapped, PROT_NONE,
  * non-canonical, a read-only page written) is -EFAULT or a short count,
- * never SIGSEGV in the library (or in the SQPOLL thread). The means is
- * process_vm_readv(2)/process_vm_writev(2) on our own pid: the kernel does
- * the copy and stops at the first page it cannot pin, returning the bytes
- * copied before it (mm/process_vm_access.c copies page by page, so a
- * partial count may end inside an iovec element).
+ * never SIGSEGV in the library (or in the SQPOLL thread).
  *
- * Cost, measured on the development host (Debian 12, Linux 6.1, a 2-vCPU
- * VM; 200,000 calls each, on one page already faulted in): one 4 KiB copy
- * through process_vm_readv/writev takes 1.19 µs against 0.04-0.05 µs for
- * memcpy (64 B: 1.16 µs vs 0.003 µs; 64 KiB: 5.4 µs vs 1.16 µs). It is
- * the syscall, not the copy. Per non-fixed 4 KiB I/O that is one such
+ * Two ways, with the same results (abi/uaccess.h): the exception-table
+ * copy of abi/uaccess_fault.c, no system call, used whenever
+ * ur_fault_usable() says this thread may; otherwise process_vm_readv(2)/
+ * process_vm_writev(2) on our own pid: the kernel does the copy and stops
+ * at the first page it cannot pin, returning the bytes copied before it
+ * (mm/process_vm_access.c copies page by page, so a partial count may end
+ * inside an iovec element).
+ *
+ * Cost of the process_vm way, measured on the development host (Debian
+ * 12, Linux 6.1, a 2-vCPU VM; 200,000 calls each, on one page already
+ * faulted in): one 4 KiB copy takes 1.19 us against 0.04-0.05 us for
+ * memcpy (64 B: 1.16 us vs 0.003 us; 64 KiB: 5.4 us vs 1.16 us). It is
+ * the syscall, not the copy: per non-fixed 4 KiB I/O that is one such
  * call (the copy in before a write, or the copy out after a read; a read
- * into a buffer not aligned to the block size adds one probe call), i.e.
- * ~1.1 µs of CPU more than memcpy, against the ~10+ µs a device I/O
- * takes. The price buys the kernel's semantics (-EFAULT, short transfers)
- * for any pointer; programs that care about CPU per I/O use fixed
- * buffers, which copy nothing.
+ * into a buffer not aligned to the block size adds one probe call). The
+ * fault way costs about what memcpy does (bench/uacopy.c).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -28,6 +29,7 @@
 #include <unistd.h>
 
 #include "abi/ring.h"
+#include "abi/uaccess.h"
 
 /* Memcheck does not see process_vm_writev() writing our own memory (the
  * "remote" side): tell it, so programs under valgrind get no false
@@ -91,11 +93,13 @@ static ssize_t ur_memcpy_vec(bool to_user, const struct iovec *local, const stru
 	return (ssize_t)done;
 }
 
-/* One process_vm_* call; the return is the bytes copied or -errno. A
- * count of more than UIO_MAXIOV remote elements is split by the caller. */
-static ssize_t pvm(bool to_user, const struct iovec *local, const struct iovec *remote,
-		   unsigned long nremote)
+/* One process_vm_* call (abi/uaccess.h); more than UR_UIO_MAXIOV remote
+ * elements are split by the caller. */
+ssize_t ur_pvm_move(bool to_user, void *buf, size_t len, const struct iovec *remote,
+		    unsigned long nremote)
 {
+	struct iovec l = { buf, len };
+	const struct iovec *local = &l;
 	if (__builtin_expect(atomic_load_explicit(&ur_pvm_refused, memory_order_relaxed), 0))
 		return ur_memcpy_vec(to_user, local, remote, nremote);
 	ssize_t n;
@@ -109,26 +113,34 @@ static ssize_t pvm(bool to_user, const struct iovec *local, const struct iovec *
 	}
 	if (n < 0)
 		return errno == EFAULT || errno == ENOMEM || errno == EINVAL ? -EFAULT : -errno;
+	if (to_user)
+		ur_mark_written(remote, (int)nremote, (size_t)n);
 	return n;
+}
+
+/* Either way, the same result. */
+static ssize_t ur_move(bool to_user, void *buf, size_t len, const struct iovec *iov,
+		       unsigned long n)
+{
+	if (ur_fault_usable())
+		return ur_fault_move(to_user, buf, len, iov, n);
+	return ur_pvm_move(to_user, buf, len, iov, n);
 }
 
 int ur_copy_from_user(void *dst, uint64_t src, size_t len)
 {
 	if (!len)
 		return 0;
-	struct iovec l = { dst, len }, r = { (void *)(uintptr_t)src, len };
-	return pvm(false, &l, &r, 1) == (ssize_t)len ? 0 : -EFAULT;
+	struct iovec r = { (void *)(uintptr_t)src, len };
+	return ur_move(false, dst, len, &r, 1) == (ssize_t)len ? 0 : -EFAULT;
 }
 
 int ur_copy_to_user(uint64_t dst, const void *src, size_t len)
 {
 	if (!len)
 		return 0;
-	struct iovec l = { (void *)src, len }, r = { (void *)(uintptr_t)dst, len };
-	if (pvm(true, &l, &r, 1) != (ssize_t)len)
-		return -EFAULT;
-	ur_mark_written(&r, 1, len);
-	return 0;
+	struct iovec r = { (void *)(uintptr_t)dst, len };
+	return ur_move(true, (void *)src, len, &r, 1) == (ssize_t)len ? 0 : -EFAULT;
 }
 
 /* The user's segments <-> one contiguous buffer, up to @len bytes: the
@@ -139,12 +151,9 @@ static ssize_t ur_move_user(bool to_user, void *buf, const struct iovec *iov, in
 	size_t done = 0;
 	while (iovcnt > 0 && done < len) {
 		int n = iovcnt > UR_UIO_MAXIOV ? UR_UIO_MAXIOV : iovcnt;
-		struct iovec l = { (uint8_t *)buf + done, len - done };
-		ssize_t got = pvm(to_user, &l, iov, (unsigned long)n);
+		ssize_t got = ur_move(to_user, (uint8_t *)buf + done, len - done, iov, (unsigned long)n);
 		if (got <= 0)
 			break;
-		if (to_user)
-			ur_mark_written(iov, n, (size_t)got);
 		done += (size_t)got;
 		size_t want = 0;
 		for (int i = 0; i < n; i++)
@@ -190,8 +199,7 @@ size_t ur_user_prefix(const struct iovec *iov, int iovcnt, size_t len)
 			n++;
 			k += UR_PAGE - ((a + k) & (UR_PAGE - 1));
 			if (n == 64) {
-				struct iovec l = { scratch, n };
-				ssize_t got = pvm(false, &l, probe, n);
+				ssize_t got = ur_move(false, scratch, n, probe, n);
 				if (got < (ssize_t)n)
 					return at[got < 0 ? 0 : got];
 				n = 0;
@@ -200,8 +208,7 @@ size_t ur_user_prefix(const struct iovec *iov, int iovcnt, size_t len)
 		off += seg;
 	}
 	if (n) {
-		struct iovec l = { scratch, n };
-		ssize_t got = pvm(false, &l, probe, n);
+		ssize_t got = ur_move(false, scratch, n, probe, n);
 		if (got < (ssize_t)n)
 			return at[got < 0 ? 0 : got];
 	}
