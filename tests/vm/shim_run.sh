@@ -71,11 +71,11 @@ t_second_process_busy() {
 t_in_use() {
     need_fio || return $?
     nvring run --device "$bdf0" -- "$(command -v fio)" --name=t --filename=/dev/nvring0n1 \
-        --ioengine=psync --direct=1 --bs=4k --size=4M --rw=randread --runtime=4 \
-        --time_based >/dev/null 2>&1 &
+        --ioengine=psync --direct=1 --bs=4k --size=4M --rw=randread --runtime=6 \
+        --time_based --thread >/dev/null 2>&1 &
     holder=$!
-    # fio's parent attaches, lets go at fork, its job attaches: wait for the
-    # job (4 s of I/O) to be the holder
+    # with --thread fio never forks: it holds the controller from its open
+    # to its exit
     i=0
     while [ $i -lt 50 ] && ! grep -q ' fio$' "/run/nvring/$bdf0.pid" 2>/dev/null; do
         sleep 0.1; i=$((i + 1))
