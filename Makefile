@@ -67,8 +67,9 @@ $(BUILD)/lib/libnvring-preload.so: $(SHIM_OBJS) $(LIB_OBJS) shim/preload.map
 # Unmodified liburing programs (tests/shim/): built against Debian's
 # liburing.so.2 exactly as a user would, run on the kernel and through the shim.
 $(BUILD)/tests/shim/%: tests/shim/%.c
-	@mkdir -p $(@D)
-	$(CC) -std=gnu11 $(WARN) -O2 -g -D_GNU_SOURCE -MMD -MP -MF $@.d $(LDFLAGS) -o $@ $< -luring $(LDLIBS)
+	@mkdir -p $(@D) $(BUILD)/obj/tests/shim
+	$(CC) -std=gnu11 $(WARN) -O2 -g -D_GNU_SOURCE -MMD -MP -MF $(BUILD)/obj/tests/shim/$*.d \
+	  $(LDFLAGS) -o $@ $< -luring $(LDLIBS)
 
 $(CLI): $(TOOL_OBJS) $(STATIC_LIB)
 	@mkdir -p $(@D)
@@ -140,4 +141,4 @@ asan: deps
 clean:
 	rm -rf $(BUILD)
 
--include $(shell find $(BUILD)/obj $(BUILD)/tests/shim -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
