@@ -4,7 +4,11 @@
  * EXT_ARG timeouts) and the SQPOLL poller thread.
  *
  * Without SQPOLL nothing runs in the background: the device is reaped here,
- * in the caller's thread. Waiting spins on the queue pair while commands
+ * in the caller's thread. Threads: as the kernel allows, one thread may
+ * submit while others wait in GETEVENTS or register; the ring's lock
+ * (r->lock, the kernel's uring_lock) is held for each submission and each
+ * reap pass, never across a backoff, so a waiter never holds up a
+ * submitter for longer than one pass. Waiting spins on the queue pair while commands
  * are in the device (they complete in microseconds) and backs off to short
  * sleeps when nothing is in flight (then only a timeout can end the wait,
  * as in the kernel).
@@ -76,15 +80,17 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
 	/* The kernel posts completions that interrupts delivered (task work)
 	 * on every syscall, so even min_complete 0 shows what the device has
 	 * finished: reap once before looking. */
-	if (!sqpoll && (r->in_device || r->retry.head || r->done.head))
-		ur_reap(r);
+	if (!sqpoll) {
+		pthread_mutex_lock(&r->lock);
+		if (r->in_device || r->retry.head || r->done.head)
+			ur_reap(r);
+		pthread_mutex_unlock(&r->lock);
+	}
 	for (;;) {
 		if (atomic_load_explicit(&r->has_overflow, memory_order_relaxed)) {
-			if (sqpoll)
-				pthread_mutex_lock(&r->lock);
+			pthread_mutex_lock(&r->lock);
 			ur_cq_flush_overflow(r);
-			if (sqpoll)
-				pthread_mutex_unlock(&r->lock);
+			pthread_mutex_unlock(&r->lock);
 		}
 		if (ur_cq_ready(r) >= min)
 			return 0;
@@ -93,9 +99,12 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
 			break;
 		}
 		if (!sqpoll) {
+			pthread_mutex_lock(&r->lock);
 			uint32_t before = r->cq_tail;
 			ur_reap(r);
-			if (r->cq_tail != before || r->in_device) {
+			bool progress = r->cq_tail != before || r->in_device;
+			pthread_mutex_unlock(&r->lock);
+			if (progress) {
 				idle = 0;
 				continue;
 			}
@@ -109,18 +118,23 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
  * @min completions were found or nothing is left in flight. */
 static int ur_iopoll_check(struct ur_ring *r, unsigned min)
 {
+	pthread_mutex_lock(&r->lock);
 	if (atomic_load_explicit(&r->has_overflow, memory_order_relaxed))
 		ur_cq_flush_overflow(r);
+	pthread_mutex_unlock(&r->lock);
 	if (ur_cq_ready(r))
 		return 0;
 	unsigned found = 0;
-	do {
+	for (;;) {
+		pthread_mutex_lock(&r->lock);   /* per pass: a submitter gets in */
 		uint32_t before = r->cq_tail;
 		ur_reap(r);
 		found += r->cq_tail - before;
-		if (!r->in_device && !r->retry.head && !r->done.head)
+		bool idle = !r->in_device && !r->retry.head && !r->done.head;
+		pthread_mutex_unlock(&r->lock);
+		if (idle || found >= min)
 			break;
-	} while (found < min);
+	}
 	return 0;
 }
 
@@ -204,10 +218,12 @@ NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 		}
 		ret = (int)to_submit;
 	} else if (to_submit) {
+		pthread_mutex_lock(&r->lock);
 		ret = ur_submit(r, to_submit);
 		if (r->done.head || r->retry.head)
 			ur_reap(r);
 		nvr_qpair_kick(r->qp);   /* one doorbell for the batch */
+		pthread_mutex_unlock(&r->lock);
 		if ((unsigned)ret != to_submit)
 			return ret;
 	}
@@ -226,7 +242,9 @@ NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 			ret = ret2;
 	} else if (!(r->flags & IORING_SETUP_SQPOLL) && r->in_device) {
 		/* no wait asked: still make progress, as interrupts would */
+		pthread_mutex_lock(&r->lock);
 		ur_reap(r);
+		pthread_mutex_unlock(&r->lock);
 	}
 	return ret;
 }

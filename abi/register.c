@@ -275,9 +275,10 @@ NVR_API int nvr_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_a
 		return err;
 	if (opcode >= IORING_REGISTER_LAST)
 		return -EINVAL;
+	/* the ring's lock: the SQPOLL poller parks, and on other rings a
+	 * thread in enter waits its turn (the kernel's uring_lock) */
 	bool sqpoll = r->flags & IORING_SETUP_SQPOLL;
-	if (sqpoll)
-		pthread_mutex_lock(&r->lock);
+	pthread_mutex_lock(&r->lock);
 	int ret;
 	switch (opcode) {
 	case IORING_REGISTER_BUFFERS:
@@ -326,19 +327,15 @@ NVR_API int nvr_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_a
 		}
 		r->flags &= ~IORING_SETUP_R_DISABLED;
 		atomic_store_explicit(&r->disabled, false, memory_order_release);
-		if (sqpoll) {
-			pthread_mutex_unlock(&r->lock);
+		pthread_mutex_unlock(&r->lock);
+		if (sqpoll)
 			ur_sq_wakeup(r);   /* the poller may be asleep since setup */
-			return 0;
-		}
-		ret = 0;
-		break;
+		return 0;
 	default:
 		ret = -EINVAL;   /* not offered here (the kernel knows more) */
 		break;
 	}
-	if (sqpoll)
-		pthread_mutex_unlock(&r->lock);
+	pthread_mutex_unlock(&r->lock);
 	return ret;
 }
 

@@ -250,7 +250,8 @@ struct ur_ring {
 	_Atomic uint32_t sq_wake;  /* futex word: bumped by SQ_WAKEUP */
 	uint32_t  sq_idle_ms;
 	int       sq_cpu;
-	pthread_mutex_t lock;      /* SQPOLL: held by the poller per pass, and by
+	pthread_mutex_t lock;      /* the kernel's uring_lock: submission, each reap
+				    * pass, register; SQPOLL: the poller per pass, and
 				    * register/flush callers from other threads */
 };
 

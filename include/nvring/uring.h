@@ -25,9 +25,12 @@
  *  - Nothing completes in the background except under IORING_SETUP_SQPOLL:
  *    a plain or IOPOLL ring reaps the device inside nvr_uring_enter().
  *
- * Threads: a ring is single-issuer (one thread calls enter/register at a
- * time); under SQPOLL the ring's poller thread owns the device queue and
- * the application thread only waits, wakes and registers.
+ * Threads, as the kernel allows: one thread may submit while others wait
+ * in enter(GETEVENTS) or reap CQEs, and another registers; the ring's lock
+ * (the kernel's uring_lock) orders them, held per submission and per reap
+ * pass. Filling SQEs is the application's (one producer at a time, as on
+ * the kernel). Under SQPOLL the ring's poller thread owns the device queue
+ * and the application threads only wait, wake and register.
  */
 #ifndef NVRING_URING_H
 #define NVRING_URING_H
