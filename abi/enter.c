@@ -138,30 +138,49 @@ static int ur_iopoll_check(struct ur_ring *r, unsigned min)
 	return 0;
 }
 
-static int ur_get_ext_arg(unsigned flags, const void *arg, size_t argsz, uint64_t *deadline)
+/* The wait's arguments: the deadline (0: none) and the signal mask to wait
+ * with (*has_mask), read as the kernel reads them. */
+static int ur_get_ext_arg(unsigned flags, const void *arg, size_t argsz, uint64_t *deadline,
+			  sigset_t *mask, bool *has_mask)
 {
 	*deadline = 0;
+	*has_mask = false;
+	uint64_t umask = 0;
 	if (!(flags & IORING_ENTER_EXT_ARG)) {
 		if (arg && argsz != UR_KERNEL_SIGSET)
-			return -EINVAL;   /* set_user_sigmask(); the mask is not applied */
-		return 0;
-	}
-	if (argsz != sizeof(struct io_uring_getevents_arg))
-		return -EINVAL;
-	struct io_uring_getevents_arg ea;
-	if (ur_copy_from_user(&ea, (uintptr_t)arg, sizeof(ea)))
-		return -EFAULT;
-	if (ea.sigmask && ea.sigmask_sz != UR_KERNEL_SIGSET)
-		return -EINVAL;
-	if (ea.ts) {
-		struct __kernel_timespec ts;
-		if (ur_copy_from_user(&ts, ea.ts, sizeof(ts)))
-			return -EFAULT;
-		if (ts.tv_sec < 0 || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000)
 			return -EINVAL;
-		*deadline = now_ns() + (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-		if (!*deadline)
-			*deadline = 1;
+		umask = (uintptr_t)arg;
+	} else {
+		if (argsz != sizeof(struct io_uring_getevents_arg))
+			return -EINVAL;
+		struct io_uring_getevents_arg ea;
+		if (ur_copy_from_user(&ea, (uintptr_t)arg, sizeof(ea)))
+			return -EFAULT;
+		if (ea.sigmask && ea.sigmask_sz != UR_KERNEL_SIGSET)
+			return -EINVAL;
+		umask = ea.sigmask;
+		if (ea.ts) {
+			struct __kernel_timespec ts;
+			if (ur_copy_from_user(&ts, ea.ts, sizeof(ts)))
+				return -EFAULT;
+			if (ts.tv_sec < 0 || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000)
+				return -EINVAL;
+			/* the kernel's timespec64_to_ktime() saturates at KTIME_MAX:
+			 * a timeout too long to represent ({LONG_MAX, 0}) is a wait
+			 * without end, never an overflow into the past */
+			uint64_t now = now_ns(), max_s = (UINT64_MAX - now) / 1000000000ull - 1;
+			if ((uint64_t)ts.tv_sec < max_s)
+				*deadline = now + (uint64_t)ts.tv_sec * 1000000000ull +
+					    (uint64_t)ts.tv_nsec;
+		}
+	}
+	if (umask) {
+		/* set_user_sigmask(): the kernel's sigset is 8 bytes, glibc's
+		 * larger; only the first 8 bytes are the mask */
+		sigemptyset(mask);
+		if (ur_copy_from_user(mask, umask, UR_KERNEL_SIGSET))
+			return -EFAULT;
+		*has_mask = true;
 	}
 	return 0;
 }
@@ -234,10 +253,21 @@ NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 			min_complete = r->cq_entries;
 		bool iopoll = (r->flags & (IORING_SETUP_IOPOLL | IORING_SETUP_SQPOLL)) ==
 			      IORING_SETUP_IOPOLL;
-		ret2 = ur_get_ext_arg(flags, arg, argsz, &deadline);
-		if (!ret2)
+		sigset_t mask, saved;
+		bool has_mask;
+		ret2 = ur_get_ext_arg(flags, arg, argsz, &deadline, &mask, &has_mask);
+		if (!ret2) {
+			/* the wait runs with the caller's mask, as the kernel's
+			 * does; a signal it lets through runs its handler, but the
+			 * wait goes on (no -EINTR: fio's inline enter would read a
+			 * stale errno) */
+			if (has_mask)
+				pthread_sigmask(SIG_SETMASK, &mask, &saved);
 			ret2 = iopoll ? ur_iopoll_check(r, min_complete)
 				      : ur_wait(r, min_complete, deadline);
+			if (has_mask)
+				pthread_sigmask(SIG_SETMASK, &saved, NULL);
+		}
 		if (!ret)
 			ret = ret2;
 	} else if (!(r->flags & IORING_SETUP_SQPOLL) && r->in_device) {

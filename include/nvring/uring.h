@@ -82,8 +82,12 @@ NVR_API int nvr_uring_setup(struct nvr_ctrlr *ctrlr, unsigned entries,
  * queued ends the batch unless IORING_SETUP_SUBMIT_ALL), then with
  * IORING_ENTER_GETEVENTS flushes the CQ overflow backlog and polls the
  * device until @min_complete CQEs are in the CQ ring. @arg/@argsz: a
- * sigset (ignored, size checked) or, with IORING_ENTER_EXT_ARG, a struct
- * io_uring_getevents_arg whose ts is a relative timeout.
+ * sigset (8 bytes, the kernel's) or, with IORING_ENTER_EXT_ARG, a struct
+ * io_uring_getevents_arg whose ts is a relative timeout (one too long to
+ * represent, such as {LONG_MAX, 0}, waits without end) and whose sigmask
+ * is a sigset. The thread waits with that signal mask, as the kernel's
+ * does; a signal it lets through runs its handler and the wait goes on
+ * (the kernel would end it with -EINTR).
  *
  * Returns the number of SQEs consumed (under SQPOLL: @to_submit), else
  * the wait's result: 0, -ETIME (timeout with the CQ ring empty). Errors:
