@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "abi/ring.h"
 
@@ -267,6 +269,63 @@ static int ur_probe(void *arg, unsigned nr)
 	return ur_copy_to_user((uintptr_t)arg, buf, size);
 }
 
+/* ---- eventfd (io_uring/io_uring.c io_eventfd_register, 6.1) ---- */
+
+/* After CQEs were published: 1 to the eventfd, unless the application set
+ * IORING_CQ_EVENTFD_DISABLED. The kernel signals _ASYNC eventfds only for
+ * completions an io-wq worker posts; nvring has none, as the kernel has
+ * none for a block device's reads and writes. */
+void ur_eventfd_signal(struct ur_ring *r)
+{
+	r->eventfd_tail = r->cq_tail;
+	if (r->eventfd_async)
+		return;
+	_Atomic uint32_t *cq_flags = (_Atomic uint32_t *)(r->cq_ring + 40);  /* cq_off.flags */
+	if (atomic_load_explicit(cq_flags, memory_order_relaxed) & IORING_CQ_EVENTFD_DISABLED)
+		return;
+	uint64_t one = 1;
+	ssize_t w = write(r->eventfd, &one, sizeof(one));
+	(void)w;      /* EAGAIN at the counter's maximum: the kernel drops it too */
+}
+
+static int ur_register_eventfd(struct ur_ring *r, void *arg, unsigned nr, bool async)
+{
+	if (nr != 1)
+		return -EINVAL;
+	if (r->eventfd >= 0)
+		return -EBUSY;
+	int efd;
+	if (ur_copy_from_user(&efd, (uintptr_t)arg, sizeof(efd)))
+		return -EFAULT;
+	char link[64], target[64];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", efd);
+	ssize_t n = efd >= 0 ? readlink(link, target, sizeof(target) - 1) : -1;
+	if (n < 0)
+		return -EBADF;
+	target[n] = 0;
+	if (strcmp(target, "anon_inode:[eventfd]"))
+		return -EINVAL;     /* eventfd_ctx_fdget(): not an eventfd */
+	/* the kernel holds the eventfd itself: the program may close its fd */
+	int dup = fcntl(efd, F_DUPFD_CLOEXEC, 0);
+	if (dup < 0)
+		return -errno;
+	r->eventfd_tail = r->cq_tail;
+	r->eventfd_async = async;
+	r->eventfd = dup;
+	return 0;
+}
+
+static int ur_unregister_eventfd(struct ur_ring *r, void *arg, unsigned nr)
+{
+	if (arg || nr)
+		return -EINVAL;
+	if (r->eventfd < 0)
+		return -ENXIO;
+	close(r->eventfd);
+	r->eventfd = -1;
+	return 0;
+}
+
 NVR_API int nvr_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_args)
 {
 	int err;
@@ -313,6 +372,13 @@ NVR_API int nvr_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_a
 		ur_files_release(r);
 		ret = 0;
 		break;
+	case IORING_REGISTER_EVENTFD:
+	case IORING_REGISTER_EVENTFD_ASYNC:
+		ret = ur_register_eventfd(r, arg, nr_args, opcode == IORING_REGISTER_EVENTFD_ASYNC);
+		break;
+	case IORING_UNREGISTER_EVENTFD:
+		ret = ur_unregister_eventfd(r, arg, nr_args);
+		break;
 	case IORING_REGISTER_PROBE:
 		ret = ur_probe(arg, nr_args);
 		break;
@@ -341,6 +407,10 @@ NVR_API int nvr_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_a
 
 void ur_unregister_all(struct ur_ring *r)
 {
+	if (r->eventfd >= 0) {
+		close(r->eventfd);
+		r->eventfd = -1;
+	}
 	if (r->bufs_registered)
 		ur_buffers_release(r);
 	if (r->files_registered)

@@ -239,6 +239,9 @@ struct ur_ring {
 	unsigned nbufs;
 	void   **buf_maps;        /* ranges we registered with nvr_dma_register */
 	unsigned nbuf_maps;
+	int      eventfd;         /* IORING_REGISTER_EVENTFD: our dup, or -1 */
+	bool     eventfd_async;   /* _ASYNC: only io-wq completions (none here) */
+	uint32_t eventfd_tail;    /* cq_tail when last signalled */
 	struct ur_ns **files;     /* NULL = empty slot */
 	unsigned nfiles;
 	bool     files_registered, bufs_registered;
@@ -280,9 +283,12 @@ static inline uint32_t ur_cq_head_acquire(struct ur_ring *r)
 
 /* Our CQ tail: release, so the CQE contents are visible before the tail
  * that makes them the application's. */
+void ur_eventfd_signal(struct ur_ring *r);      /* register.c */
 static inline void ur_cq_tail_release(struct ur_ring *r)
 {
 	atomic_store_explicit(r->cq_ktail, r->cq_tail, memory_order_release);
+	if (r->eventfd >= 0 && r->cq_tail != r->eventfd_tail)
+		ur_eventfd_signal(r);
 }
 
 /* SQ flags are read by the application at any time and also changed by the

@@ -238,6 +238,7 @@ NVR_API int nvr_uring_setup(struct nvr_ctrlr *ctrlr, unsigned entries, struct io
 	r->sq_cpu = (p->flags & IORING_SETUP_SQ_AFF) ? (int)p->sq_thread_cpu : -1;
 	atomic_init(&r->disabled, (p->flags & IORING_SETUP_R_DISABLED) != 0);
 	pthread_mutex_init(&r->lock, NULL);
+	r->eventfd = -1;
 
 	const struct nvr_ctrlr_info *ci = nvr_ctrlr_get_info(ctrlr);
 	r->vwc = ci && ci->vwc;
