@@ -108,7 +108,11 @@ NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
  * IORING_REGISTER_FILES / IORING_UNREGISTER_FILES (namespace fds from
  * nvr_ns_open(); -1 leaves a slot empty; unregistering waits until no
  * request of the ring is in flight, as the kernel's quiesce does), IORING_REGISTER_PROBE,
- * IORING_REGISTER_ENABLE_RINGS. Anything else: -EINVAL.
+ * IORING_REGISTER_ENABLE_RINGS, IORING_REGISTER_EVENTFD(_ASYNC) /
+ * IORING_UNREGISTER_EVENTFD (1 is written to the eventfd whenever CQEs are
+ * published, unless IORING_CQ_EVENTFD_DISABLED is set in the CQ flags; an
+ * _ASYNC eventfd is never signalled, as the kernel signals none for inline
+ * completions). Anything else: -EINVAL.
  * Errors as the kernel's: -EBUSY already registered, -ENXIO nothing to
  * unregister, -EINVAL bad counts or arguments, -EFAULT bad buffer, -EBADF
  * bad fd in a file table, -EMFILE too many files, -ENOMEM.
