@@ -137,6 +137,7 @@ static bool ur_cq_write(struct ur_ring *r, uint64_t user_data, int32_t res, uint
  * overflowed CQEs would reorder them). */
 void ur_post_cqe(struct ur_ring *r, struct ur_req *req)
 {
+	r->cq_seq++;     /* the kernel's cached_cq_tail, overflow included */
 	if (!r->overflow.head && ur_cq_write(r, req->user_data, req->res, 0)) {
 		ur_req_free(r, req);
 		return;
@@ -197,6 +198,8 @@ static void ur_cancel_links(struct ur_ring *r, struct ur_req *req)
 static void ur_finish_one(struct ur_ring *r, struct ur_req *req)
 {
 	int res = req->res;
+	if (req->lt)     /* done before its link timeout fired */
+		ur_link_timeout_disarm(r, req);
 	/* Linux 6.1's io_fsync() and io_fallocate() post vfs's result
 	 * without req_set_fail(): measured in the guest, a FALLOCATE failing
 	 * with -EINVAL or -EOPNOTSUPP does not cancel the rest of its link,
@@ -251,6 +254,8 @@ void ur_finish_done(struct ur_ring *r)
 		 * complete more at once */
 		if (r->defer.head)
 			ur_release_deferred(r);
+		if (r->ntimeouts)
+			ur_timeouts_flush(r);    /* counted timeouts the CQEs satisfied */
 	} while (r->done.head);
 	ur_cq_tail_release(r);
 }

@@ -43,6 +43,8 @@ int ur_reap(struct ur_ring *r)
 	int n = 0;
 	if (r->in_device)
 		n = nvr_qpair_poll(r->qp, 0);
+	if (r->timeouts)
+		ur_timeouts_expire(r);
 	if (r->done.head || r->defer.head)
 		ur_finish_done(r);
 	if (r->retry.head) {
@@ -302,7 +304,7 @@ static void *ur_sq_thread(void *arg)
 			nvr_qpair_kick(r->qp);
 			busy = n > 0 || r->cq_tail != before;
 		}
-		bool pending = r->in_device || r->retry.head || r->defer.head;
+		bool pending = r->in_device || r->retry.head || r->defer.head || r->timeouts;
 		pthread_mutex_unlock(&r->lock);
 		if (busy || pending) {
 			if (busy)

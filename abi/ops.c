@@ -556,6 +556,9 @@ fail:
 
 void ur_issue(struct ur_ring *r, struct ur_req *req)
 {
+	/* a LINK_TIMEOUT right behind it starts its timer now */
+	if (req->link && req->link->opcode == IORING_OP_LINK_TIMEOUT)
+		ur_link_timeout_arm(r, req);
 	switch (req->opcode) {
 	case IORING_OP_NOP:
 		ur_complete(r, req, 0);
@@ -573,6 +576,12 @@ void ur_issue(struct ur_ring *r, struct ur_req *req)
 		return;
 	case IORING_OP_FALLOCATE:
 		ur_issue_fallocate(r, req);
+		return;
+	case IORING_OP_TIMEOUT:
+	case IORING_OP_TIMEOUT_REMOVE:
+	case IORING_OP_LINK_TIMEOUT:
+	case IORING_OP_ASYNC_CANCEL:
+		ur_timeout_issue(r, req);
 		return;
 	default:
 		ur_complete(r, req, -EOPNOTSUPP);

@@ -118,6 +118,17 @@ struct ur_req {
 	uint16_t buf_index;
 	int32_t  fd;
 
+	/* Timeouts (abi/timeout.c): TIMEOUT, LINK_TIMEOUT, TIMEOUT_REMOVE,
+	 * ASYNC_CANCEL. */
+	uint64_t tmo_ns;          /* deadline, CLOCK_MONOTONIC ns (0: none) */
+	uint32_t tmo_target;      /* completions to wait for (sequence) */
+	uint32_t tmo_count;       /* TIMEOUT's off: 0 = timer only */
+	uint32_t tmo_flags;       /* IORING_TIMEOUT_* / cancel flags */
+	uint64_t tmo_key;         /* REMOVE/CANCEL: the user_data to find */
+	struct ur_req *tmo_next;  /* r->timeouts list */
+	struct ur_req *lt;        /* the armed LINK_TIMEOUT guarding this request */
+	struct ur_req *lt_prev;   /* a LINK_TIMEOUT: the request it guards */
+
 	/* Data: the user's iovecs (copied at submission) and the DMA side.
 	 * ur_req_alloc() clears the fields above this line only: the ones
 	 * below are set before use (iov/dma are NULLed when released). */
@@ -140,6 +151,7 @@ struct ur_req {
 	uint64_t lba;             /* next block to move */
 	uint64_t nlb_left;        /* blocks not yet moved */
 	uint32_t chunk;           /* blocks in the nvr_io() in flight */
+
 
 	struct iovec iov_inline[8];
 };
@@ -245,6 +257,12 @@ struct ur_ring {
 	struct ur_ns **files;     /* NULL = empty slot */
 	unsigned nfiles;
 	bool     files_registered, bufs_registered;
+
+	/* Timeouts (abi/timeout.c), the kernel's sequence: CQEs posted minus
+	 * timeouts completed (cached_cq_tail - cq_timeouts). */
+	struct ur_req *timeouts;  /* armed TIMEOUTs and LINK_TIMEOUTs */
+	uint32_t ntimeouts;       /* on that list (not waited for by quiesce) */
+	uint32_t cq_seq, cq_timeouts, cq_last_flush;
 
 	/* SQPOLL. */
 	pthread_t sq_thread;
@@ -369,6 +387,19 @@ int  ur_reap(struct ur_ring *r);                 /* poll the device once, finish
 int  ur_sqpoll_start(struct ur_ring *r);
 void ur_sq_wakeup(struct ur_ring *r);            /* bump sq_wake, wake the SQPOLL poller */
 void ur_sqpoll_stop(struct ur_ring *r);
+
+/* timeout.c */
+int  ur_timeout_prep(struct ur_ring *r, struct ur_req *req, const struct io_uring_sqe *sqe);
+void ur_timeout_issue(struct ur_ring *r, struct ur_req *req);
+void ur_link_timeout_arm(struct ur_ring *r, struct ur_req *req);  /* req->link is one */
+void ur_link_timeout_disarm(struct ur_ring *r, struct ur_req *req);
+void ur_timeouts_expire(struct ur_ring *r);      /* fire what is due */
+void ur_timeouts_flush(struct ur_ring *r);       /* complete what the count reached */
+static inline bool ur_op_is_timeout(uint8_t op)
+{
+	return op == IORING_OP_TIMEOUT || op == IORING_OP_TIMEOUT_REMOVE ||
+	       op == IORING_OP_LINK_TIMEOUT || op == IORING_OP_ASYNC_CANCEL;
+}
 
 /* register.c */
 void ur_unregister_all(struct ur_ring *r);

@@ -30,6 +30,11 @@ static const struct ur_opdef ur_opdefs[IORING_OP_LAST] = {
 	[IORING_OP_WRITE]       = { 1, 1, 1, 1, 0 },
 	[IORING_OP_FSYNC]       = { .supported = 1, .needs_file = 1 },
 	[IORING_OP_FALLOCATE]   = { .supported = 1, .needs_file = 1 },
+	/* the ring's own timers (timeout.c) */
+	[IORING_OP_TIMEOUT]        = { .supported = 1 },
+	[IORING_OP_TIMEOUT_REMOVE] = { .supported = 1 },
+	[IORING_OP_LINK_TIMEOUT]   = { .supported = 1 },
+	[IORING_OP_ASYNC_CANCEL]   = { .supported = 1 },
 };
 
 bool ur_op_supported(unsigned op)
@@ -112,6 +117,8 @@ static int ur_prep(struct ur_ring *r, struct ur_req *req, const struct io_uring_
 		req->len = sqe->len;      /* mode */
 		return 0;
 	}
+	if (ur_op_is_timeout(req->opcode))
+		return ur_timeout_prep(r, req, sqe);
 	return -EOPNOTSUPP;
 }
 
@@ -244,8 +251,6 @@ static int ur_submit_sqe(struct ur_ring *r, struct ur_req *req, const struct io_
 	int ret = ur_init_req(r, req, sqe);
 	if (ret)
 		return ur_fail_init(r, req, ret);
-	bool is_rw = req->opcode != IORING_OP_NOP && req->opcode != IORING_OP_FSYNC &&
-		     req->opcode != IORING_OP_FALLOCATE;
 	if (r->link_head) {
 		/* io_req_prep_async(): members after the head import now, but
 		 * only the opcodes with a prep_async hook: READV and WRITEV
@@ -272,9 +277,7 @@ static int ur_submit_sqe(struct ur_ring *r, struct ur_req *req, const struct io_
 	/* SUBMIT_STABLE: the data description is copied now, not at issue.
 	 * @req may now be a chain's head: decide by its own opcode (a
 	 * FALLOCATE head must not be imported as if it were a READV) */
-	is_rw = req->opcode != IORING_OP_NOP && req->opcode != IORING_OP_FSYNC &&
-		req->opcode != IORING_OP_FALLOCATE;
-	if (is_rw && !req->iov && !(req->rflags & (UR_F_HAS_ERR | UR_F_FAIL))) {
+	if (ur_op_is_rw(req->opcode) && !req->iov && !(req->rflags & (UR_F_HAS_ERR | UR_F_FAIL))) {
 		ret = ur_import(r, req);
 		if (ret) {
 			req->rflags |= UR_F_HAS_ERR;

@@ -274,12 +274,14 @@ static void test_probe(void **state)
 		bool want = i == IORING_OP_NOP || i == IORING_OP_READV || i == IORING_OP_WRITEV ||
 			    i == IORING_OP_FSYNC || i == IORING_OP_READ_FIXED ||
 			    i == IORING_OP_WRITE_FIXED || i == IORING_OP_FALLOCATE ||
-			    i == IORING_OP_READ || i == IORING_OP_WRITE;
+			    i == IORING_OP_READ || i == IORING_OP_WRITE ||
+			    i == IORING_OP_TIMEOUT || i == IORING_OP_TIMEOUT_REMOVE ||
+			    i == IORING_OP_LINK_TIMEOUT || i == IORING_OP_ASYNC_CANCEL;
 		assert_int_equal(p->ops[i].op, i);
 		assert_int_equal(!!(p->ops[i].flags & IO_URING_OP_SUPPORTED), want);
 		n += want;
 	}
-	assert_int_equal(n, 9);
+	assert_int_equal(n, 13);
 	/* non-zeroed probe memory: -EINVAL, as the kernel */
 	assert_int_equal(nvr_uring_register(o.fd, IORING_REGISTER_PROBE, p, 4), -EINVAL);
 	free(p);
