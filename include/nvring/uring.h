@@ -19,9 +19,12 @@
  *    written in both.
  *  - The only files are NVMe namespaces opened with nvr_ns_open(). Opcodes
  *    on a namespace: NOP, READ, WRITE, READV, WRITEV, READ_FIXED,
- *    WRITE_FIXED, FSYNC, FALLOCATE (IORING_REGISTER_PROBE says exactly
- *    this). Results follow the kernel's for the same SQE on the namespace
- *    opened as a block device with O_DIRECT (Linux 6.1).
+ *    WRITE_FIXED, FSYNC, FALLOCATE; on the ring itself: TIMEOUT,
+ *    TIMEOUT_REMOVE, LINK_TIMEOUT, ASYNC_CANCEL (IORING_REGISTER_PROBE
+ *    says exactly this). Results follow the kernel's for the same SQE on
+ *    the namespace opened as a block device with O_DIRECT (Linux 6.1).
+ *    Timers fire when the ring is polled: in nvr_uring_enter()'s wait, or
+ *    by the SQPOLL poller.
  *  - Nothing completes in the background except under IORING_SETUP_SQPOLL:
  *    a plain or IOPOLL ring reaps the device inside nvr_uring_enter().
  *
