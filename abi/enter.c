@@ -45,6 +45,8 @@ int ur_reap(struct ur_ring *r)
 		n = nvr_qpair_poll(r->qp, 0);
 	if (r->timeouts)
 		ur_timeouts_expire(r);
+	if (r->kring_inflight)
+		ur_kring_reap(r);
 	if (r->done.head || r->defer.head)
 		ur_finish_done(r);
 	if (r->retry.head) {
@@ -84,7 +86,8 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
 	 * finished: reap once before looking. */
 	if (!sqpoll) {
 		pthread_mutex_lock(&r->lock);
-		if (r->in_device || r->retry.head || r->done.head)
+		if (r->in_device || r->retry.head || r->done.head || r->kring_inflight ||
+		    r->timeouts)
 			ur_reap(r);
 		pthread_mutex_unlock(&r->lock);
 	}
@@ -304,7 +307,8 @@ static void *ur_sq_thread(void *arg)
 			nvr_qpair_kick(r->qp);
 			busy = n > 0 || r->cq_tail != before;
 		}
-		bool pending = r->in_device || r->retry.head || r->defer.head || r->timeouts;
+		bool pending = r->in_device || r->retry.head || r->defer.head || r->timeouts ||
+			       r->kring_inflight;
 		pthread_mutex_unlock(&r->lock);
 		if (busy || pending) {
 			if (busy)

@@ -559,6 +559,10 @@ void ur_issue(struct ur_ring *r, struct ur_req *req)
 	/* a LINK_TIMEOUT right behind it starts its timer now */
 	if (req->link && req->link->opcode == IORING_OP_LINK_TIMEOUT)
 		ur_link_timeout_arm(r, req);
+	if (req->rflags & UR_F_KRING) {
+		ur_kring_issue(r, req);
+		return;
+	}
 	switch (req->opcode) {
 	case IORING_OP_NOP:
 		ur_complete(r, req, 0);

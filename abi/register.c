@@ -33,8 +33,9 @@ static int range_cmp(const void *a, const void *b)
  * lock, so the poller is parked meanwhile. */
 void ur_quiesce(struct ur_ring *r)
 {
-	/* armed timeouts hold no resource: not waited for */
-	while (r->active > r->ntimeouts || r->in_device || r->retry.head || r->defer.head ||
+	/* armed timeouts and forwarded requests hold no resource of ours:
+	 * not waited for */
+	while (r->active > r->ntimeouts + r->kring_inflight || r->in_device || r->retry.head || r->defer.head ||
 	       r->done.head)
 		ur_reap(r);
 }

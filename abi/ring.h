@@ -95,6 +95,7 @@ int  ur_memfd(const char *name);                /* memfd_create at the fd floor 
 				* result does not fail the request (links go on) */
 #define UR_F_NS_REF      0x100 /* req->ns is referenced (a non-fixed file) */
 #define UR_F_ZERO_FILL   0x200 /* Write Zeroes emulated by writes of the zero buffer */
+#define UR_F_KRING       0x400 /* forwarded to the hidden kernel ring (kring.c) */
 
 struct ur_req {
 	struct ur_req *next;      /* free list, defer/retry/done/overflow queues */
@@ -264,6 +265,10 @@ struct ur_ring {
 	uint32_t ntimeouts;       /* on that list (not waited for by quiesce) */
 	uint32_t cq_seq, cq_timeouts, cq_last_flush;
 
+	/* The hidden kernel ring (kring.c) for other files and opcodes. */
+	struct ur_kring *kring;
+	uint32_t kring_inflight;
+
 	/* SQPOLL. */
 	pthread_t sq_thread;
 	bool      sq_thread_running;
@@ -400,6 +405,12 @@ static inline bool ur_op_is_timeout(uint8_t op)
 	return op == IORING_OP_TIMEOUT || op == IORING_OP_TIMEOUT_REMOVE ||
 	       op == IORING_OP_LINK_TIMEOUT || op == IORING_OP_ASYNC_CANCEL;
 }
+
+/* kring.c */
+int  ur_kring_prep(struct ur_ring *r, struct ur_req *req, const struct io_uring_sqe *sqe);
+void ur_kring_issue(struct ur_ring *r, struct ur_req *req);
+void ur_kring_reap(struct ur_ring *r);
+void ur_kring_close(struct ur_ring *r);
 
 /* register.c */
 void ur_unregister_all(struct ur_ring *r);

@@ -192,6 +192,7 @@ static void ur_ring_free(struct ur_ring *r)
 		nvr_qpair_free(r->qp);
 	r->qp = NULL;
 	r->in_device = 0;
+	ur_kring_close(r);
 	ur_release_all_reqs(r);
 	ur_unregister_all(r);
 	ur_pool_fini(r);

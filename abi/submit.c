@@ -163,8 +163,17 @@ static int ur_init_req(struct ur_ring *r, struct ur_req *req, const struct io_ur
 		r->drain_next = false;
 		req->rflags |= UR_F_DRAIN;
 	}
-	if (!def->supported)
-		return -EOPNOTSUPP;   /* known to the kernel, not here: the probe says so */
+	/* another file, or an opcode that is not block I/O: the hidden
+	 * kernel ring's (kring.c) */
+	bool iopoll_ring = r->flags & IORING_SETUP_IOPOLL;
+	if (!def->supported && iopoll_ring)
+		return -EOPNOTSUPP;   /* the kernel's IOPOLL takes block I/O only */
+	if (!def->supported || (def->needs_file && !iopoll_ring && !(fl & IOSQE_FIXED_FILE) &&
+				!nvr_uring_is_ns(sqe->fd))) {
+		if (sqe->personality)
+			return -EINVAL;
+		return ur_kring_prep(r, req, sqe);
+	}
 	if (!def->ioprio && sqe->ioprio)
 		return -EINVAL;
 	if (!def->iopoll && (r->flags & IORING_SETUP_IOPOLL))
@@ -259,7 +268,7 @@ static int ur_submit_sqe(struct ur_ring *r, struct ur_req *req, const struct io_
 		 * registered buffer does not end the enter early; it fails
 		 * with -EFAULT when issued. */
 		bool vec = req->opcode == IORING_OP_READV || req->opcode == IORING_OP_WRITEV;
-		if (vec && !(req->rflags & UR_F_HAS_ERR)) {
+		if (vec && !(req->rflags & (UR_F_HAS_ERR | UR_F_KRING))) {
 			ret = ur_import(r, req);
 			if (ret)
 				return ur_fail_init(r, req, ret);
@@ -277,7 +286,8 @@ static int ur_submit_sqe(struct ur_ring *r, struct ur_req *req, const struct io_
 	/* SUBMIT_STABLE: the data description is copied now, not at issue.
 	 * @req may now be a chain's head: decide by its own opcode (a
 	 * FALLOCATE head must not be imported as if it were a READV) */
-	if (ur_op_is_rw(req->opcode) && !req->iov && !(req->rflags & (UR_F_HAS_ERR | UR_F_FAIL))) {
+	if (ur_op_is_rw(req->opcode) && !req->iov &&
+	    !(req->rflags & (UR_F_HAS_ERR | UR_F_FAIL | UR_F_KRING))) {
 		ret = ur_import(r, req);
 		if (ret) {
 			req->rflags |= UR_F_HAS_ERR;

@@ -364,6 +364,7 @@ void shim_configure(const char *dev, const char *path)
 		return;
 	shim_fd_floor = fd_floor();
 	nvr_uring_set_fd_floor(shim_fd_floor);
+	nvr_uring_set_kernel_syscall(shim_raw_syscall);   /* the hidden rings' */
 	static bool hooked;
 	if (!hooked) {
 		hooked = true;

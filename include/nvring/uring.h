@@ -163,6 +163,17 @@ NVR_API int nvr_ns_bind(struct nvr_ctrlr *ctrlr, uint32_t nsid, int fd);
  */
 NVR_API int nvr_uring_set_fd_floor(int floor);
 
+/**
+ * nvr_uring_set_kernel_syscall() - how the library makes its own io_uring
+ * system calls (the hidden kernel ring behind each ring, which serves SQEs
+ * on other files and opcodes that are not block I/O): @fn(nr, a0..a5)
+ * returning the raw result (-errno). NULL restores libc's syscall(). The
+ * shim sets its untrapped syscall here, so that these calls are not taken
+ * for the program's own.
+ */
+NVR_API void nvr_uring_set_kernel_syscall(long (*fn)(long nr, long a0, long a1, long a2, long a3,
+						     long a4, long a5));
+
 /** nvr_ns_close() - close a descriptor from nvr_ns_open(). Rings whose
  *  registered file tables name it keep it until they unregister them.
  *  -EBADF if @fd is not a namespace descriptor. For nvr_ns_bind(), the
