@@ -10,6 +10,7 @@
  * before it has completed; what is submitted after it waits behind it.
  */
 #include <errno.h>
+#include <fcntl.h>
 
 #include "abi/ring.h"
 
@@ -166,14 +167,20 @@ static int ur_init_req(struct ur_ring *r, struct ur_req *req, const struct io_ur
 	/* another file, or an opcode that is not block I/O: the hidden
 	 * kernel ring's (kring.c) */
 	bool iopoll_ring = r->flags & IORING_SETUP_IOPOLL;
-	if (!def->supported && iopoll_ring)
-		return -EOPNOTSUPP;   /* the kernel's IOPOLL takes block I/O only */
-	if (!def->supported || (def->needs_file && !iopoll_ring && !(fl & IOSQE_FIXED_FILE) &&
-				!nvr_uring_is_ns(sqe->fd))) {
+	if (!def->supported) {
+		if (iopoll_ring)
+			return -EOPNOTSUPP;   /* the kernel's IOPOLL takes block I/O only */
 		if (sqe->personality)
 			return -EINVAL;
 		return ur_kring_prep(r, req, sqe);
 	}
+	/* one of our opcodes on another open file (a descriptor that is not
+	 * open stays ours: -EBADF at issue, as the kernel's): checked here as
+	 * the kernel checks it, then run by the kernel ring. Fixed buffers are
+	 * nvring's registration, not the kernel ring's: not forwarded. */
+	bool other_file = def->needs_file && !iopoll_ring && !(fl & IOSQE_FIXED_FILE) &&
+			  !ur_op_is_fixed(op) && !nvr_uring_is_ns(sqe->fd) && sqe->fd >= 0 &&
+			  fcntl(sqe->fd, F_GETFD) >= 0;
 	if (!def->ioprio && sqe->ioprio)
 		return -EINVAL;
 	if (!def->iopoll && (r->flags & IORING_SETUP_IOPOLL))
@@ -185,6 +192,8 @@ static int ur_init_req(struct ur_ring *r, struct ur_req *req, const struct io_ur
 	int ret = ur_prep(r, req, sqe);
 	if (ret)
 		return ret;
+	if (other_file)
+		return ur_kring_prep(r, req, sqe);
 	/* IOSQE_BUFFER_SELECT: no provided buffers exist; ur_import() fails
 	 * the selection as the kernel does */
 	return 0;
