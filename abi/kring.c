@@ -186,6 +186,36 @@ void ur_kring_reap(struct ur_ring *r)
 	atomic_store_explicit(k->cq_head, head, memory_order_release);
 }
 
+/* What the kernel's io_uring supports, asked once per process (probe of a
+ * hidden ring): those opcodes work on an nvring ring too, forwarded. */
+static _Atomic int kprobe_state;           /* 0 not asked, 1 known, -1 none */
+static uint8_t kprobe_ops[IORING_OP_LAST];
+
+bool ur_kring_op_supported(struct ur_ring *r, unsigned op)
+{
+	if (op >= IORING_OP_LAST || (r->flags & IORING_SETUP_IOPOLL))
+		return false;
+	int st = atomic_load_explicit(&kprobe_state, memory_order_acquire);
+	if (!st) {
+		struct ur_kring *k = kring_get(r);
+		_Alignas(struct io_uring_probe) uint8_t buf[sizeof(struct io_uring_probe) +
+							     IORING_OP_LAST *
+							     sizeof(struct io_uring_probe_op)];
+		memset(buf, 0, sizeof(buf));
+		struct io_uring_probe *p = (struct io_uring_probe *)buf;
+		st = -1;
+		if (k && kcall(__NR_io_uring_register, k->fd, IORING_REGISTER_PROBE, (long)p,
+			       IORING_OP_LAST, 0, 0) == 0) {
+			for (unsigned i = 0; i < p->ops_len && i < IORING_OP_LAST; i++)
+				kprobe_ops[i] = p->ops[i].flags & IO_URING_OP_SUPPORTED;
+			st = 1;
+		}
+		/* release: the table before the state that says it is there */
+		atomic_store_explicit(&kprobe_state, st, memory_order_release);
+	}
+	return st == 1 && kprobe_ops[op];
+}
+
 void ur_kring_close(struct ur_ring *r)
 {
 	if (!r->kring)

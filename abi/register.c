@@ -247,7 +247,9 @@ fail:
 
 /* io_probe(): the argument must be zero on entry (-EINVAL); read and
  * written through uaccess.c, so a bad pointer is -EFAULT. */
-static int ur_probe(void *arg, unsigned nr)
+/* nvring's own opcodes, and what the hidden kernel ring takes for other
+ * files (not on IOPOLL rings, which forward nothing). */
+static int ur_probe(struct ur_ring *r, void *arg, unsigned nr)
 {
 	if (!arg)
 		return -EFAULT;
@@ -265,7 +267,7 @@ static int ur_probe(void *arg, unsigned nr)
 	p->last_op = IORING_OP_LAST - 1;
 	for (unsigned i = 0; i < nr; i++) {
 		p->ops[i].op = (uint8_t)i;
-		if (ur_op_supported(i))
+		if (ur_op_supported(i) || ur_kring_op_supported(r, i))
 			p->ops[i].flags = IO_URING_OP_SUPPORTED;
 	}
 	p->ops_len = (uint8_t)nr;
@@ -383,7 +385,7 @@ NVR_API int nvr_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_a
 		ret = ur_unregister_eventfd(r, arg, nr_args);
 		break;
 	case IORING_REGISTER_PROBE:
-		ret = ur_probe(arg, nr_args);
+		ret = ur_probe(r, arg, nr_args);
 		break;
 	case IORING_REGISTER_ENABLE_RINGS:
 		if (arg || nr_args) {

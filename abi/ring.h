@@ -411,6 +411,7 @@ int  ur_kring_prep(struct ur_ring *r, struct ur_req *req, const struct io_uring_
 void ur_kring_issue(struct ur_ring *r, struct ur_req *req);
 void ur_kring_reap(struct ur_ring *r);
 void ur_kring_close(struct ur_ring *r);
+bool ur_kring_op_supported(struct ur_ring *r, unsigned op);   /* forwarded: the kernel's probe */
 
 /* register.c */
 void ur_unregister_all(struct ur_ring *r);

@@ -17,11 +17,14 @@
  *    both (liburing and fio do). Each field lives in the region its
  *    sq_off/cq_off names; the constant fields (masks, entry counts) are
  *    written in both.
- *  - The only files are NVMe namespaces opened with nvr_ns_open(). Opcodes
+ *  - The block devices are NVMe namespaces opened with nvr_ns_open(). Opcodes
  *    on a namespace: NOP, READ, WRITE, READV, WRITEV, READ_FIXED,
  *    WRITE_FIXED, FSYNC, FALLOCATE; on the ring itself: TIMEOUT,
- *    TIMEOUT_REMOVE, LINK_TIMEOUT, ASYNC_CANCEL (IORING_REGISTER_PROBE
- *    says exactly this). Results follow the kernel's for the same SQE on
+ *    TIMEOUT_REMOVE, LINK_TIMEOUT, ASYNC_CANCEL. SQEs on other files
+ *    (pipes, sockets, regular files, eventfds) and the kernel's other
+ *    opcodes go to a hidden kernel io_uring behind the ring (not on IOPOLL
+ *    rings) and their CQEs come back here; links and drains across both
+ *    are kept. IORING_REGISTER_PROBE says exactly this. Results follow the kernel's for the same SQE on
  *    the namespace opened as a block device with O_DIRECT (Linux 6.1).
  *    Timers fire when the ring is polled: in nvr_uring_enter()'s wait, or
  *    by the SQPOLL poller.
