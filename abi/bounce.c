@@ -174,6 +174,7 @@ int ur_pool_get(struct ur_ring *r, struct ur_req *req, uint32_t bytes)
 			uint32_t p = r->pool_free[--r->pool_nfree];
 			if (!page_used(r, p)) {
 				first = p;
+				r->pool_map[p / 64] |= 1ull << (p % 64);
 				break;
 			}
 		}
@@ -185,8 +186,8 @@ int ur_pool_get(struct ur_ring *r, struct ur_req *req, uint32_t bytes)
 		if (first == UINT32_MAX)
 			return -EAGAIN;   /* in-flight requests hold the pool: retry */
 		r->pool_hint = first + n < r->pool_pages ? first + n : 0;
+		mark(r, first, n, true);
 	}
-	mark(r, first, n, true);
 	req->dma = r->pool + (size_t)first * UR_PAGE;
 	req->dma_iova = r->pool_iova + (uint64_t)first * UR_PAGE;
 	req->dma_first = first;
@@ -204,9 +205,14 @@ void ur_pool_put(struct ur_ring *r, struct ur_req *req)
 			r->big_bytes = 0;
 		}
 	} else {
-		mark(r, req->dma_first, req->dma_pages, false);
-		if (req->dma_pages == 1 && r->pool_nfree < r->pool_pages)
-			r->pool_free[r->pool_nfree++] = req->dma_first;
+		uint32_t p = req->dma_first;
+		if (req->dma_pages == 1) {
+			r->pool_map[p / 64] &= ~(1ull << (p % 64));
+			if (r->pool_nfree < r->pool_pages)
+				r->pool_free[r->pool_nfree++] = p;
+		} else {
+			mark(r, p, req->dma_pages, false);
+		}
 	}
 	req->dma = NULL;
 	req->dma_pages = 0;
