@@ -238,6 +238,10 @@ struct ur_ring {
 	uint32_t pool_pages;
 	uint64_t *pool_map;       /* 1 bit per page, set = in use */
 	uint32_t pool_hint;
+	uint32_t *pool_free;      /* stack of free single pages, most recently
+				   * freed on top (entries may be stale: a run
+				   * took the page; pop checks pool_map) */
+	uint32_t pool_nfree;
 	void    *big;             /* the large extent (bounce.c), or NULL */
 	uint64_t big_iova;
 	size_t   big_bytes;

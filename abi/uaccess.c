@@ -166,13 +166,27 @@ static ssize_t ur_move_user(bool to_user, void *buf, const struct iovec *iov, in
 	return done ? (ssize_t)done : (len ? -EFAULT : 0);
 }
 
+/* One segment (every READ/WRITE): ur_move_user()'s result without its
+ * loop over the segments. */
+static ssize_t ur_move_one(bool to_user, void *buf, const struct iovec *iov, size_t len)
+{
+	if (!len)
+		return 0;
+	ssize_t got = ur_move(to_user, buf, len, iov, 1);
+	return got > 0 ? got : -EFAULT;
+}
+
 ssize_t ur_gather_user(void *dst, const struct iovec *iov, int iovcnt, size_t len)
 {
+	if (iovcnt == 1)
+		return ur_move_one(false, dst, iov, len);
 	return ur_move_user(false, dst, iov, iovcnt, len);
 }
 
 ssize_t ur_scatter_user(const struct iovec *iov, int iovcnt, const void *src, size_t len)
 {
+	if (iovcnt == 1)
+		return ur_move_one(true, (void *)src, iov, len);
 	return ur_move_user(true, (void *)src, iov, iovcnt, len);
 }
 
