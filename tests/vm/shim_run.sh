@@ -7,10 +7,8 @@
 # while the first is unaffected, and a quiet stderr on success.
 # Prints cmocka-style summary lines; needs fio (Debian's) for some tests.
 
-tmp=$(mktemp -d /tmp/nvring-run.XXXXXX) || exit 1
-trap 'rm -rf "$tmp"' EXIT
-npass=0; nfail=0; nskip=0; failed=""; skipped=""
-say() { echo "    $*"; }
+tmp_name=nvring-run
+. "$(dirname "$0")/lib/shim_common.sh"
 bdf0=$(echo "$NVRING_BDFS" | cut -d' ' -f1)
 
 # expect RC PATTERN CMD...: exit status RC and exactly one stderr line,
@@ -90,25 +88,14 @@ t_in_use() {
 tests="no_program:t_no_program not_found:t_not_found static:t_static bad_bdf:t_bad_bdf
 which_device:t_which_device fork_handover:t_fork_handover
 second_process_busy:t_second_process_busy in_use:t_in_use"
-ntests=0
+group_begin shim_run "$(echo $tests | wc -w)"
 for t in $tests; do
-    ntests=$((ntests + 1))
     name="shim_run_${t%%:*}"
-    echo "[ RUN      ] $name"
+    t_run "$name"
     "${t#*:}"; st=$?
-    if [ "$st" -eq 0 ]; then npass=$((npass + 1)); echo "[       OK ] $name"
-    elif [ "$st" -eq 77 ]; then nskip=$((nskip + 1)); skipped="$skipped $name"; echo "[  SKIPPED ] $name"
-    else nfail=$((nfail + 1)); failed="$failed $name"; echo "[  FAILED  ] $name"; fi
+    if [ "$st" -eq 0 ]; then t_pass "$name"
+    elif [ "$st" -eq 77 ]; then t_skip "$name"
+    else t_fail "$name"; fi
 done
-echo "[==========] shim_run: $ntests test(s) run."
-echo "[  PASSED  ] $npass test(s)."
-if [ "$nskip" -gt 0 ]; then
-    echo "[  SKIPPED ] $nskip test(s), listed below:"
-    for t in $skipped; do echo "[  SKIPPED ] $t"; done
-fi
-if [ "$nfail" -gt 0 ]; then
-    echo "[  FAILED  ] $nfail test(s), listed below:"
-    for t in $failed; do echo "[  FAILED  ] $t"; done
-    exit 1
-fi
-exit 0
+group_end
+exit $any_fail
