@@ -13,6 +13,7 @@
 #include "driver/mmio.h"
 #include "driver/prp.h"
 #include "driver/qpair.h"
+#include "pci/log.h"
 
 static void sleep_ms(unsigned ms)
 {
@@ -48,19 +49,19 @@ static int wait_ready(struct nvr_ctrlr *ctrlr, bool rdy, bool cfs_fatal)
 		uint32_t csts = nvr_mmio_read32(ctrlr->bar, NVME_REG_CSTS);
 
 		if (csts == UINT32_MAX) {
-			fprintf(stderr, "nvring: %s: CSTS reads all ones: device gone\n",
+			nvr_log(NVR_LOG_ERR, "%s: CSTS reads all ones: device gone",
 				ctrlr->info.bdf);
 			return -ENODEV;
 		}
 		if (cfs_fatal && (csts & NVME_CSTS_CFS)) {
-			fprintf(stderr, "nvring: %s: controller fatal status while enabling (CSTS=0x%08x)\n",
+			nvr_log(NVR_LOG_ERR, "%s: controller fatal status while enabling (CSTS=0x%08x)",
 				ctrlr->info.bdf, csts);
 			return -EIO;
 		}
 		if (!!(csts & NVME_CSTS_RDY) == rdy)
 			return 0;
 		if (nvr_now_ms() > deadline) {
-			fprintf(stderr, "nvring: %s: CSTS.RDY did not become %d within CAP.TO (%u ms)\n",
+			nvr_log(NVR_LOG_ERR, "%s: CSTS.RDY did not become %d within CAP.TO (%u ms)",
 				ctrlr->info.bdf, rdy, ctrlr->ready_timeout_ms);
 			return -ETIMEDOUT;
 		}
@@ -95,7 +96,7 @@ void nvr_ctrlr_fail(struct nvr_ctrlr *ctrlr, const char *why)
 		pthread_mutex_unlock(&ctrlr->fail_lock);
 		return;
 	}
-	fprintf(stderr, "nvring: %s: %s: disabling the controller; its commands fail with EIO\n",
+	nvr_log(NVR_LOG_ERR, "%s: %s: disabling the controller; its commands fail with EIO",
 		ctrlr->info.bdf, why);
 	/* CC.EN 1→0 is the controller reset (§3.7.2): every queue is deleted
 	 * and, once CSTS.RDY reads 0, nothing is fetched or transferred any
@@ -109,8 +110,8 @@ void nvr_ctrlr_fail(struct nvr_ctrlr *ctrlr, const char *why)
 	if (rc && rc != -ENODEV) {
 		rc = ctrlr->dev->ops->reset ? ctrlr->dev->ops->reset(ctrlr->dev) : -ENOTSUP;
 		if (rc) {
-			fprintf(stderr, "nvring: %s: cannot quiesce the controller (%d): its DMA memory "
-				"stays mapped until detach\n", ctrlr->info.bdf, rc);
+			nvr_log(NVR_LOG_ERR, "%s: cannot quiesce the controller (%d): its DMA memory "
+				"stays mapped until detach", ctrlr->info.bdf, rc);
 			ctrlr->dma_unsafe = true;
 		}
 	}
@@ -163,7 +164,7 @@ static int identify_ctrlr(struct nvr_ctrlr *ctrlr)
 
 	rc = nvr_admin_identify(ctrlr, NVME_CNS_CTRLR, 0, 0, ctrlr->scratch_iova);
 	if (rc) {
-		fprintf(stderr, "nvring: %s: Identify Controller failed (%d)\n", info->bdf, rc);
+		nvr_log(NVR_LOG_ERR, "%s: Identify Controller failed (%d)", info->bdf, rc);
 		return nvr_admin_errno(rc);
 	}
 	info->vid = id->vid;
@@ -235,7 +236,7 @@ static int identify_ns(struct nvr_ctrlr *ctrlr, uint32_t nsid, uint32_t *cap)
 
 	rc = nvr_admin_identify(ctrlr, NVME_CNS_NS, 0, nsid, ctrlr->scratch_iova);
 	if (rc) {
-		fprintf(stderr, "nvring: %s: Identify Namespace %u failed (%d)\n",
+		nvr_log(NVR_LOG_ERR, "%s: Identify Namespace %u failed (%d)",
 			ctrlr->info.bdf, nsid, rc);
 		return nvr_admin_errno(rc);
 	}
@@ -245,7 +246,7 @@ static int identify_ns(struct nvr_ctrlr *ctrlr, uint32_t nsid, uint32_t *cap)
 	unsigned fmt = (id->flbas & 0xf) | ((unsigned)(id->flbas >> 5) & 3) << 4;
 	unsigned lbads = id->lbaf[fmt].lbads;
 	if (lbads < 9 || lbads > 16) {
-		fprintf(stderr, "nvring: %s: namespace %u: LBA size 2^%u unsupported, skipped\n",
+		nvr_log(NVR_LOG_WARN, "%s: namespace %u: LBA size 2^%u unsupported, skipped",
 			ctrlr->info.bdf, nsid, lbads);
 		return 0;
 	}
@@ -265,8 +266,8 @@ static int identify_ns(struct nvr_ctrlr *ctrlr, uint32_t nsid, uint32_t *cap)
 	ns->lba_shift = lbads;
 	if (ns->info.ms) {
 		ns->io_refused = true;
-		fprintf(stderr, "nvring: %s: namespace %u: %u bytes of %s metadata per block "
-			"unsupported: listed, I/O refused\n", ctrlr->info.bdf, nsid, ns->info.ms,
+		nvr_log(NVR_LOG_WARN, "%s: namespace %u: %u bytes of %s metadata per block "
+			"unsupported: listed, I/O refused", ctrlr->info.bdf, nsid, ns->info.ms,
 			id->flbas & NVME_FLBAS_META_EXT ? "extended-LBA" : "separate");
 	}
 	return 0;
@@ -321,7 +322,7 @@ static int negotiate_queues(struct nvr_ctrlr *ctrlr)
 	rc = nvr_admin_set_features(ctrlr, NVME_FEAT_NUM_QUEUES, (want - 1) << 16 | (want - 1),
 				    &dw0);
 	if (rc) {
-		fprintf(stderr, "nvring: %s: Set Features Number of Queues failed (status 0x%x)\n",
+		nvr_log(NVR_LOG_ERR, "%s: Set Features Number of Queues failed (status 0x%x)",
 			ctrlr->info.bdf, rc);
 		return nvr_admin_errno(rc);
 	}
@@ -404,12 +405,12 @@ int nvr_ctrlr_attach_dev(struct nvr_pci_dev *dev, const struct nvr_ctrlr_opts *o
 
 	rc = dev->ops->map_bar(dev, 0, &bar, &ctrlr->bar_len);
 	if (rc) {
-		fprintf(stderr, "nvring: %s: cannot map BAR0 (%d)\n", ctrlr->info.bdf, rc);
+		nvr_log(NVR_LOG_ERR, "%s: cannot map BAR0 (%d)", ctrlr->info.bdf, rc);
 		goto fail;
 	}
 	ctrlr->bar = (volatile uint8_t *)bar;
 	if (ctrlr->bar_len < NVME_REG_DBS + 8) {
-		fprintf(stderr, "nvring: %s: BAR0 too small (%zu bytes)\n", ctrlr->info.bdf,
+		nvr_log(NVR_LOG_ERR, "%s: BAR0 too small (%zu bytes)", ctrlr->info.bdf,
 			ctrlr->bar_len);
 		rc = -ENODEV;
 		goto fail;
@@ -426,19 +427,19 @@ int nvr_ctrlr_attach_dev(struct nvr_pci_dev *dev, const struct nvr_ctrlr_opts *o
 	ctrlr->admin_timeout_ms = ctrlr->ready_timeout_ms > NVR_ADMIN_TIMEOUT_MS_MIN ?
 				  ctrlr->ready_timeout_ms : NVR_ADMIN_TIMEOUT_MS_MIN;
 	if (ctrlr->cap == UINT64_MAX) {
-		fprintf(stderr, "nvring: %s: CAP reads all ones: device gone\n", ctrlr->info.bdf);
+		nvr_log(NVR_LOG_ERR, "%s: CAP reads all ones: device gone", ctrlr->info.bdf);
 		rc = -ENODEV;
 		goto fail;
 	}
 	if (!(NVME_CAP_CSS(ctrlr->cap) & NVME_CAP_CSS_NVM)) {
-		fprintf(stderr, "nvring: %s: controller lacks the NVM command set\n",
+		nvr_log(NVR_LOG_ERR, "%s: controller lacks the NVM command set",
 			ctrlr->info.bdf);
 		rc = -EOPNOTSUPP;
 		goto fail;
 	}
 	/* nvring uses 4 KiB memory pages: MPSMIN must allow them. */
 	if (NVME_CAP_MPSMIN(ctrlr->cap) > 0) {
-		fprintf(stderr, "nvring: %s: minimum memory page 2^%u exceeds 4 KiB\n",
+		nvr_log(NVR_LOG_ERR, "%s: minimum memory page 2^%u exceeds 4 KiB",
 			ctrlr->info.bdf, 12 + NVME_CAP_MPSMIN(ctrlr->cap));
 		rc = -EOPNOTSUPP;
 		goto fail;
@@ -503,7 +504,7 @@ static int ctrlr_shutdown(struct nvr_ctrlr *ctrlr)
 		if ((csts & NVME_CSTS_SHST_MASK) == NVME_CSTS_SHST_DONE)
 			return 0;
 		if (nvr_now_ms() > deadline) {
-			fprintf(stderr, "nvring: %s: shutdown did not complete\n", ctrlr->info.bdf);
+			nvr_log(NVR_LOG_WARN, "%s: shutdown did not complete", ctrlr->info.bdf);
 			return -ETIMEDOUT;
 		}
 		sleep_ms(1);
@@ -523,8 +524,8 @@ NVR_API int nvr_ctrlr_detach(struct nvr_ctrlr *ctrlr)
 	live = ctrlr->info.max_io_qpairs - ctrlr->nfree_qids;
 	pthread_mutex_unlock(&ctrlr->qid_lock);
 	if (live) {
-		fprintf(stderr, "nvring: %s: detach refused: %u queue pair(s) still allocated "
-			"(free them, and close rings, first)\n", ctrlr->info.bdf, live);
+		nvr_log(NVR_LOG_ERR, "%s: detach refused: %u queue pair(s) still allocated "
+			"(free them, and close rings, first)", ctrlr->info.bdf, live);
 		return -EBUSY;
 	}
 	if (!nvr_ctrlr_check_fatal(ctrlr))

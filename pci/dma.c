@@ -15,6 +15,7 @@
  * their own, rounded up to 2 MiB.
  */
 #include "pci/pci.h"
+#include "pci/log.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -619,9 +620,9 @@ int nvr_pci_memlock_check(size_t bytes)
 		return 0;     /* CAP_IPC_LOCK: the limit does not apply */
 	if (locked <= rl.rlim_cur && bytes <= rl.rlim_cur - locked)
 		return 0;
-	fprintf(stderr, "nvring: DMA memory needs %zu KiB more locked memory (%llu KiB locked "
+	nvr_log(NVR_LOG_ERR, "DMA memory needs %zu KiB more locked memory (%llu KiB locked "
 		"already) but RLIMIT_MEMLOCK is %llu KiB: run `ulimit -l unlimited` or raise "
-		"memlock in /etc/security/limits.conf\n",
+		"memlock in /etc/security/limits.conf",
 		bytes >> 10, locked >> 10, (unsigned long long)rl.rlim_cur >> 10);
 	return -ENOMEM;
 }

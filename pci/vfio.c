@@ -11,10 +11,11 @@
  * /proc/self/pagemap) is another model and another ops struct reusing the
  * generic part; vfio_open_group() is where the choice is made.
  *
- * Every failure prints one line to stderr, "nvring: ", saying what to do.
+ * Every failure logs one line (nvr_log(), pci/log.h) saying what to do.
  */
 #include "pci/pci.h"
 #include "pci/iova.h"
+#include "pci/log.h"
 #include "pci/sysfs.h"
 
 #include <errno.h>
@@ -22,7 +23,6 @@
 #include <inttypes.h>
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,18 +57,6 @@ struct nvr_vfio_dev {
 static struct nvr_vfio_dev *to_vfio(struct nvr_pci_dev *dev)
 {
 	return (struct nvr_vfio_dev *)dev;
-}
-
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "nvring: %s\n", line);
 }
 
 /* ---- the type1 IOMMU model ---------------------------------------------- */
@@ -134,7 +122,7 @@ static int type1_split_internal(struct nvr_vfio_dev *vd, uint64_t page)
 	}
 	free(ranges);
 	if (err) {
-		say("cannot set up the IOVA allocators (%s)", strerror(-err));
+		nvr_log(NVR_LOG_ERR, "cannot set up the IOVA allocators (%s)", strerror(-err));
 		return err;
 	}
 	vd->has_internal = true;
@@ -162,7 +150,7 @@ static int type1_setup_iova(struct nvr_vfio_dev *vd)
 		info->argsz = argsz;
 		if (ioctl(vd->container, VFIO_IOMMU_GET_INFO, info) < 0) {
 			err = -errno;
-			say("VFIO_IOMMU_GET_INFO failed: %s", strerror(-err));
+			nvr_log(NVR_LOG_ERR, "VFIO_IOMMU_GET_INFO failed: %s", strerror(-err));
 			free(info);
 			return err;
 		}
@@ -174,7 +162,7 @@ static int type1_setup_iova(struct nvr_vfio_dev *vd)
 	}
 
 	if (!(info->flags & VFIO_IOMMU_INFO_PGSIZES) || !info->iova_pgsizes) {
-		say("VFIO type1 IOMMU reports no page sizes");
+		nvr_log(NVR_LOG_ERR, "VFIO type1 IOMMU reports no page sizes");
 		free(info);
 		return -ENOTSUP;
 	}
@@ -190,7 +178,7 @@ static int type1_setup_iova(struct nvr_vfio_dev *vd)
 
 		n = cap->nr_iovas;
 		if (n == 0 || (size_t)(end - first) / sizeof(cap->iova_ranges[0]) < n) {
-			say("VFIO reported a garbled IOVA range capability");
+			nvr_log(NVR_LOG_ERR, "VFIO reported a garbled IOVA range capability");
 			free(info);
 			return -EIO;
 		}
@@ -223,7 +211,7 @@ static int type1_setup_iova(struct nvr_vfio_dev *vd)
 	}
 	free(ranges);
 	if (err) {
-		say("no usable IOVA range reported by VFIO (%s)", strerror(-err));
+		nvr_log(NVR_LOG_ERR, "no usable IOVA range reported by VFIO (%s)", strerror(-err));
 		return err;
 	}
 	return type1_split_internal(vd, page);
@@ -235,17 +223,17 @@ static int type1_setup(struct nvr_vfio_dev *vd)
 	int err;
 
 	if (ioctl(vd->container, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU) <= 0) {
-		say("this kernel's VFIO lacks the type1 v2 IOMMU: load vfio_iommu_type1");
+		nvr_log(NVR_LOG_ERR, "this kernel's VFIO lacks the type1 v2 IOMMU: load vfio_iommu_type1");
 		return -ENOTSUP;
 	}
 	if (ioctl(vd->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) < 0) {
 		err = -errno;
 		if (err == -EPERM)
-			say("VFIO_SET_IOMMU refused (EPERM): the IOMMU has no interrupt remapping; "
-			    "enable it (e.g. QEMU intel-iommu,intremap=on) or load vfio_iommu_type1 "
-			    "with allow_unsafe_interrupts=1");
+			nvr_log(NVR_LOG_ERR, "VFIO_SET_IOMMU refused (EPERM): the IOMMU has no interrupt remapping; "
+				"enable it (e.g. QEMU intel-iommu,intremap=on) or load vfio_iommu_type1 "
+				"with allow_unsafe_interrupts=1");
 		else
-			say("VFIO_SET_IOMMU(type1v2) failed: %s", strerror(-err));
+			nvr_log(NVR_LOG_ERR, "VFIO_SET_IOMMU(type1v2) failed: %s", strerror(-err));
 		return err;
 	}
 	return type1_setup_iova(vd);
@@ -292,7 +280,7 @@ static int type1_map_from(struct nvr_vfio_dev *vd, struct nvr_iova *alloc, void 
 	err = nvr_iova_alloc(alloc, len, type1_align(vd, len), &at);
 	pthread_mutex_unlock(&vd->iova_lock);
 	if (err) {
-		say("out of IOVA space for a %zu-byte DMA mapping", len);
+		nvr_log(NVR_LOG_ERR, "out of IOVA space for a %zu-byte DMA mapping", len);
 		return err;
 	}
 	map.iova = at;
@@ -305,7 +293,7 @@ static int type1_map_from(struct nvr_vfio_dev *vd, struct nvr_iova *alloc, void 
 		/* Pinned pages count against RLIMIT_MEMLOCK: name the fix if
 		 * that is the cause; ENOSPC is the 65,535-mapping limit. */
 		if (err != -ENOMEM || nvr_pci_memlock_check(len) == 0)
-			say("VFIO_IOMMU_MAP_DMA of %zu bytes failed: %s", len, strerror(-err));
+			nvr_log(NVR_LOG_ERR, "VFIO_IOMMU_MAP_DMA of %zu bytes failed: %s", len, strerror(-err));
 		return err;
 	}
 	*iova = map.iova;
@@ -336,15 +324,15 @@ static int type1_dma_unmap(struct nvr_pci_dev *dev, void *va, size_t len, uint64
 
 	if (ioctl(vd->container, VFIO_IOMMU_UNMAP_DMA, &unmap) < 0) {
 		err = -errno;
-		say("VFIO_IOMMU_UNMAP_DMA of %zu bytes at IOVA 0x%" PRIx64 " failed: %s",
-		    len, iova, strerror(-err));
+		nvr_log(NVR_LOG_ERR, "VFIO_IOMMU_UNMAP_DMA of %zu bytes at IOVA 0x%" PRIx64 " failed: %s",
+			len, iova, strerror(-err));
 		return err;
 	}
 	/* The kernel reports how much it unmapped: anything else means the
 	 * mapping was not the one we made, so keep its IOVA reserved. */
 	if (unmap.size != len) {
-		say("VFIO_IOMMU_UNMAP_DMA at IOVA 0x%" PRIx64 " unmapped %llu bytes, not %zu",
-		    iova, (unsigned long long)unmap.size, len);
+		nvr_log(NVR_LOG_ERR, "VFIO_IOMMU_UNMAP_DMA at IOVA 0x%" PRIx64 " unmapped %llu bytes, not %zu",
+			iova, (unsigned long long)unmap.size, len);
 		return -EIO;
 	}
 	pthread_mutex_lock(&vd->iova_lock);
@@ -384,19 +372,20 @@ static int vfio_map_bar(struct nvr_pci_dev *dev, int bar, volatile void **va, si
 		goto done;                 /* mapped already: the same mapping */
 	err = region_info(vd, VFIO_PCI_BAR0_REGION_INDEX + (uint32_t)bar, &ri);
 	if (err) {
-		say("%s: BAR%d region info failed: %s", dev->bdf, bar, strerror(-err));
+		nvr_log(NVR_LOG_ERR, "%s: BAR%d region info failed: %s", dev->bdf, bar, strerror(-err));
 		goto done;
 	}
 	if (!ri.size || !(ri.flags & VFIO_REGION_INFO_FLAG_MMAP)) {
-		say("%s: BAR%d is %s", dev->bdf, bar, ri.size ? "not mappable" : "not implemented");
+		nvr_log(NVR_LOG_ERR, "%s: BAR%d is %s", dev->bdf, bar,
+			ri.size ? "not mappable" : "not implemented");
 		err = ri.size ? -ENOTSUP : -ENOENT;
 		goto done;
 	}
 	p = mmap(NULL, ri.size, PROT_READ | PROT_WRITE, MAP_SHARED, vd->device, (off_t)ri.offset);
 	if (p == MAP_FAILED) {
 		err = -errno;
-		say("%s: mmap of BAR%d (%llu bytes) failed: %s", dev->bdf, bar,
-		    (unsigned long long)ri.size, strerror(-err));
+		nvr_log(NVR_LOG_ERR, "%s: mmap of BAR%d (%llu bytes) failed: %s", dev->bdf, bar,
+			(unsigned long long)ri.size, strerror(-err));
 		goto done;
 	}
 	vd->bars[bar].va = p;
@@ -427,7 +416,8 @@ static int vfio_enable_command(struct nvr_vfio_dev *vd)
 	}
 	int err = n < 0 ? -errno : -EIO;
 
-	say("%s: cannot update the PCI command register: %s", vd->pci.bdf, strerror(-err));
+	nvr_log(NVR_LOG_ERR, "%s: cannot update the PCI command register: %s", vd->pci.bdf,
+		strerror(-err));
 	return err;
 }
 
@@ -440,7 +430,7 @@ static int vfio_reset(struct nvr_pci_dev *dev)
 	if (ioctl(vd->device, VFIO_DEVICE_RESET) < 0) {
 		int err = -errno;
 
-		say("%s: VFIO_DEVICE_RESET failed: %s", dev->bdf, strerror(-err));
+		nvr_log(NVR_LOG_ERR, "%s: VFIO_DEVICE_RESET failed: %s", dev->bdf, strerror(-err));
 		return err;
 	}
 	/* A function-level reset clears the command register; the kernel
@@ -508,9 +498,9 @@ static void explain_not_viable(const char *bdf, int group)
 		used += (size_t)w;
 		named++;
 	}
-	say("%s: IOMMU group %d is not viable: %s %s also in it; bind every function of the "
-	    "group to vfio-pci (`nvring bind BDF`) or unbind it",
-	    bdf, group, named ? list : "other functions", named == 1 ? "is" : "are");
+	nvr_log(NVR_LOG_ERR, "%s: IOMMU group %d is not viable: %s %s also in it; "
+		"bind every function of the group to vfio-pci (`nvring bind BDF`) or unbind it",
+		bdf, group, named ? list : "other functions", named == 1 ? "is" : "are");
 }
 
 /* Open the group node and attach it to the container with the IOMMU model
@@ -530,28 +520,28 @@ static int vfio_open_group(struct nvr_vfio_dev *vd)
 		if (stat(noiommu, &sb) == 0) {
 			/* The no-IOMMU model plugs in here (VFIO_NOIOMMU_IOMMU and
 			 * physical addresses): not written yet. */
-			say("%s: %s is a no-IOMMU group; nvring supports only IOMMU-backed "
-			    "VFIO for now: enable the IOMMU (intel_iommu=on / amd_iommu=on)",
-			    vd->pci.bdf, noiommu);
+			nvr_log(NVR_LOG_ERR, "%s: %s is a no-IOMMU group; nvring supports only IOMMU-backed "
+				"VFIO for now: enable the IOMMU (intel_iommu=on / amd_iommu=on)",
+				vd->pci.bdf, noiommu);
 			return -ENOTSUP;
 		}
 		err = -errno;
-		say("%s is bound to vfio-pci but %s is missing (%s): is devtmpfs mounted "
-		    "on /dev?", vd->pci.bdf, path, strerror(-err));
+		nvr_log(NVR_LOG_ERR, "%s is bound to vfio-pci but %s is missing (%s): is devtmpfs mounted "
+			"on /dev?", vd->pci.bdf, path, strerror(-err));
 		return err;
 	}
 
 	vd->container = open(VFIO_CONTAINER_PATH, O_RDWR | O_CLOEXEC);
 	if (vd->container < 0) {
 		err = -errno;
-		say("cannot open %s: %s%s", VFIO_CONTAINER_PATH, strerror(-err),
-		    err == -ENOENT ? ": load the vfio module" : "");
+		nvr_log(NVR_LOG_ERR, "cannot open %s: %s%s", VFIO_CONTAINER_PATH, strerror(-err),
+			err == -ENOENT ? ": load the vfio module" : "");
 		return err;
 	}
 	version = ioctl(vd->container, VFIO_GET_API_VERSION);
 	if (version != VFIO_API_VERSION) {
-		say("%s speaks VFIO API %d, nvring needs %d", VFIO_CONTAINER_PATH, version,
-		    VFIO_API_VERSION);
+		nvr_log(NVR_LOG_ERR, "%s speaks VFIO API %d, nvring needs %d", VFIO_CONTAINER_PATH, version,
+			VFIO_API_VERSION);
 		return -ENOTSUP;
 	}
 
@@ -559,18 +549,18 @@ static int vfio_open_group(struct nvr_vfio_dev *vd)
 	if (vd->group < 0) {
 		err = -errno;
 		if (err == -EACCES || err == -EPERM)
-			say("cannot open %s: %s: run as root, or give your user that node "
-			    "(chown) and enough memlock", path, strerror(-err));
+			nvr_log(NVR_LOG_ERR, "cannot open %s: %s: run as root, or give your user that node "
+				"(chown) and enough memlock", path, strerror(-err));
 		else if (err == -EBUSY)
-			say("cannot open %s: the IOMMU group of %s is already open (by another "
-			    "process, or by this one)", path, vd->pci.bdf);
+			nvr_log(NVR_LOG_ERR, "cannot open %s: the IOMMU group of %s is already open (by another "
+				"process, or by this one)", path, vd->pci.bdf);
 		else
-			say("cannot open %s: %s", path, strerror(-err));
+			nvr_log(NVR_LOG_ERR, "cannot open %s: %s", path, strerror(-err));
 		return err;
 	}
 	if (ioctl(vd->group, VFIO_GROUP_GET_STATUS, &st) < 0) {
 		err = -errno;
-		say("VFIO_GROUP_GET_STATUS on %s failed: %s", path, strerror(-err));
+		nvr_log(NVR_LOG_ERR, "VFIO_GROUP_GET_STATUS on %s failed: %s", path, strerror(-err));
 		return err;
 	}
 	if (!(st.flags & VFIO_GROUP_FLAGS_VIABLE)) {
@@ -579,7 +569,7 @@ static int vfio_open_group(struct nvr_vfio_dev *vd)
 	}
 	if (ioctl(vd->group, VFIO_GROUP_SET_CONTAINER, &vd->container) < 0) {
 		err = -errno;
-		say("VFIO_GROUP_SET_CONTAINER on %s failed: %s", path, strerror(-err));
+		nvr_log(NVR_LOG_ERR, "VFIO_GROUP_SET_CONTAINER on %s failed: %s", path, strerror(-err));
 		return err;
 	}
 	return 0;
@@ -595,24 +585,24 @@ static int vfio_open_device(struct nvr_vfio_dev *vd)
 	vd->device = ioctl(vd->group, VFIO_GROUP_GET_DEVICE_FD, vd->pci.bdf);
 	if (vd->device < 0) {
 		err = -errno;
-		say("%s: VFIO_GROUP_GET_DEVICE_FD failed: %s", vd->pci.bdf, strerror(-err));
+		nvr_log(NVR_LOG_ERR, "%s: VFIO_GROUP_GET_DEVICE_FD failed: %s", vd->pci.bdf, strerror(-err));
 		return err;
 	}
 	if (ioctl(vd->device, VFIO_DEVICE_GET_INFO, &info) < 0) {
 		err = -errno;
-		say("%s: VFIO_DEVICE_GET_INFO failed: %s", vd->pci.bdf, strerror(-err));
+		nvr_log(NVR_LOG_ERR, "%s: VFIO_DEVICE_GET_INFO failed: %s", vd->pci.bdf, strerror(-err));
 		return err;
 	}
 	if (!(info.flags & VFIO_DEVICE_FLAGS_PCI) ||
 	    info.num_regions <= VFIO_PCI_CONFIG_REGION_INDEX) {
-		say("%s: VFIO does not present it as a PCI device", vd->pci.bdf);
+		nvr_log(NVR_LOG_ERR, "%s: VFIO does not present it as a PCI device", vd->pci.bdf);
 		return -ENODEV;
 	}
 	vd->device_flags = info.flags;
 
 	err = region_info(vd, VFIO_PCI_CONFIG_REGION_INDEX, &ri);
 	if (err || ri.size < PCI_STD_HEADER_SIZEOF) {
-		say("%s: no usable config space region", vd->pci.bdf);
+		nvr_log(NVR_LOG_ERR, "%s: no usable config space region", vd->pci.bdf);
 		return err ? err : -EIO;
 	}
 	vd->config_offset = ri.offset;
@@ -621,7 +611,7 @@ static int vfio_open_device(struct nvr_vfio_dev *vd)
 	 * the driver, if it cannot be mapped. */
 	err = region_info(vd, VFIO_PCI_BAR0_REGION_INDEX, &ri);
 	if (err || !ri.size || !(ri.flags & VFIO_REGION_INFO_FLAG_MMAP)) {
-		say("%s: BAR0 is missing or cannot be mmap()ed", vd->pci.bdf);
+		nvr_log(NVR_LOG_ERR, "%s: BAR0 is missing or cannot be mmap()ed", vd->pci.bdf);
 		return err ? err : -ENOTSUP;
 	}
 	return vfio_enable_command(vd);
@@ -636,28 +626,30 @@ int nvr_vfio_open(const char *bdf_in, struct nvr_pci_dev **out)
 	int err;
 
 	if (nvr_pci_parse_bdf(bdf_in, bdf)) {
-		say("'%s' is not a PCI address (want DDDD:BB:DD.F or BB:DD.F)",
-		    bdf_in ? bdf_in : "(null)");
+		nvr_log(NVR_LOG_ERR, "'%s' is not a PCI address (want DDDD:BB:DD.F or BB:DD.F)",
+			bdf_in ? bdf_in : "(null)");
 		return -EINVAL;
 	}
 	err = nvr_pci_fn_info(bdf, &fn);
 	if (err == -ENODEV) {
-		say("no PCI function %s (`nvring list` shows the NVMe controllers)", bdf);
+		nvr_log(NVR_LOG_ERR, "no PCI function %s (`nvring list` shows the NVMe controllers)", bdf);
 		return err;
 	}
 	if (err) {
-		say("%s: cannot read its sysfs attributes: %s", bdf, strerror(-err));
+		nvr_log(NVR_LOG_ERR, "%s: cannot read its sysfs attributes: %s", bdf, strerror(-err));
 		return err;
 	}
 	if (strcmp(fn.driver, "vfio-pci") != 0) {
 		if (fn.driver[0])
-			say("%s is bound to %s, not vfio-pci: run `nvring bind %s`", bdf, fn.driver, bdf);
+			nvr_log(NVR_LOG_ERR, "%s is bound to %s, not vfio-pci: run `nvring bind %s`",
+				bdf, fn.driver, bdf);
 		else
-			say("%s is not bound to vfio-pci: run `nvring bind %s`", bdf, bdf);
+			nvr_log(NVR_LOG_ERR, "%s is not bound to vfio-pci: run `nvring bind %s`", bdf, bdf);
 		return -ENXIO;
 	}
 	if (fn.iommu_group < 0) {
-		say("%s has no IOMMU group: enable the IOMMU (intel_iommu=on / amd_iommu=on)", bdf);
+		nvr_log(NVR_LOG_ERR, "%s has no IOMMU group: enable the IOMMU "
+		"(intel_iommu=on / amd_iommu=on)", bdf);
 		return -ENOTSUP;
 	}
 	/* Find out now, with the fix spelled out, rather than at the first

@@ -55,11 +55,14 @@ void cli_json_str(FILE *f, const char *s);
  */
 int cli_check_vfio_bdf(const char *cmd, const char *arg, char bdf[16]);
 
+/* Install the log hook that prints the library's messages as
+ * "nvring: MESSAGE" on stderr (all levels with NVRING_VERBOSE set). */
+void cli_log_init(void);
+
 /*
- * Attach @bdf with default options. The library's own diagnostic lines
- * are captured: on success they are passed through to stderr untouched,
- * on failure they are folded into the single "nvring: " line. Returns 0 or
- * an exit code.
+ * Attach @bdf with default options. The library's messages meanwhile are
+ * held back: on success they are printed, on failure the last one is
+ * folded into the single "nvring: " line. Returns 0 or an exit code.
  */
 int cli_attach(const char *bdf, struct nvr_ctrlr **out);
 

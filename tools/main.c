@@ -28,6 +28,8 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	/* The library is silent unless asked: the CLI asks. */
+	cli_log_init();
 	if (argc < 2)
 		return cli_fail(EXIT_USAGE, "no command given (see `nvring --help`)");
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {

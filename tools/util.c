@@ -7,7 +7,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "pci/sysfs.h"
@@ -109,8 +108,42 @@ static const char *attach_fix(int err)
 	}
 }
 
-/* Last non-empty line of @buf (modified in place), without a leading
- * "nvring: " (the library prefixes its lines too), or NULL. */
+/* The library's messages (its log hook): printed as "nvring: MESSAGE", or,
+ * while cli_attach() runs, held back so that a failure is one line. */
+static struct {
+	bool holding;
+	size_t used;
+	char buf[2048];   /* held messages, one per line */
+} held;
+
+static void cli_log_hook(void *arg, int level, const char *msg)
+{
+	size_t len = strlen(msg);
+
+	if (!held.holding) {
+		fflush(stdout);
+		fprintf(stderr, "nvring: %s\n", msg);
+		return;
+	}
+	if (len + 2 > sizeof(held.buf))
+		len = sizeof(held.buf) - 2;
+	/* Full: the newest message matters most (it is the failure's reason). */
+	if (held.used + len + 2 > sizeof(held.buf))
+		held.used = 0;
+	memcpy(held.buf + held.used, msg, len);
+	held.used += len;
+	held.buf[held.used++] = '\n';
+	held.buf[held.used] = '\0';
+}
+
+void cli_log_init(void)
+{
+	nvr_set_log_hook(cli_log_hook, NULL);
+	if (getenv("NVRING_VERBOSE"))
+		nvr_set_log_level(NVR_LOG_DEBUG);
+}
+
+/* Last non-empty line of @buf (modified in place), or NULL. */
 static char *last_line(char *buf)
 {
 	char *line = NULL, *save = NULL;
@@ -118,46 +151,29 @@ static char *last_line(char *buf)
 	for (char *tok = strtok_r(buf, "\n", &save); tok; tok = strtok_r(NULL, "\n", &save))
 		if (*tok)
 			line = tok;
-	if (line && strncmp(line, "nvring: ", 8) == 0)
-		line += 8;
 	return line;
 }
 
 int cli_attach(const char *bdf, struct nvr_ctrlr **out)
 {
-	char captured[2048] = "";
-	int rc, capfd, saved = -1;
+	int rc;
 
-	/* Capture the library's diagnostics so a failure is one line. With
-	 * NVRING_VERBOSE set, leave stderr alone (for debugging). */
-	capfd = getenv("NVRING_VERBOSE") ? -1 : memfd_create("nvring-attach", MFD_CLOEXEC);
-	if (capfd >= 0) {
-		fflush(stderr);
-		saved = dup(STDERR_FILENO);
-		if (saved < 0 || dup2(capfd, STDERR_FILENO) < 0) {
-			if (saved >= 0)
-				close(saved);
-			close(capfd);
-			capfd = -1;
-		}
-	}
+	/* With NVRING_VERBOSE set, messages go out as they come (debugging). */
+	held.holding = !getenv("NVRING_VERBOSE");
+	held.used = 0;
+	held.buf[0] = '\0';
 	rc = nvr_ctrlr_attach(bdf, NULL, out);
-	if (capfd >= 0) {
-		ssize_t n;
+	held.holding = false;
+	if (rc == 0) {
+		/* Warnings on success pass through. */
+		char *save = NULL;
 
-		fflush(stderr);
-		dup2(saved, STDERR_FILENO);
-		close(saved);
-		n = pread(capfd, captured, sizeof(captured) - 1, 0);
-		captured[n > 0 ? n : 0] = '\0';
-		close(capfd);
-		if (rc == 0 && captured[0])
-			fputs(captured, stderr);   /* warnings on success pass through */
-	}
-	if (rc == 0)
+		for (char *l = strtok_r(held.buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+			fprintf(stderr, "nvring: %s\n", l);
 		return 0;
+	}
 
-	const char *reason = last_line(captured);
+	const char *reason = last_line(held.buf);
 	char fix[256];
 
 	/* attach_fix() strings use the address as their only argument. */

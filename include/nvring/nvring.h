@@ -320,6 +320,49 @@ NVR_API int nvr_status_errno(uint16_t status);
 /** nvr_status_str() - a short name for an NVMe status. */
 NVR_API const char *nvr_status_str(uint16_t status);
 
+/*
+ * Logging. The library writes nothing to stderr on its own: what it has to
+ * say (why an attach failed, a namespace it skipped, a controller it
+ * disabled) goes, one line per message, to the hook the application
+ * installs, or, without a hook, where the NVRING_LOG environment variable
+ * says, or nowhere.
+ *
+ * NVRING_LOG=LEVEL[:FILE], LEVEL one of off, err, warn, info, debug: lines
+ * "nvring: MESSAGE" at LEVEL and more severe go to stderr, or are appended
+ * to FILE (opened once, O_APPEND; if it cannot be opened they are dropped).
+ * Unset or not understood: nothing is written. The variable is read once,
+ * at the first message or log call.
+ */
+enum nvr_log_level {
+	NVR_LOG_OFF = 0,   /* as a threshold: deliver nothing */
+	NVR_LOG_ERR,       /* an operation failed; the message says why */
+	NVR_LOG_WARN,      /* something was skipped or degraded, work goes on */
+	NVR_LOG_INFO,      /* a notable event (a controller attached) */
+	NVR_LOG_DEBUG,     /* detail for debugging nvring itself */
+};
+
+/* @msg is one line without a trailing newline, valid only during the call. */
+typedef void (*nvr_log_fn)(void *arg, int level, const char *msg);
+
+/**
+ * nvr_set_log_hook() - send the library's messages to @fn (called with
+ * @arg, the message's level and the message), instead of the NVRING_LOG
+ * destination; NULL restores that default. Process-wide. @fn may be called
+ * from any thread that calls into the library, concurrently, and must not
+ * call nvr_set_log_hook() itself; a message already being delivered when
+ * the hook changes may still reach the previous one.
+ */
+NVR_API void nvr_set_log_hook(nvr_log_fn fn, void *arg);
+
+/**
+ * nvr_set_log_level() - deliver only messages at @level and more severe
+ * (NVR_LOG_OFF: none), to the hook or to the default destination. The
+ * threshold starts at the NVRING_LOG level, or NVR_LOG_WARN when NVRING_LOG
+ * is unset. Returns the previous threshold, or -EINVAL for a @level
+ * outside NVR_LOG_OFF..NVR_LOG_DEBUG.
+ */
+NVR_API int nvr_set_log_level(int level);
+
 #ifdef __cplusplus
 }
 #endif
