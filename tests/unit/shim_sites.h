@@ -43,6 +43,13 @@ struct probe_regs {
 _Static_assert(__builtin_offsetof(struct probe_regs, red) == 128, "probe layout");
 _Static_assert(__builtin_offsetof(struct probe_regs, vec) == 256, "probe layout");
 
+/* A byte of code, read afresh: the compiler may assume a const object it
+ * already read never changes, and the patch rewrites it. */
+static inline uint8_t code_byte(const uint8_t *p)
+{
+    return *(const volatile uint8_t *)p;
+}
+
 void probe_sse(const struct probe_regs *in, struct probe_regs *out);
 void probe_avx(const struct probe_regs *in, struct probe_regs *out);
 extern const uint8_t probe_sse_mov[], probe_avx_mov[];

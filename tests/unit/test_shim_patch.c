@@ -228,11 +228,11 @@ static void test_patch_sites(void **state)
     /* site7, site9, both probes; site_branched and site_getpid not. */
     assert_true(patched_sites >= 4);
     assert_int_equal(shim_patch_count(), patched_sites);
-    assert_int_equal(site7_mov[0], 0xe9);
-    assert_int_equal(site9_mov[0], 0xe9);
-    assert_int_equal(site9_mov[5], 0x89);   /* the in-between mov stays */
-    assert_int_equal(probe_sse_mov[0], 0xe9);
-    assert_int_equal(site_branched_mov[0], 0xb8);
+    assert_int_equal(code_byte(site7_mov + 0), 0xe9);
+    assert_int_equal(code_byte(site9_mov + 0), 0xe9);
+    assert_int_equal(code_byte(site9_mov + 5), 0x89);   /* the in-between mov stays */
+    assert_int_equal(code_byte(probe_sse_mov + 0), 0xe9);
+    assert_int_equal(code_byte(site_branched_mov + 0), 0xb8);
 
     errno = 4321;
     assert_int_equal(site7(3, 4, 5, 6, 7, 8), MARKER);
@@ -312,7 +312,7 @@ static void test_registers_sse(void **state)
     if (!live_ok())
         skip();
     ensure_patched();
-    assert_int_equal(probe_sse_mov[0], 0xe9);
+    assert_int_equal(code_byte(probe_sse_mov + 0), 0xe9);
     check_probe(probe_sse, false);
 }
 
@@ -321,7 +321,7 @@ static void test_registers_avx(void **state)
     if (!live_ok() || !have_avx())
         skip();
     ensure_patched();
-    assert_int_equal(probe_avx_mov[0], 0xe9);
+    assert_int_equal(code_byte(probe_avx_mov + 0), 0xe9);
     check_probe(probe_avx, true);
 }
 
