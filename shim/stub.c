@@ -22,7 +22,7 @@
  * patched. The defaults (FXSAVE) are safe on any x86-64. */
 unsigned long shim_xsave_mask;
 unsigned long shim_xsave_size = 576;   /* legacy area + XSAVE header */
-unsigned char shim_xsave_use;
+unsigned char shim_xsave_use;   /* 0 FXSAVE, 1 XSAVE, 2 XSAVEOPT */
 /* The C ABI's MXCSR at process start: all exceptions masked, round to
  * nearest, no FTZ/DAZ — the program's own MXCSR may unmask exceptions. */
 const unsigned int shim_mxcsr_default = 0x1f80;
@@ -57,7 +57,8 @@ void shim_stub_init(void)
     }
     shim_xsave_mask = mask;
     shim_xsave_size = (size + 63) & ~63ul;
-    shim_xsave_use = 1;
+    __cpuid_count(0xd, 1, eax, ebx, ecx, edx);
+    shim_xsave_use = (eax & 1) ? 2 : 1;   /* XSAVEOPT */
 }
 
 long shim_stub_call(long nr, const long a[6])
@@ -114,7 +115,13 @@ __asm__(
     "    je 1f\n"
     "    mov shim_xsave_mask(%rip), %eax\n"
     "    mov shim_xsave_mask+4(%rip), %edx\n"
+    "    cmpb $2, shim_xsave_use(%rip)\n"
+    "    je 5f\n"
     "    xsave64 (%rsp)\n"
+    "    jmp 2f\n"
+    /* XSAVEOPT writes only components out of their initial state (AVX-512's
+     * are, most of the time): XRSTOR initialises the others from XSTATE_BV. */
+    "5:  xsaveopt64 (%rsp)\n"
     "    jmp 2f\n"
     "1:  fxsave64 (%rsp)\n"
     /* The program may run with unmasked FP exceptions or a non-default x87
