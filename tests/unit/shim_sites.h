@@ -3,6 +3,8 @@
  * tests/unit/shim_sites.h — inline `syscall` sites for the shim's patch and
  * trap tests and bench/shim_cost.c, written as top-level asm so their bytes
  * are exactly fio 3.33's (the compiler could otherwise pick other encodings).
+ * Each starts 16-byte aligned, so its mov lies inside one aligned 16-byte
+ * block and the trap handler (which only patches atomically) can patch it.
  * Include from one .c file per program.
  */
 #ifndef NVRING_TESTS_SHIM_SITES_H
@@ -54,10 +56,15 @@ void probe_sse(const struct probe_regs *in, struct probe_regs *out);
 void probe_avx(const struct probe_regs *in, struct probe_regs *out);
 extern const uint8_t probe_sse_mov[], probe_avx_mov[];
 
+/* int3 fills keep the compiler's code more than a rel8 reach away, so no
+ * byte of it can read as a branch into a site (the patch's check decodes
+ * every offset). */
 __asm__(
     "    .text\n"
+    "    .fill 128, 1, 0xcc\n"
     "    .globl site7, site7_mov\n"
     "    .type site7, @function\n"
+    "    .p2align 4\n"
     "site7:\n"
     "    mov %rcx, %r10\n"
     "site7_mov:\n"
@@ -67,6 +74,7 @@ __asm__(
     "    .size site7, . - site7\n"
     "    .globl site9, site9_mov\n"
     "    .type site9, @function\n"
+    "    .p2align 4\n"
     "site9:\n"
     "    push %rbp\n"
     "    mov %edx, %ebp\n"
@@ -80,6 +88,7 @@ __asm__(
     "    .size site9, . - site9\n"
     "    .globl site_branched, site_branched_mov\n"
     "    .type site_branched, @function\n"
+    "    .p2align 4\n"
     "site_branched:\n"
     "    mov %rcx, %r10\n"
     "    jmp site_branched_mov\n"
@@ -91,6 +100,7 @@ __asm__(
     "    .size site_branched, . - site_branched\n"
     "    .globl raw6\n"
     "    .type raw6, @function\n"
+    "    .p2align 4\n"
     "raw6:\n"
     "    mov %rdi, %rax\n"
     "    mov %rsi, %rdi\n"
@@ -103,6 +113,7 @@ __asm__(
     "    .size raw6, . - raw6\n"
     "    .globl site_getpid\n"
     "    .type site_getpid, @function\n"
+    "    .p2align 4\n"
     "site_getpid:\n"
     "    mov $39, %eax\n"
     "    syscall\n"
@@ -110,6 +121,7 @@ __asm__(
     "    .size site_getpid, . - site_getpid\n"
     "    .globl probe_sse\n"
     "    .type probe_sse, @function\n"
+    "    .p2align 4\n"
     "probe_sse:\n"
     "    push %rbx\n"
     "    push %rbp\n"
@@ -222,6 +234,7 @@ __asm__(
     "    .size probe_sse, . - probe_sse\n"
     "    .globl probe_avx\n"
     "    .type probe_avx, @function\n"
+    "    .p2align 4\n"
     "probe_avx:\n"
     "    push %rbx\n"
     "    push %rbp\n"
@@ -333,6 +346,7 @@ __asm__(
     "    pop %rbx\n"
     "    ret\n"
     "    .size probe_avx, . - probe_avx\n"
+    "    .fill 128, 1, 0xcc\n"
 );
 
 #endif
