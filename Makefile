@@ -89,6 +89,16 @@ $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(MODEL_OBJS) $(STATIC_LIB)
 $(BUILD)/tests/unit/test_shim_%: $(BUILD)/obj/tests/unit/test_shim_%.o $(SHIM_OBJS) $(MODEL_OBJS) $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(SHIM_OBJS) $(MODEL_OBJS) $(STATIC_LIB) -lcmocka -luring -ldl $(LDLIBS)
+# The shim's patch/trap tests and bench/shim_cost link the shim's inline
+# syscall layer (not the rest of shim/: each defines its own shim_dispatch).
+SHIM_TRAP_OBJS := $(addprefix $(BUILD)/obj/shim/,raw.o patch.o stub.o trap.o)
+SHIM_TRAP_BINS := $(BUILD)/tests/unit/test_shim_patch $(BUILD)/tests/unit/test_shim_trap
+$(SHIM_TRAP_BINS): $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(SHIM_TRAP_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+$(BUILD)/bench/shim_cost: $(BUILD)/obj/bench/shim_cost.o $(SHIM_TRAP_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # VM tests run in the guest against QEMU's controller; the harness carries
 # their shared libraries along.
