@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "nvring/uring.h"
+#include "pci/log.h"
 #include "shim/shim.h"
 
 struct shim_cfg shim_cfg;
@@ -46,9 +47,6 @@ static pthread_mutex_t ctrl_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct nvr_ctrlr *ctrl;      /* attached controller, under ctrl_lock */
 static _Atomic int live_rings;      /* the program's rings (not the private one) */
 static _Atomic bool foreign;        /* fork child of a holder: the device is the parent's */
-static int log_level = -1;          /* -1: silent (the library's messages) */
-static bool log_off;                /* NVRING_LOG=off: not even shim_say() */
-static int log_fd = 2;
 
 void *shim_real_cached(void **slot, const char *name)
 {
@@ -60,63 +58,47 @@ void *shim_real_cached(void **slot, const char *name)
 	return f;
 }
 
-/* ---- logging: silent unless NVRING_LOG asks ---- */
+/* ---- logging ----
+ * The library's messages (and the shim's own details) go through nvr_log():
+ * silent unless NVRING_LOG=LEVEL[:FILE] asks. shim_say() is for the one line
+ * a user must see, printed unless NVRING_LOG=off. */
 
-static void log_line(const char *fmt, va_list ap)
+static bool log_off;
+
+void shim_log(int level, const char *fmt, ...)
 {
-	char line[512];
+	char line[NVR_LOG_LINE_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	nvr_log(level + NVR_LOG_ERR, "%s", line);
+}
+
+void shim_say(const char *fmt, ...)
+{
+	if (log_off)
+		return;
+	char line[NVR_LOG_LINE_MAX];
 	int n = snprintf(line, sizeof(line), "nvring: ");
+	va_list ap;
+	va_start(ap, fmt);
 	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
 	if (m < 0)
 		return;
 	n += m;
 	if ((size_t)n > sizeof(line) - 2)
 		n = (int)sizeof(line) - 2;
 	line[n++] = '\n';
-	ssize_t w = write(log_fd, line, (size_t)n);
+	ssize_t w = write(2, line, (size_t)n);
 	(void)w;
-}
-
-void shim_log(int level, const char *fmt, ...)
-{
-	if (level > log_level)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	log_line(fmt, ap);
-	va_end(ap);
-}
-
-/* The one line a user must see when nvring cannot do what the program
- * asked (the controller in use, not bound, no namespace): printed unless
- * NVRING_LOG=off, since the program itself only reports an errno. */
-void shim_say(const char *fmt, ...)
-{
-	if (log_off)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	log_line(fmt, ap);
-	va_end(ap);
 }
 
 static void log_init(void)
 {
 	const char *v = getenv("NVRING_LOG");
-	if (!v || !*v)
-		return;
-	static const char *names[] = { "err", "warn", "info", "debug" };
-	size_t len = strcspn(v, ":");
-	log_level = -1;
-	for (int i = 0; i < 4; i++)
-		if (strlen(names[i]) == len && !strncmp(v, names[i], len))
-			log_level = i;
-	log_off = len == 3 && !strncmp(v, "off", 3);
-	if (v[len] == ':' && v[len + 1]) {
-		int fd = open(v + len + 1, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		if (fd >= 0)
-			log_fd = fd;
-	}
+	log_off = v && !strncmp(v, "off", 3) && (v[3] == 0 || v[3] == ':');
 }
 
 /* ---- who holds the controller ---- */
