@@ -10,6 +10,17 @@ say() { echo "    $*"; }
 
 bld=$(dirname "$(command -v nvring 2>/dev/null || echo build/bin/nvring)")/..
 kdev=$(echo ${NVRING_KERNEL_DEVS:-} | cut -d' ' -f1)
+# The kernel controller by its serial: an earlier test (cli.sh's bind and
+# unbind) may have handed it to vfio-pci and back, and then it has a new name.
+kser=$(echo ${NVRING_KERNEL_SERIALS:-} | cut -d' ' -f1)
+if [ -n "$kser" ]; then
+    for c in /sys/class/nvme/nvme*; do
+        [ "$(sed 's/ *$//' "$c/serial" 2>/dev/null)" = "$kser" ] || continue
+        for n in "$c"/nvme*n1; do
+            [ -e "$n" ] && [ -b "/dev/${n##*/}" ] && kdev=/dev/${n##*/}
+        done
+    done
+fi
 kbytes=0; klbs=0; kmax=0
 if [ -b "$kdev" ]; then
     kname=${kdev#/dev/}
