@@ -248,19 +248,20 @@ void ur_link_timeout_disarm(struct ur_ring *r, struct ur_req *req)
 	ur_complete(r, lt, -ECANCELED);
 }
 
+/* Fire what is due, earliest deadline first (a poll may come late, after
+ * several deadlines passed: the kernel's timers would have fired in
+ * deadline order, and a link timeout that fires first cancels its target). */
 void ur_timeouts_expire(struct ur_ring *r)
 {
 	uint64_t now = clock_ns(CLOCK_MONOTONIC);
-	struct ur_req **p = &r->timeouts;
-	while (*p) {
-		struct ur_req *t = *p;
-		if (!t->tmo_ns || t->tmo_ns > now) {
-			p = &t->tmo_next;
-			continue;
-		}
-		*p = t->tmo_next;
-		t->tmo_next = NULL;
-		r->ntimeouts--;
+	for (;;) {
+		struct ur_req *t = NULL;
+		for (struct ur_req *c = r->timeouts; c; c = c->tmo_next)
+			if (c->tmo_ns && c->tmo_ns <= now && (!t || c->tmo_ns < t->tmo_ns))
+				t = c;
+		if (!t)
+			return;
+		tmo_del(r, t);
 		if (t->opcode == IORING_OP_TIMEOUT) {
 			/* io_timeout_fn(): -ETIME, failing the link unless
 			 * ETIME_SUCCESS */
@@ -280,7 +281,6 @@ void ur_timeouts_expire(struct ur_ring *r)
 			}
 		}
 		ur_complete(r, t, ret ? ret : -ETIME);
-		p = &r->timeouts;      /* the list changed: look again */
 	}
 }
 
