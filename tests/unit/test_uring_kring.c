@@ -6,9 +6,11 @@
  * namespace READ run in order, a forwarded member failing (-EBADF) cancels
  * the rest, a pipe read that waits while namespace reads complete, a
  * regular file and an eventfd, a fixed file index -EBADF, and a ring closed
- * with a forwarded read still pending.
+ * with a forwarded read still pending; a POLL_ADD on a pipe (as the host
+ * kernel's) and an SQPOLL ring forwarding a pipe write -> read chain.
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <stdlib.h>
 
@@ -184,12 +186,69 @@ static void test_blocked_pipe_read_does_not_hold_the_ring(void **state)
 	close(p[1]);
 }
 
+/* POLL_ADD on a pipe: pending until a write, then POLLIN as the kernel's */
+static void poll_round(struct nvr_ctrlr *c, int *res)
+{
+	struct tu_ring r;
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	assert_true(tu_ring_init(&r, c, 8, NULL) >= 0);
+	struct io_uring_sqe *s = rw(&r, IORING_OP_POLL_ADD, p[0], NULL, 0, 0, 3, 0);
+	s->poll32_events = POLLIN;
+	tu_flush(&r);
+	assert_int_equal(tu_enter(&r, 1, 0, 0, NULL, 0), 1);
+	struct io_uring_cqe cq;
+	assert_int_equal(tu_enter(&r, 0, 0, IORING_ENTER_GETEVENTS, NULL, 0), 0);
+	assert_false(tu_cqe(&r, &cq));  /* nothing to read yet */
+	assert_int_equal(write(p[1], "x", 1), 1);
+	reap(&r, 1, res);
+	tu_ring_exit(&r);
+	close(p[0]);
+	close(p[1]);
+}
+
+static void test_poll_add_on_a_pipe(void **state)
+{
+	(void)state;
+	int kr[16] = { 0 }, nr[16] = { 0 };
+	poll_round(NULL, kr);
+	poll_round(env.c, nr);
+	assert_int_equal(nr[3], kr[3]);
+	assert_true(nr[3] & POLLIN);
+}
+
+/* an SQPOLL ring forwards too: the poller issues and reaps the kernel side */
+static void test_sqpoll_forwards(void **state)
+{
+	(void)state;
+	struct tu_ring r;
+	int p[2], res[16] = { 0 };
+	char got[16] = "";
+	assert_int_equal(pipe(p), 0);
+	struct io_uring_params prm = { .flags = IORING_SETUP_SQPOLL, .sq_thread_idle = 100 };
+	assert_true(tu_ring_init(&r, env.c, 8, &prm) >= 0);
+	static char msg[] = "sqpoll";
+	rw(&r, IORING_OP_WRITE, p[1], msg, sizeof(msg), 0, 1, IOSQE_IO_LINK);
+	rw(&r, IORING_OP_READ, p[0], got, sizeof(got), 0, 2, 0);
+	tu_flush(&r);
+	assert_true(tu_enter(&r, 2, 0, IORING_ENTER_SQ_WAKEUP, NULL, 0) >= 0);
+	reap(&r, 2, res);
+	assert_int_equal(res[1], (int)sizeof(msg));
+	assert_int_equal(res[2], (int)sizeof(msg));
+	assert_string_equal(got, msg);
+	tu_ring_exit(&r);
+	close(p[0]);
+	close(p[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pipe_as_the_kernel),
 		cmocka_unit_test(test_chain_across_sides),
 		cmocka_unit_test(test_blocked_pipe_read_does_not_hold_the_ring),
+		cmocka_unit_test(test_poll_add_on_a_pipe),
+		cmocka_unit_test(test_sqpoll_forwards),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
