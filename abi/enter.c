@@ -81,6 +81,8 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
 	bool sqpoll = r->flags & IORING_SETUP_SQPOLL;
 	unsigned idle = 0;
 	int ret = 0;
+	/* io_should_wake(): a timeout that fires ends the wait too */
+	uint32_t timeouts = __atomic_load_n(&r->cq_timeouts, __ATOMIC_RELAXED);
 	/* The kernel posts completions that interrupts delivered (task work)
 	 * on every syscall, so even min_complete 0 shows what the device has
 	 * finished: reap once before looking. */
@@ -97,7 +99,8 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
 			ur_cq_flush_overflow(r);
 			pthread_mutex_unlock(&r->lock);
 		}
-		if (ur_cq_ready(r) >= min)
+		if (ur_cq_ready(r) >= min ||
+		    __atomic_load_n(&r->cq_timeouts, __ATOMIC_RELAXED) != timeouts)
 			return 0;
 		if (deadline && now_ns() >= deadline) {
 			ret = -ETIME;

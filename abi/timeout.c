@@ -146,10 +146,13 @@ static uint32_t tmo_seq(const struct ur_ring *r)
 	return r->cq_seq - r->cq_timeouts;
 }
 
-/* A TIMEOUT completes (timer, count, removal): one of cq_timeouts. */
+/* A TIMEOUT completes. Only one that fired or met its count is one of
+ * cq_timeouts (io_timeout_fn(), io_kill_timeout()); a removed or canceled
+ * one posts a CQE that counts toward the others, as in the kernel. */
 static void tmo_complete(struct ur_ring *r, struct ur_req *t, int res, bool fail)
 {
-	r->cq_timeouts++;
+	if (res != -ECANCELED)
+		__atomic_store_n(&r->cq_timeouts, r->cq_timeouts + 1, __ATOMIC_RELAXED);
 	if (!fail)
 		t->rflags |= UR_F_NO_FAIL;
 	ur_complete(r, t, res);

@@ -227,10 +227,37 @@ static void test_timeouts_as_the_kernel(void **state)
 	compare("bad arguments", b_bad_args, 1);
 }
 
+/* io_should_wake(): a waiter for more CQEs than will come wakes when a
+ * timeout fires (liburing's pre-EXT_ARG timed wait relies on it). */
+static void wake_side(struct nvr_ctrlr *c, int *ret, unsigned *ready)
+{
+	struct tu_ring r;
+	assert_true(tu_ring_init(&r, c, 8, NULL) >= 0);
+	tmo(&r, 1, &t5, 0, 0, 0);
+	tu_flush(&r);
+	*ret = tu_enter(&r, 1, 2, IORING_ENTER_GETEVENTS, NULL, 0);
+	*ready = *r.cq_tail - *r.cq_head;
+	tu_ring_exit(&r);
+}
+
+static void test_fired_timeout_ends_the_wait(void **state)
+{
+	(void)state;
+	t5 = ts_ms(5);
+	int kret, oret;
+	unsigned kready, oready;
+	wake_side(NULL, &kret, &kready);
+	wake_side(env.c, &oret, &oready);
+	assert_int_equal(oret, kret);
+	assert_int_equal(oready, kready);
+	assert_int_equal(oready, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_timeouts_as_the_kernel),
+		cmocka_unit_test(test_fired_timeout_ends_the_wait),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
