@@ -205,8 +205,9 @@ static void ur_finish_one(struct ur_ring *r, struct ur_req *req)
 	 * with -EINVAL or -EOPNOTSUPP does not cancel the rest of its link,
 	 * and with CQE_SKIP_SUCCESS it posts no CQE at all. Only failing
 	 * before the opcode runs (a bad file: -EBADF) fails the request. */
-	bool short_rw = (req->rflags & UR_F_KRING) ? req->want && (uint32_t)res != req->want
-						   : ur_op_is_rw(req->opcode) && (uint32_t)res != req->want;
+	/* want: the bytes a full transfer returns (set by ur_import() and,
+	 * for forwarded READ/WRITE, by ur_kring_prep(); 0 for the rest) */
+	bool short_rw = req->want && (uint32_t)res != req->want;
 	if ((res < 0 && !(req->rflags & UR_F_NO_FAIL)) || (res >= 0 && short_rw))
 		ur_set_fail(req);
 	if (res > 0 && (req->rflags & UR_F_CUR_POS) && req->ns)

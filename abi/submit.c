@@ -183,7 +183,7 @@ static int ur_init_req(struct ur_ring *r, struct ur_req *req, const struct io_ur
 			  fcntl(sqe->fd, F_GETFD) >= 0;
 	if (!def->ioprio && sqe->ioprio)
 		return -EINVAL;
-	if (!def->iopoll && (r->flags & IORING_SETUP_IOPOLL))
+	if (!def->iopoll && iopoll_ring)
 		return -EINVAL;
 	if (def->needs_file)
 		req->fd = sqe->fd;

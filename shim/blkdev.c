@@ -536,15 +536,7 @@ long shim_blk_call(long nr, struct shim_file *f, int fd, const long a[6])
 		one = (struct iovec){ (void *)a[1], (size_t)a[2] };
 		return blk_rw(f, fd, nr == SYS_pwrite64, &one, 1, a[3], 0);
 	case SYS_readv:
-	case SYS_writev: {
-		struct iovec iov[UR_UIO_MAXIOV];
-		int n = (int)a[2];
-		if (n < 0 || n > UR_UIO_MAXIOV)
-			return -EINVAL;
-		if (ur_copy_from_user(iov, (uintptr_t)a[1], (size_t)n * sizeof(*iov)) < 0)
-			return -EFAULT;
-		return blk_rw(f, fd, nr == SYS_writev, iov, n, -1, 0);
-	}
+	case SYS_writev:
 	case SYS_preadv:
 	case SYS_pwritev:
 	case SYS_preadv2:
@@ -555,6 +547,8 @@ long shim_blk_call(long nr, struct shim_file *f, int fd, const long a[6])
 			return -EINVAL;
 		if (ur_copy_from_user(iov, (uintptr_t)a[1], (size_t)n * sizeof(*iov)) < 0)
 			return -EFAULT;
+		if (nr == SYS_readv || nr == SYS_writev)
+			return blk_rw(f, fd, nr == SYS_writev, iov, n, -1, 0);
 		int64_t off = a[3];   /* x86-64: pos_l carries it all */
 		uint32_t rwf = 0;
 		if (nr == SYS_preadv2 || nr == SYS_pwritev2)
