@@ -282,6 +282,13 @@ static uint8_t *two_pages(void)
 	return p;
 }
 
+/* Asking whether the fault path is usable takes the claim lock with a
+ * trylock: two threads asking at once make one of them use process_vm for
+ * a while (by design, see ur_fault_process_ok()). The asks are serialised
+ * here so that the answer is always yes; the copies and their fixups still
+ * run in both threads at once. */
+static pthread_mutex_t ask_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void *copy_in_thread(void *arg)
 {
 	uint8_t *p = arg, dst[PG];
@@ -289,8 +296,10 @@ static void *copy_in_thread(void *arg)
 	for (int i = 0; i < 1000; i++) {
 		struct iovec v = { p + PG - 100, 300 };
 		bad += ur_fault_move(false, dst, sizeof(dst), &v, 1) != 100;
+		pthread_mutex_lock(&ask_lock);
 		bad += ur_copy_from_user(dst, (uintptr_t)(p + PG), 1) != -EFAULT;
 		bad += !ur_fault_usable();
+		pthread_mutex_unlock(&ask_lock);
 	}
 	return (void *)bad;
 }
