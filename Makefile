@@ -84,6 +84,9 @@ $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(MODEL_OBJS) $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(MODEL_OBJS) $(STATIC_LIB) -lcmocka $(LDLIBS)
 
+# The harness test runs qemu/cmocka-count from this source tree.
+$(BUILD)/obj/tests/unit/test_harness_count.o: CPPFLAGS += -DNVRING_SRCDIR='"$(CURDIR)"'
+
 # Shim unit tests link the shim's objects too: the test program is then
 # interposed the way a preloaded program is.
 $(BUILD)/tests/unit/test_shim_%: $(BUILD)/obj/tests/unit/test_shim_%.o $(SHIM_OBJS) $(MODEL_OBJS) $(STATIC_LIB)
