@@ -96,6 +96,8 @@ int  ur_memfd(const char *name);                /* memfd_create at the fd floor 
 #define UR_F_NS_REF      0x100 /* req->ns is referenced (a non-fixed file) */
 #define UR_F_ZERO_FILL   0x200 /* Write Zeroes emulated by writes of the zero buffer */
 #define UR_F_KRING       0x400 /* forwarded to the hidden kernel ring (kring.c) */
+#define UR_F_FAULT_EIO   0x800 /* cut short by a fault in a multi-bio transfer:
+				* the prefix moves, the result is -EIO (ops.c) */
 
 struct ur_req {
 	struct ur_req *next;      /* free list, defer/retry/done/overflow queues */

@@ -356,6 +356,55 @@ static void test_guest_kernel_facts(void **state)
 	free(mem);
 }
 
+/* A fault in a transfer whose iovecs span more than 256 pages (Linux's
+ * multi-bio __blkdev_direct_IO()): the bytes before the fault move and the
+ * result is -EIO; at 256 pages or fewer the same fault gives a short
+ * transfer. Segments of 512 B, one per page. */
+static void test_multi_bio_faults(void **state)
+{
+	(void)state;
+	enum { MANY = 300, FEW = 200 };
+	struct tu_ring r;
+	assert_true(tu_ring_init(&r, env.c, 8, NULL) >= 0);
+	uint8_t *mem = aligned_alloc(4096, (size_t)MANY * 4096);
+	assert_non_null(mem);
+	struct iovec *v = calloc(MANY, sizeof(*v));
+	for (unsigned i = 0; i < MANY; i++) {
+		memset(mem + (size_t)i * 4096, (int)(i & 0xff) | 1, 512);
+		v[i] = (struct iovec){ mem + (size_t)i * 4096, 512 };
+	}
+	memset(nsdata(), 0, (size_t)MANY * 512);
+	v[FEW - 1].iov_base = NULL;     /* the last of FEW */
+	rw(&r, IORING_OP_WRITEV, 1, nsfd, v, FEW, 0);
+	run_expect(&r, (struct exp[]){ { 1, (FEW - 1) * 512 } }, 1);
+	v[FEW - 1].iov_base = mem + (size_t)(FEW - 1) * 4096;
+	v[MANY - 1].iov_base = NULL;    /* the last of MANY */
+	memset(nsdata(), 0, (size_t)MANY * 512);
+	rw(&r, IORING_OP_WRITEV, 2, nsfd, v, MANY, 0);
+	run_expect(&r, (struct exp[]){ { 2, -EIO } }, 1);
+	for (unsigned i = 0; i < MANY - 1; i++)     /* the prefix was written */
+		assert_memory_equal(nsdata() + (size_t)i * 512, mem + (size_t)i * 4096, 512);
+	uint8_t zero[512] = { 0 };
+	assert_memory_equal(nsdata() + (size_t)(MANY - 1) * 512, zero, 512);
+	v[0].iov_base = NULL;           /* nothing before the fault */
+	rw(&r, IORING_OP_WRITEV, 3, nsfd, v, MANY, 0);
+	rw(&r, IORING_OP_WRITEV, 4, nsfd, v, FEW, 0);
+	run_expect(&r, (struct exp[]){ { 3, -EIO }, { 4, -EFAULT } }, 2);
+	v[0].iov_base = mem;
+	/* reads: a NULL segment half-way */
+	v[MANY - 1].iov_base = mem + (size_t)(MANY - 1) * 4096;
+	v[MANY / 2].iov_base = NULL;
+	for (unsigned i = 0; i < MANY; i++)
+		memset(mem + (size_t)i * 4096, 0xee, 512);
+	rw(&r, IORING_OP_READV, 5, nsfd, v, MANY, 0);
+	run_expect(&r, (struct exp[]){ { 5, -EIO } }, 1);
+	for (unsigned i = 0; i < MANY / 2; i++)
+		assert_memory_equal(mem + (size_t)i * 4096, nsdata() + (size_t)i * 512, 512);
+	tu_ring_exit(&r);
+	free(v);
+	free(mem);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -385,6 +434,7 @@ int main(void)
 		cmocka_unit_test(test_links_and_fixed),
 		cmocka_unit_test(test_guest_kernel_facts),
 		cmocka_unit_test(test_iopoll_and_sqpoll),
+		cmocka_unit_test(test_multi_bio_faults),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
