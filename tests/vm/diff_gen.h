@@ -47,10 +47,12 @@
 #include <linux/fs.h>
 #include <linux/io_uring.h>
 
-#define DG_ARENA     (8u << 20)     /* data buffers per side */
+#define DG_ARENA     (32u << 20)    /* data buffers per side */
 #define DG_BUF1_OFF  (DG_ARENA / 2 + 100)  /* registered buffer 1: not page aligned */
 #define DG_MAX_OPS   512            /* per batch */
-#define DG_MAX_SEGS  4096           /* iovecs per batch */
+#define DG_MAX_SEGS  16384          /* iovecs per batch */
+#define DG_BIG_MAX   (6u << 20)     /* the largest transfer of a big stream */
+#define DG_UIO_MAXIOV 1024          /* the kernel's iovec count limit (UIO_MAXIOV) */
 #define DG_NBUFS     3              /* registered: arena half 0, half 1, an empty slot */
 #define DG_NFILES    3              /* registered: dev, empty, dev */
 #define DG_BAD_KADDR 0xffff888000000000ull   /* non-canonical for user space */
@@ -71,7 +73,10 @@ struct gop {
 	uint64_t ud;
 	uint8_t  opcode, flags, fdk, addrk;
 	uint16_t ioprio, buf_index, personality;
-	uint64_t addr;        /* A_ABS: value; A_ARENA: arena offset; A_IOV: first gseg */
+	uint64_t addr;        /* A_ABS: value; A_ARENA: arena offset; A_IOV: first gseg;
+	                         A_HOLE: offset in the hole */
+	uint32_t hole_iov;    /* an iovec array in the hole (vectored, A_HOLE): its
+	                         entries are gsegs [hole_iov, +len), written there */
 	uint32_t len;
 	uint64_t off;
 	uint32_t rw_flags;
@@ -88,6 +93,8 @@ struct dgen {
 	uint64_t dev_bytes, region_lo;  /* the test region: [region_lo, dev_bytes) */
 	uint32_t lbs;
 	bool     skip_ok;                /* CQE_SKIP_SUCCESS allowed in this stream */
+	bool     big;                    /* transfers up to DG_BIG_MAX, iovecs up to UIO_MAXIOV */
+	bool     iopoll;                 /* an IOPOLL ring: no request the block layer must split */
 	bool     calm;                   /* a drain was queued: nothing may fail at submission */
 	bool     hole_used;              /* a request of this batch uses the hole */
 	uint64_t next_ud;
@@ -103,6 +110,7 @@ struct dgen {
 	/* per stream (dg_stream_next()) */
 	unsigned entries;                /* the ring's SQ size: batch pieces */
 	unsigned sqes, batches;          /* generated so far */
+	unsigned quota;                  /* SQEs to generate (dg_stream_cfg.sqes or the default) */
 	uint64_t digest;                 /* of everything generated so far */
 };
 
@@ -194,6 +202,20 @@ static inline void dg_shape(struct dgen *g, struct gop *o, bool huge_ok, uint64_
 {
 	uint32_t lbs = g->lbs;
 	uint32_t nblk = (uint32_t)(dg_pct(g) < 80 ? dg_range_rand(g, 1, 8) : dg_range_rand(g, 9, 64));
+	if (g->big && dg_pct(g) < 30) {
+		/* past MDTS (split into several NVMe commands), past the
+		 * bounce pool's extents: 64 KiB to DG_BIG_MAX */
+		nblk = (uint32_t)dg_range_rand(g, (64u << 10) / lbs, DG_BIG_MAX / lbs);
+		o->len = nblk * lbs;
+		o->off = dg_region_off(g, o->len);
+		*mem = o->len;
+		o->what = "big";
+		if (dg_pct(g) < 15) {
+			o->off = g->dev_bytes - (uint64_t)lbs * dg_range_rand(g, 1, nblk - 1);
+			o->what = "big, crossing the end";
+		}
+		return;
+	}
 	o->len = nblk * lbs;
 	o->off = dg_region_off(g, o->len);
 	*mem = o->len;
@@ -300,7 +322,7 @@ static inline bool dg_rw(struct dgen *g, struct gop *o)
 	if (dg_pct(g) < 3)
 		o->ioprio = g->calm ? 2 << 13 | 4 : dg_ioprio(g);
 	o->reads_mem = !wr;
-	uint64_t cap = mem > 256 * 1024 ? 256 * 1024 : mem;
+	uint64_t cap = mem > 256 * 1024 && !g->big ? 256 * 1024 : mem > DG_BIG_MAX ? DG_BIG_MAX : mem;
 	if (!vec) {
 		unsigned x = dg_pct(g);
 		o->addrk = A_ARENA;
@@ -363,24 +385,76 @@ static inline bool dg_rw(struct dgen *g, struct gop *o)
 		o->len = (unsigned)dg_range_rand(g, 1, 4);
 		o->addr = 4096 - 16 * dg_range_rand(g, 0, o->len - 1);
 		o->what = "iovec array into a PROT_NONE page";
+		/* real entries for the readable part (difftest.c writes them
+		 * into the hole's page 0), so what the kernel reads before the
+		 * fault is a valid array */
+		if (g->nsegs + o->len > DG_MAX_SEGS)
+			return false;
+		o->hole_iov = g->nsegs;
+		for (unsigned i = 0; i < o->len; i++) {
+			struct gseg *s = &g->segs[g->nsegs++];
+			s->kind = A_ARENA;
+			s->len = (uint64_t)g->lbs * dg_range_rand(g, 1, 4);
+			if (!dg_alloc(g, s->len, dg_pct(g) < 80 ? 0 : 512, wr, &s->base))
+				return false;
+		}
 		return true;
 	}
 	unsigned n = (unsigned)dg_range_rand(g, 1, 6);
+	if (g->big && dg_pct(g) < 25) {
+		/* many segments, up to the kernel's limit: each a few blocks
+		 * (sometimes dword-sized pieces), at most DG_BIG_MAX in all */
+		n = dg_pct(g) < 20 ? DG_UIO_MAXIOV : (unsigned)dg_range_rand(g, 7, DG_UIO_MAXIOV);
+		if (g->nsegs + n + 1 > DG_MAX_SEGS)
+			return false;
+		uint64_t total = 0;
+		for (unsigned i = 0; i < n; i++) {
+			struct gseg *s = &g->segs[g->nsegs++];
+			uint64_t len = (uint64_t)g->lbs * dg_range_rand(g, 0, 8);
+			if (dg_pct(g) < 3 && len > 4)
+				len -= 4 * dg_range_rand(g, 1, len / 4 - 1), o->what = "many segments, odd";
+			else if (!o->what || strcmp(o->what, "many segments, odd"))
+				o->what = "many segments";
+			if (total + len > DG_BIG_MAX)
+				len = 0;
+			total += len;
+			s->kind = A_ARENA;
+			s->len = len;
+			if (!dg_alloc(g, len, dg_pct(g) < 90 ? 0 : 4 * (uint32_t)dg_range_rand(g, 1, 1023), wr, &s->base))
+				return false;
+		}
+		/* where the sum fits: dg_shape() placed the request for o->len */
+		o->off = total < g->dev_bytes - g->region_lo ? dg_region_off(g, total ? total : g->lbs) : g->region_lo;
+		o->len = n;
+		return true;
+	}
 	if (g->nsegs + n + 1 > DG_MAX_SEGS)
 		return false;
 	uint64_t left = cap;
+	/* IOPOLL: the segments of a valid request are whole pages but the
+	 * last, each page aligned, so the kernel's bio needs no split.
+	 * Linux 6.1 marks a polled bio REQ_NOWAIT (bio_set_polled()), and
+	 * splitting one fails it with -EAGAIN, which io-wq retries for ever
+	 * on an IOPOLL ring: the request never completes (seen here: a READV
+	 * of 512 + 1536 + 512 bytes). nvring completes it; no result to
+	 * compare. */
+	bool whole = g->iopoll && n > 1;
+	if (whole)
+		left = cap = (uint64_t)4096 * dg_range_rand(g, n - 1, 2 * n);
 	for (unsigned i = 0; i < n; i++) {
 		struct gseg *s = &g->segs[g->nsegs++];
 		uint64_t len = i + 1 == n ? left : (left / g->lbs) ? dg_range_rand(g, 0, left / g->lbs) * g->lbs : 0;
-		if (dg_pct(g) < 4 && len > 4)
+		if (whole && i + 1 < n)
+			len = left / 4096 > n - 1 - i ? 4096 * dg_range_rand(g, 1, left / 4096 - (n - 1 - i)) : 4096;
+		if (dg_pct(g) < 4 && len > 4 && !(whole && i + 1 < n))
 			len -= 4 * dg_range_rand(g, 1, len / 4 - 1 ? len / 4 - 1 : 1), o->what = "odd segment";
 		if (len > left)
 			len = left;
 		left -= len;
 		s->kind = A_ARENA;
 		s->len = len;
-		uint32_t mis = dg_mis(g);
-		if (!len && dg_pct(g) < 30)
+		uint32_t mis = whole ? 0 : dg_mis(g);
+		if (!len && dg_pct(g) < 30 && !whole)
 			mis = 2;     /* a misaligned empty segment */
 		if (!dg_alloc(g, len, mis, wr, &s->base))
 			return false;
@@ -505,13 +579,32 @@ static inline void dg_op(struct dgen *g, struct gop *o, int chain, bool piece_en
 		f |= IOSQE_IO_LINK;
 	else if (x < 32)
 		f |= IOSQE_IO_HARDLINK;
-	if (dg_pct(g) < 5)
+	/* (IOPOLL: none. On Linux 6.1's IOPOLL ring a drained request
+	 * and everything after it were seen never to complete -- the
+	 * deferred list is flushed on posting paths the poll loop does not
+	 * take. nvring runs them.) */
+	if (dg_pct(g) < 5 && !g->iopoll)
 		f |= IOSQE_IO_DRAIN;
 	if (dg_pct(g) < 5)
 		f |= IOSQE_ASYNC;
+	/* IOPOLL: a read or write stands alone and posts its CQE. What Linux
+	 * 6.1 does with an I/O-stage result (a misaligned buffer, a fault, a
+	 * short transfer) inside a link on an IOPOLL ring is not one rule:
+	 * seen here, a misaligned WRITE with CQE_SKIP_SUCCESS posted nothing
+	 * and its link went on (io_complete_rw_iopoll() records the result
+	 * without req_set_fail()), while a misaligned READ_FIXED cancelled
+	 * the rest of its link; a WRITEV cut short by a PROT_NONE segment
+	 * came back -ECANCELED alone (its rest retried through io-wq). Links
+	 * of the other opcodes are generated as on every ring. */
+	bool rw = o->opcode == IORING_OP_READ || o->opcode == IORING_OP_WRITE ||
+		  o->opcode == IORING_OP_READV || o->opcode == IORING_OP_WRITEV ||
+		  o->opcode == IORING_OP_READ_FIXED || o->opcode == IORING_OP_WRITE_FIXED;
+	if (g->iopoll && rw)
+		f &= ~(unsigned)(IOSQE_IO_LINK | IOSQE_IO_HARDLINK | IOSQE_ASYNC);
 	bool in_chain = (f & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK)) && !piece_end;
 	bool standalone = !in_chain && (!g->nops || g->ops[g->nops - 1].chain != chain);
-	if (g->skip_ok && (in_chain || (o->opcode == IORING_OP_NOP && standalone)) && dg_pct(g) < 30)
+	if (g->skip_ok && (in_chain || (o->opcode == IORING_OP_NOP && standalone)) && dg_pct(g) < 30 &&
+	    !(g->iopoll && rw))
 		f |= IOSQE_CQE_SKIP_SUCCESS;
 	x = g->calm ? 99 : dg_pct(g);
 	if (x < 2)
@@ -576,7 +669,7 @@ static inline void dg_settle(struct dgen *g, struct gop *o)
 	for (int tries = 0; dg_conflicts(g, lo, hi, w, o->chain); tries++) {
 		/* huge lengths stay where the end truncates them */
 		if (tries == 16 || hi - lo > g->dev_bytes - g->region_lo ||
-		    (o->opcode != IORING_OP_FALLOCATE && len > (1u << 20))) {
+		    (o->opcode != IORING_OP_FALLOCATE && len > DG_BIG_MAX)) {
 			uint64_t ud = o->ud;
 			int chain = o->chain;
 			uint8_t fl = o->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK);
@@ -599,7 +692,7 @@ static inline void dg_batch(struct dgen *g, const unsigned *pieces, unsigned npi
 	g->nops = g->nsegs = g->nranges = 0;
 	g->bump = 0;
 	g->calm = false;
-	g->hole_used = false;
+	g->hole_used = g->iopoll;   /* IOPOLL: no partial faults (see dg_op()) */
 	int chain = 0;
 	for (unsigned p = 0; p < npieces; p++) {
 		for (unsigned i = 0; i < pieces[p] && g->nops < DG_MAX_OPS; i++) {
@@ -616,18 +709,33 @@ static inline void dg_batch(struct dgen *g, const unsigned *pieces, unsigned npi
 
 /* ---- streams ----------------------------------------------------------- */
 
-#define DG_REGION          (4u << 20)   /* the test region: the namespace's last 4 MiB */
+#define DG_REGION          (12u << 20)  /* the test region: the namespace's last 12 MiB */
 #define DG_SQES_PER_STREAM 1000
 
 /* The ring configurations difftest runs, one stream each (the SQ size
  * bounds the batch pieces; @skip: CQE_SKIP_SUCCESS is generated). */
-struct dg_stream_cfg { unsigned entries; uint32_t flags; unsigned cq; bool skip; };
+struct dg_stream_cfg { unsigned entries; uint32_t flags; unsigned cq; bool skip, big; unsigned sqes; };
 
+#define DG_IOPOLL IORING_SETUP_IOPOLL
+#define DG_SQPOLL IORING_SETUP_SQPOLL
 static const struct dg_stream_cfg dg_streams[] = {
-	{ 1, 0, 0, false }, { 2, 0, 0, true }, { 4, 0, 0, false }, { 8, IORING_SETUP_SUBMIT_ALL, 0, true },
-	{ 16, 0, 0, false }, { 32, IORING_SETUP_CQSIZE, 32, true }, { 64, 0, 0, false },
-	{ 8, IORING_SETUP_CQSIZE, 8, false }, { 128, IORING_SETUP_SUBMIT_ALL, 0, true },
-	{ 32, 0, 0, false }, { 16, 0, 0, true }, { 64, IORING_SETUP_SUBMIT_ALL, 0, false },
+	{ 1, 0, 0, false, false, 0 }, { 2, 0, 0, true, false, 0 }, { 4, 0, 0, false, false, 0 }, { 8, IORING_SETUP_SUBMIT_ALL, 0, true, false, 0 },
+	{ 16, 0, 0, false, false, 0 }, { 32, IORING_SETUP_CQSIZE, 32, true, false, 0 }, { 64, 0, 0, false, false, 0 },
+	{ 8, IORING_SETUP_CQSIZE, 8, false, false, 0 }, { 128, IORING_SETUP_SUBMIT_ALL, 0, true, false, 0 },
+	{ 32, 0, 0, false, false, 0 }, { 16, 0, 0, true, false, 0 }, { 64, IORING_SETUP_SUBMIT_ALL, 0, false, false, 0 },
+	/* polled rings, against the kernel's IOPOLL (its poll queues) */
+	{ 4, DG_IOPOLL, 0, false, false, 0 }, { 32, DG_IOPOLL | IORING_SETUP_SUBMIT_ALL, 0, true, false, 0 },
+	{ 16, DG_IOPOLL | IORING_SETUP_CQSIZE, 16, false, false, 0 },
+	/* SQPOLL against the kernel's SQ thread (compared per batch as sets) */
+	{ 8, DG_SQPOLL, 0, false, false, 0 }, { 64, DG_SQPOLL, 0, true, false, 0 }, { 16, DG_SQPOLL | DG_IOPOLL, 0, false, false, 0 },
+	/* 128-byte SQEs, 32-byte CQEs */
+	{ 16, IORING_SETUP_SQE128, 0, false, false, 0 }, { 32, IORING_SETUP_CQE32, 0, true, false, 0 },
+	{ 8, IORING_SETUP_SQE128 | IORING_SETUP_CQE32 | DG_IOPOLL, 0, false, false, 0 },
+	/* big transfers and many-segment iovecs, in each ring mode */
+	/* (not IOPOLL: the kernel splits what is past its max_sectors, and
+	 * never completes a split polled bio -- see dg_rw()) */
+	{ 8, 0, 0, false, true, 300 }, { 16, 0, 0, true, true, 300 },
+	{ 8, DG_SQPOLL, 0, false, true, 200 },
 };
 #define DG_NSTREAMS (sizeof(dg_streams) / sizeof(dg_streams[0]))
 
@@ -659,6 +767,7 @@ static inline void dg_digest_batch(struct dgen *g, const unsigned *pieces, unsig
 		dg_mix(h, (uint64_t)o->len | (uint64_t)o->rw_flags << 32);
 		dg_mix(h, o->off);
 		dg_mix(h, (uint64_t)o->splice_fd_in | (uint64_t)(uint32_t)o->chain << 32);
+		dg_mix(h, o->hole_iov);
 	}
 	dg_mix(h, g->nsegs);
 	for (unsigned i = 0; i < g->nsegs; i++) {
@@ -683,6 +792,9 @@ static inline void dg_stream_init(struct dgen *g, uint64_t seed, unsigned idx, u
 	g->region_lo = dev_bytes - DG_REGION;
 	g->lbs = lbs;
 	g->skip_ok = dg_streams[idx].skip;
+	g->big = dg_streams[idx].big;
+	g->iopoll = dg_streams[idx].flags & IORING_SETUP_IOPOLL;
+	g->quota = dg_streams[idx].sqes ? dg_streams[idx].sqes : DG_SQES_PER_STREAM;
 	g->entries = dg_streams[idx].entries;
 	g->next_ud = (uint64_t)idx << 32 | 1;
 	g->fill = fill;
@@ -693,7 +805,7 @@ static inline void dg_stream_init(struct dgen *g, uint64_t seed, unsigned idx, u
  * @pieces[@*npieces]; false once the stream has its DG_SQES_PER_STREAM. */
 static inline bool dg_stream_next(struct dgen *g, unsigned pieces[3], unsigned *npieces)
 {
-	if (g->sqes >= DG_SQES_PER_STREAM)
+	if (g->sqes >= g->quota)
 		return false;
 	unsigned np = dg_pct(g) < 80 ? 1 : (unsigned)dg_range_rand(g, 2, 3), n = 0;
 	for (unsigned i = 0; i < np; i++) {

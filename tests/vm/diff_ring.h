@@ -24,8 +24,8 @@ struct dr_ring {
 	struct io_uring_params p;
 	uint8_t *sq, *cq;
 	size_t sq_sz, cq_sz, sqes_sz;
-	struct io_uring_sqe *sqes;
-	struct io_uring_cqe *cqes;
+	uint8_t *sqes, *cqes;       /* strides: sqe_sz, cqe_sz */
+	size_t sqe_sz, cqe_sz;      /* 64 or 128 (SQE128), 16 or 32 (CQE32) */
 	unsigned *sq_head, *sq_tail, *sq_flags, *sq_dropped, *sq_array;
 	unsigned *cq_head, *cq_tail, *cq_overflow;
 	unsigned sqe_tail;          /* next SQE slot to fill */
@@ -68,8 +68,10 @@ static inline int dr_init(struct dr_ring *r, struct nvr_ctrlr *c, unsigned entri
 		return r->fd;
 	struct io_uring_params *q = &r->p;
 	r->sq_sz = q->sq_off.array + q->sq_entries * sizeof(unsigned);
-	r->cq_sz = q->cq_off.cqes + q->cq_entries * sizeof(struct io_uring_cqe);
-	r->sqes_sz = q->sq_entries * sizeof(struct io_uring_sqe);
+	r->sqe_sz = sizeof(struct io_uring_sqe) * (q->flags & IORING_SETUP_SQE128 ? 2 : 1);
+	r->cqe_sz = sizeof(struct io_uring_cqe) * (q->flags & IORING_SETUP_CQE32 ? 2 : 1);
+	r->cq_sz = q->cq_off.cqes + q->cq_entries * r->cqe_sz;
+	r->sqes_sz = q->sq_entries * r->sqe_sz;
 	r->sq = mmap(NULL, r->sq_sz, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, IORING_OFF_SQ_RING);
 	r->cq = mmap(NULL, r->cq_sz, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, IORING_OFF_CQ_RING);
 	r->sqes = mmap(NULL, r->sqes_sz, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, IORING_OFF_SQES);
@@ -83,7 +85,7 @@ static inline int dr_init(struct dr_ring *r, struct nvr_ctrlr *c, unsigned entri
 	r->cq_head = (unsigned *)(r->cq + q->cq_off.head);
 	r->cq_tail = (unsigned *)(r->cq + q->cq_off.tail);
 	r->cq_overflow = (unsigned *)(r->cq + q->cq_off.overflow);
-	r->cqes = (struct io_uring_cqe *)(r->cq + q->cq_off.cqes);
+	r->cqes = r->cq + q->cq_off.cqes;
 	r->sqe_tail = *r->sq_tail;
 	return r->fd;
 }
@@ -108,8 +110,8 @@ static inline struct io_uring_sqe *dr_sqe(struct dr_ring *r)
 	if (r->sqe_tail - head >= r->p.sq_entries)
 		return NULL;
 	unsigned idx = r->sqe_tail & mask;
-	struct io_uring_sqe *s = &r->sqes[idx];
-	memset(s, 0, sizeof(*s));
+	struct io_uring_sqe *s = (struct io_uring_sqe *)(r->sqes + idx * r->sqe_sz);
+	memset(s, 0, r->sqe_sz);
 	r->sq_array[idx] = idx;
 	r->sqe_tail++;
 	return s;
@@ -127,17 +129,29 @@ static inline unsigned dr_sq_pending(const struct dr_ring *r)
 	       __atomic_load_n(r->sq_head, __ATOMIC_ACQUIRE);
 }
 
-/* Pop one CQE if there is one. */
-static inline bool dr_cqe(struct dr_ring *r, struct io_uring_cqe *out)
+/* Pop one CQE if there is one; @big (CQE32 rings, else zeroes): its
+ * second 16 bytes. */
+static inline bool dr_cqe32(struct dr_ring *r, struct io_uring_cqe *out, uint64_t big[2])
 {
 	unsigned head = *r->cq_head;
 	/* acquire: the CQE contents after the tail that published them */
 	if (head == __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE))
 		return false;
-	*out = r->cqes[head & (r->p.cq_entries - 1)];
+	const uint8_t *c = r->cqes + (head & (r->p.cq_entries - 1)) * r->cqe_sz;
+	memcpy(out, c, sizeof(*out));
+	if (big) {
+		big[0] = big[1] = 0;
+		if (r->cqe_sz > sizeof(*out))
+			memcpy(big, c + sizeof(*out), 16);
+	}
 	/* release: done reading the slot before handing it back */
 	__atomic_store_n(r->cq_head, head + 1, __ATOMIC_RELEASE);
 	return true;
+}
+
+static inline bool dr_cqe(struct dr_ring *r, struct io_uring_cqe *out)
+{
+	return dr_cqe32(r, out, NULL);
 }
 
 #endif

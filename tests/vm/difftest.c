@@ -28,6 +28,7 @@
  * every batch before it runs, =2 after it ran with both sides' results.
  */
 #include <execinfo.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <setjmp.h>
@@ -49,7 +50,7 @@
 #define MAX_CQ      2048
 #define KWAIT_SEC   10
 
-struct cq_rec { uint64_t ud; int32_t res; uint32_t flags; };
+struct cq_rec { uint64_t ud; int32_t res; uint32_t flags; uint64_t big[2]; };
 
 struct side {
 	const char *name;
@@ -68,14 +69,22 @@ static uint64_t dev_bytes;
 static uint32_t lbs;
 static unsigned long sqes_compared, mismatches, batches_compared;
 static unsigned long res_pos, res_zero, res_err[200];   /* CQE results seen (equal on both) */
+/* CQE pairs compared (one CQE from each side, same user_data), in all and
+ * by ring mode; successes per opcode (a transfer of > 0 bytes, else 0) and
+ * transfers longer than the controller's MDTS (split into commands) */
+static unsigned long pairs, pairs_iopoll, pairs_sqpoll, pairs_big128;
+static unsigned long ok_op[256], ok_past_mdts;
+static uint32_t mdts_bytes;
+static uint32_t ring_flags;   /* the stream's setup flags */
 static unsigned long bytes_compared;
 static struct dgen G;
 
 static void collect(struct side *s)
 {
 	struct io_uring_cqe c;
-	while (s->ncq < MAX_CQ && dr_cqe(&s->r, &c))
-		s->cq[s->ncq++] = (struct cq_rec){ c.user_data, c.res, c.flags };
+	uint64_t big[2];
+	while (s->ncq < MAX_CQ && dr_cqe32(&s->r, &c, big))
+		s->cq[s->ncq++] = (struct cq_rec){ c.user_data, c.res, c.flags, { big[0], big[1] } };
 }
 
 static int rec_cmp(const void *a, const void *b)
@@ -89,8 +98,16 @@ static bool ours_idle(void)
 {
 	int err;
 	struct ur_ring *r = ur_ring_get(O.r.fd, &err);
-	return r && !r->active && !r->in_device && !r->retry.head && !r->defer.head &&
-	       !r->done.head && !r->overflow.head;
+	if (!r)
+		return false;
+	/* under the ring lock: an SQPOLL thread finishes requests
+	 * concurrently (a request leaves the active count before its CQE is
+	 * posted) */
+	pthread_mutex_lock(&r->lock);
+	bool idle = !r->active && !r->in_device && !r->retry.head && !r->defer.head &&
+		    !r->done.head && !r->overflow.head;
+	pthread_mutex_unlock(&r->lock);
+	return idle;
 }
 
 static void put_sqe(struct side *s, const struct gop *o, struct io_uring_sqe *q)
@@ -168,6 +185,80 @@ static unsigned mismatch(uint64_t seed, unsigned stream, unsigned batch, const c
 	return 1;
 }
 
+/* An iovec array that runs from the hole's page 0 into its PROT_NONE page:
+ * its readable entries are real (segments in each side's arena), so what
+ * the kernel imports before the fault is a valid array. Returns where the
+ * entries start (the page's bytes compared afterwards: the entries hold
+ * each side's own addresses). */
+static unsigned put_hole_iovs(const struct gop *o)
+{
+	for (uint32_t i = 0; i < o->len; i++) {
+		uint64_t at = o->addr + 16 * (uint64_t)i;
+		if (at + sizeof(struct iovec) > 4096)
+			break;
+		const struct gseg *g = &G.segs[o->hole_iov + i];
+		struct iovec k = { K.arena + g->base, g->len }, v = { O.arena + g->base, g->len };
+		memcpy(K.hole + at, &k, sizeof(k));
+		memcpy(O.hole + at, &v, sizeof(v));
+	}
+	return o->addr < 4096 ? (unsigned)o->addr : 4096;
+}
+
+/* Ops of this batch that must post a CQE on each side and have not yet on
+ * @s: every one without IOSQE_CQE_SKIP_SUCCESS, except the members of a
+ * chain after a member with it that posted one -- it failed, or was short:
+ * Linux 6.1 req_set_fail() sets REQ_F_SKIP_LINK_CQES, and the cancelled
+ * rest posts nothing. (After a HARDLINK member the rest runs on and posts,
+ * later: not counted here, so the wait also takes nvring's count.) */
+static unsigned missing(const struct side *s)
+{
+	static uint8_t seen[DG_MAX_OPS];
+	memset(seen, 0, G.nops);
+	uint64_t ud0 = G.nops ? G.ops[0].ud : 0;
+	for (unsigned j = 0; j < s->ncq; j++) {
+		uint64_t k = s->cq[j].ud - ud0;
+		if (k < G.nops && G.ops[k].ud == s->cq[j].ud)
+			seen[k] = 1;
+	}
+	unsigned n = 0;
+	bool quiet = false;   /* the rest of this chain may post nothing */
+	for (unsigned i = 0; i < G.nops; i++) {
+		const struct gop *o = &G.ops[i];
+		if (i && G.ops[i - 1].chain != o->chain)
+			quiet = false;
+		if (!(o->flags & IOSQE_CQE_SKIP_SUCCESS))
+			n += !seen[i] && !quiet;
+		else if (seen[i])
+			quiet = true;   /* posted: it failed (or was short) */
+	}
+	return n;
+}
+
+/* SQPOLL: the SQ threads consume what dr_flush() published; wait until
+ * both SQs are empty (waking a thread that went idle). */
+static bool sqpoll_consume(void)
+{
+	double t0 = vm_now();
+	struct side *sides[2] = { &K, &O };
+	for (;;) {
+		bool busy = false;
+		for (int i = 0; i < 2; i++) {
+			struct side *s = sides[i];
+			if (!dr_sq_pending(&s->r))
+				continue;
+			busy = true;
+			if (__atomic_load_n(s->r.sq_flags, __ATOMIC_ACQUIRE) & IORING_SQ_NEED_WAKEUP)
+				dr_enter(&s->r, 0, 0, IORING_ENTER_SQ_WAKEUP, NULL, 0);
+			collect(s);
+		}
+		if (!busy)
+			return true;
+		if (vm_now() - t0 > KWAIT_SEC)
+			return false;
+		sched_yield();
+	}
+}
+
 /* Run one generated batch on both rings and compare. Returns mismatches. */
 static unsigned run_batch(uint64_t seed, unsigned stream, unsigned batch, const unsigned *pieces,
 			  unsigned npieces)
@@ -180,6 +271,11 @@ static unsigned run_batch(uint64_t seed, unsigned stream, unsigned batch, const 
 	 * sources, or poison for reads), compared afterwards */
 	for (unsigned i = 0; i < 4096; i++)
 		K.hole[i] = O.hole[i] = (uint8_t)(i * 7 + batch);
+	unsigned hole_cmp = 4096;    /* bytes of the hole's page compared afterwards */
+	for (unsigned i = 0; i < G.nops; i++)
+		if (G.ops[i].addrk == A_HOLE && (G.ops[i].opcode == IORING_OP_READV ||
+						 G.ops[i].opcode == IORING_OP_WRITEV))
+			hole_cmp = put_hole_iovs(&G.ops[i]);
 	for (unsigned i = 0; i < G.nsegs; i++) {
 		const struct gseg *g = &G.segs[i];
 		K.iov[i].iov_base = g->kind == A_ARENA ? K.arena + g->base :
@@ -194,12 +290,28 @@ static unsigned run_batch(uint64_t seed, unsigned stream, unsigned batch, const 
 	for (unsigned p = 0; p < npieces; p++) {
 		unsigned n = pieces[p];
 		for (unsigned i = first; i < first + n; i++) {
-			put_sqe(&K, &G.ops[i], dr_sqe(&K.r));
-			put_sqe(&O, &G.ops[i], dr_sqe(&O.r));
+			struct io_uring_sqe *kq = dr_sqe(&K.r), *oq = dr_sqe(&O.r);
+			if (!kq || !oq)
+				return bad + mismatch(seed, stream, batch, "no SQE free for piece %u: kernel %s, nvring %s",
+						      p, kq ? "ok" : "full", oq ? "ok" : "full");
+			put_sqe(&K, &G.ops[i], kq);
+			put_sqe(&O, &G.ops[i], oq);
 		}
 		first += n;
 		dr_flush(&K.r);
 		dr_flush(&O.r);
+		if (ring_flags & IORING_SETUP_SQPOLL) {
+			/* the SQ threads submit: the heads move on their own,
+			 * so only what was consumed and dropped is compared */
+			if (!sqpoll_consume())
+				return bad + mismatch(seed, stream, batch, "SQPOLL: SQ not consumed in %d s "
+						      "(kernel %u pending, nvring %u)", KWAIT_SEC,
+						      dr_sq_pending(&K.r), dr_sq_pending(&O.r));
+			if (*K.r.sq_dropped != *O.r.sq_dropped)
+				return bad + mismatch(seed, stream, batch, "SQPOLL: dropped kernel %u nvring %u",
+						      *K.r.sq_dropped, *O.r.sq_dropped);
+			continue;
+		}
 		for (int tries = 0; tries < 4 * DG_MAX_OPS; tries++) {
 			unsigned kl = dr_sq_pending(&K.r), ol = dr_sq_pending(&O.r);
 			if (kl != ol)
@@ -245,20 +357,33 @@ static unsigned run_batch(uint64_t seed, unsigned stream, unsigned batch, const 
 		}
 	}
 	collect(&O);
-	/* the kernel: wait for as many CQEs */
+	/* the kernel: wait until every request that must post a CQE has
+	 * (its own count, not nvring's: a CQE nvring lost shows). Then all
+	 * its requests have ended -- a skipped success is only generated
+	 * where a later CQE implies it -- so no kernel I/O is in flight when
+	 * the next batch's arena copy runs. */
 	t0 = vm_now();
+	unsigned kmiss;
 	for (;;) {
 		collect(&K);
-		if (K.ncq >= O.ncq && !(*K.r.sq_flags & IORING_SQ_CQ_OVERFLOW))
+		kmiss = missing(&K);
+		if (!kmiss && K.ncq >= O.ncq && !(*K.r.sq_flags & IORING_SQ_CQ_OVERFLOW))
 			break;
 		if (vm_now() - t0 > KWAIT_SEC)
 			break;
 		struct __kernel_timespec ts = { 0, 50 * 1000 * 1000 };
 		struct io_uring_getevents_arg arg = { .ts = (uintptr_t)&ts };
-		unsigned want = O.ncq > K.ncq ? O.ncq - K.ncq : 1;
-		dr_enter(&K.r, 0, want, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof(arg));
+		dr_enter(&K.r, 0, kmiss ? kmiss : 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg,
+			 sizeof(arg));
 	}
 	collect(&K);
+	if (kmiss)
+		bad += mismatch(seed, stream, batch, "the kernel posted %u expected CQE(s) not within %d s",
+				kmiss, KWAIT_SEC);
+	unsigned omiss = missing(&O);
+	if (omiss)
+		bad += mismatch(seed, stream, batch, "nvring went idle with %u expected CQE(s) not posted",
+				omiss);
 	qsort(K.cq, K.ncq, sizeof(K.cq[0]), rec_cmp);
 	qsort(O.cq, O.ncq, sizeof(O.cq[0]), rec_cmp);
 	unsigned i = 0, j = 0;
@@ -271,6 +396,19 @@ static unsigned run_batch(uint64_t seed, unsigned stream, unsigned batch, const 
 		else
 			snprintf(d, sizeof(d), "ud %llu (not in this batch)", (unsigned long long)ud);
 		if (k && o && k->ud == o->ud) {
+			pairs++;
+			pairs_iopoll += !!(ring_flags & IORING_SETUP_IOPOLL);
+			pairs_sqpoll += !!(ring_flags & IORING_SETUP_SQPOLL);
+			pairs_big128 += !!(ring_flags & (IORING_SETUP_SQE128 | IORING_SETUP_CQE32));
+			if (g && k->res == o->res && k->res >= 0) {
+				bool data = g->opcode == IORING_OP_READ || g->opcode == IORING_OP_WRITE ||
+					    g->opcode == IORING_OP_READV || g->opcode == IORING_OP_WRITEV ||
+					    g->opcode == IORING_OP_READ_FIXED || g->opcode == IORING_OP_WRITE_FIXED;
+				if (data ? k->res > 0 : !k->res)
+					ok_op[g->opcode]++;
+				if (data && (uint32_t)k->res > mdts_bytes)
+					ok_past_mdts++;
+			}
 			if (k->res > 0)
 				res_pos++;
 			else if (!k->res)
@@ -280,6 +418,10 @@ static unsigned run_batch(uint64_t seed, unsigned stream, unsigned batch, const 
 			if (k->res != o->res || k->flags != o->flags)
 				bad += mismatch(seed, stream, batch, "%s: kernel res %d flags 0x%x, nvring res %d flags 0x%x",
 						d, k->res, k->flags, o->res, o->flags);
+			else if (k->big[0] != o->big[0] || k->big[1] != o->big[1])
+				bad += mismatch(seed, stream, batch, "%s: CQE32 extra words kernel %llx %llx, nvring %llx %llx",
+						d, (unsigned long long)k->big[0], (unsigned long long)k->big[1],
+						(unsigned long long)o->big[0], (unsigned long long)o->big[1]);
 			i++, j++;
 		} else if (k && k->ud == ud) {
 			bad += mismatch(seed, stream, batch, "%s: kernel res %d, nvring posted no CQE", d, k->res);
@@ -305,7 +447,7 @@ static unsigned run_batch(uint64_t seed, unsigned stream, unsigned batch, const 
 		bad += mismatch(seed, stream, batch, "memory differs at arena byte %ld (kernel 0x%02x nvring 0x%02x), near: %s",
 				at, K.arena[at], O.arena[at], hit ? d : "an iovec segment");
 	}
-	at = vm_first_diff(K.hole, O.hole, 4096);
+	at = vm_first_diff(K.hole, O.hole, hole_cmp);
 	if (at >= 0)
 		bad += mismatch(seed, stream, batch, "the hole's page differs at byte %ld (kernel 0x%02x nvring 0x%02x)",
 				at, K.hole[at], O.hole[at]);
@@ -387,10 +529,45 @@ static void rings_exit(void)
 	dr_exit(&O.r);
 }
 
-/* The ring configurations: dg_streams[] (diff_gen.h). Not compared: IOPOLL (the guest's nvme driver has no poll queues,
- * nvme.poll_queues=0; tried: a hardlinked READV -> READ chain on the
- * kernel's IOPOLL ring posted nothing within 10 s) and SQPOLL (the SQ head
- * moves on its own: enter's view of it is not deterministic). */
+/* The ring configurations: dg_streams[] (diff_gen.h): plain rings, IOPOLL
+ * (the kernel's controller has poll queues: tests/run-vm boots with
+ * nvme.poll_queues), SQPOLL (the SQ threads move the heads on their own:
+ * each enter piece is waited for until consumed, and only CQEs, memory and
+ * the dropped count are compared), SQE128/CQE32, big transfers. */
+
+/* After a stream's last batch: nothing more may arrive on either side (a
+ * late, duplicate or extra CQE). The kernel's ring is polled or waited on
+ * for 100 ms twice, nvring's reaped as long. Returns mismatches. */
+static unsigned drain_stream(uint64_t seed, unsigned idx, unsigned batch)
+{
+	K.ncq = O.ncq = 0;
+	G.nops = 0;
+	double t0 = vm_now();
+	for (int i = 0; i < 2; i++) {
+		struct __kernel_timespec ts = { 0, 100 * 1000 * 1000 };
+		struct io_uring_getevents_arg arg = { .ts = (uintptr_t)&ts };
+		dr_enter(&K.r, 0, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof(arg));
+		collect(&K);
+	}
+	while (vm_now() - t0 < 0.2) {
+		dr_enter(&O.r, 0, 0, IORING_ENTER_GETEVENTS, NULL, 0);
+		collect(&O);
+	}
+	unsigned bad = 0;
+	for (unsigned j = 0; j < K.ncq; j++)
+		bad += mismatch(seed, idx, batch, "after the stream: the kernel posted ud %llu res %d",
+				(unsigned long long)K.cq[j].ud, K.cq[j].res);
+	for (unsigned j = 0; j < O.ncq; j++)
+		bad += mismatch(seed, idx, batch, "after the stream: nvring posted ud %llu res %d",
+				(unsigned long long)O.cq[j].ud, O.cq[j].res);
+	if (*K.r.cq_overflow != *O.r.cq_overflow)
+		bad += mismatch(seed, idx, batch, "CQ overflow counts: kernel %u nvring %u", *K.r.cq_overflow,
+				*O.r.cq_overflow);
+	if (*K.r.sq_dropped != *O.r.sq_dropped)
+		bad += mismatch(seed, idx, batch, "SQ dropped counts: kernel %u nvring %u", *K.r.sq_dropped,
+				*O.r.sq_dropped);
+	return bad;
+}
 
 /* What one seed's run generated (the digest covers every SQE, segment and
  * batch split: the same seed must print the same digest). */
@@ -400,6 +577,7 @@ static unsigned run_stream(uint64_t seed, unsigned idx, struct seed_sum *sum)
 {
 	const struct dg_stream_cfg *c = &dg_streams[idx];
 	struct io_uring_params p = { .flags = c->flags, .cq_entries = c->cq };
+	ring_flags = c->flags;
 	rings_init(c->entries, &p);
 	dg_stream_init(&G, seed, idx, dev_bytes, lbs, K.arena);
 	unsigned bad = 0, batch = 0;
@@ -412,6 +590,8 @@ static unsigned run_stream(uint64_t seed, unsigned idx, struct seed_sum *sum)
 		dr_flush(&O.r);
 		assert_int_equal(dr_enter(&K.r, 1, 0, 0, NULL, 0), 1);
 		assert_int_equal(dr_enter(&O.r, 1, 0, 0, NULL, 0), 1);
+		if (c->flags & IORING_SETUP_SQPOLL)
+			assert_true(sqpoll_consume());   /* the SQ empty for the first piece */
 	}
 	long verbose = vm_env_long("NVRING_DIFF_VERBOSE", 0);
 	unsigned pieces[3], np;
@@ -426,6 +606,8 @@ static unsigned run_stream(uint64_t seed, unsigned idx, struct seed_sum *sum)
 		batch++;
 		batches_compared++;
 	}
+	if (!bad)
+		bad += drain_stream(seed, idx, batch);
 	rings_exit();
 	printf("[ INFO     ] stream %u (entries %u flags 0x%x cq %u skip %d): %u SQEs in %u batches, "
 	       "digest %016llx, %u mismatches\n", idx, c->entries, c->flags, c->cq, c->skip, G.sqes,
@@ -523,6 +705,7 @@ static unsigned run_directed(uint64_t seed)
 {
 	static const uint32_t even[] = { 1024, 1024 }, odd[] = { 1024, 508, 516 };
 	unsigned bad = 0;
+	ring_flags = 0;
 	rings_init(8, NULL);
 	dg_stream_init(&G, seed, 0, dev_bytes, lbs, K.arena);
 	G.next_ud = 1000ull << 32 | 1;
@@ -647,6 +830,7 @@ static void test_differential(void **state)
 			 kdev, (unsigned long long)kbytes, kss, kmax_kb);
 	dev_bytes = kbytes;
 	lbs = (uint32_t)kss;
+	mdts_bytes = kmax_kb * 1024;
 	assert_true(dev_bytes >= 2 * REGION);
 	print_message("twins: %s and %s (%llu B, %u B blocks, max transfer %u KiB); region: last %u KiB\n",
 		      kdev, twin->bdf, (unsigned long long)dev_bytes, lbs, kmax_kb, REGION >> 10);
@@ -692,9 +876,21 @@ static void test_differential(void **state)
 		for (unsigned i = 0; i < n; i++, nseeds++)
 			bad_seeds += run_seed(list[i], only) != 0;
 	}
-	printf("difftest: %lu seed(s), %lu with mismatches; %lu SQEs compared in %lu batches, "
-	       "%lu mismatches, %.1f s\n", nseeds, bad_seeds, sqes_compared, batches_compared,
-	       mismatches, vm_now() - t0);
+	printf("difftest: %lu seed(s), %lu with mismatches; %lu CQE pairs compared (IOPOLL %lu, "
+	       "SQPOLL %lu, SQE128/CQE32 %lu) from %lu SQEs in %lu batches, %lu mismatches, %.1f s\n",
+	       nseeds, bad_seeds, pairs, pairs_iopoll, pairs_sqpoll, pairs_big128, sqes_compared,
+	       batches_compared, mismatches, vm_now() - t0);
+	static const struct { uint8_t op; const char *name; unsigned long floor; } cls[] = {
+		{ IORING_OP_READ, "READ", 150 }, { IORING_OP_WRITE, "WRITE", 150 },
+		{ IORING_OP_READV, "READV", 80 }, { IORING_OP_WRITEV, "WRITEV", 80 },
+		{ IORING_OP_READ_FIXED, "READ_FIXED", 80 }, { IORING_OP_WRITE_FIXED, "WRITE_FIXED", 80 },
+		{ IORING_OP_FSYNC, "FSYNC", 40 }, { IORING_OP_FALLOCATE, "FALLOCATE", 20 },
+		{ IORING_OP_NOP, "NOP", 100 },
+	};
+	printf("difftest: successes compared:");
+	for (unsigned i = 0; i < sizeof(cls) / sizeof(cls[0]); i++)
+		printf(" %s %lu", cls[i].name, ok_op[cls[i].op]);
+	printf(", transfers past MDTS (%u KiB) %lu\n", mdts_bytes >> 10, ok_past_mdts);
 	printf("difftest: CQE results: %lu positive, %lu zero", res_pos, res_zero);
 	for (int e = 1; e < 200; e++)
 		if (res_err[e])
@@ -708,8 +904,19 @@ static void test_differential(void **state)
 	nvr_ns_close(O.devfd);
 	close(K.devfd);
 	assert_int_equal(mismatches, 0);
-	if (only < 0)
-		assert_true(sqes_compared >= 10000 * nseeds);
+	if (only < 0) {
+		/* the floors: per seed, each class, well below what a seed gives
+		 * (a generator that stopped producing a case fails here) */
+		for (unsigned i = 0; i < sizeof(cls) / sizeof(cls[0]); i++)
+			if (ok_op[cls[i].op] < cls[i].floor * nseeds)
+				fail_msg("only %lu successful %s compared (floor %lu per seed)", ok_op[cls[i].op],
+					 cls[i].name, cls[i].floor);
+		assert_true(ok_past_mdts >= 20 * nseeds);
+		assert_true(pairs >= 15000 * nseeds);
+		assert_true(pairs_iopoll >= 2500 * nseeds);
+		assert_true(pairs_sqpoll >= 2000 * nseeds);
+		assert_true(pairs_big128 >= 2000 * nseeds);
+	}
 }
 
 /* A crash inside nvring (a stream found one) prints the return addresses
