@@ -64,8 +64,11 @@ static void submit_cmds(struct nvr_qpair *qp, struct nvr_req *req)
 	while (req->left && !req->res && qp->nfree_tr) {
 		uint16_t cid = qp->free_tr[qp->nfree_tr - 1];
 		struct nvr_tracker *tr = &qp->tr[cid];
-		struct nvme_sqe cmd;
-		int rc = nvr_req_build_cmd(qp, req, tr, &cmd);
+		/* built in place: the slot past the tail is not the device's
+		 * until the doorbell, so a command that fails to build leaves
+		 * nothing behind */
+		struct nvme_sqe *cmd = &qp->sq[qp->sq_tail];
+		int rc = nvr_req_build_cmd(qp, req, tr, cmd);
 
 		if (unlikely(rc)) {
 			req->res = rc;
@@ -74,8 +77,7 @@ static void submit_cmds(struct nvr_qpair *qp, struct nvr_req *req)
 		qp->nfree_tr--;
 		tr->req = req;
 		req->inflight++;
-		cmd.cid = cid;
-		qp->sq[qp->sq_tail] = cmd;
+		cmd->cid = cid;
 		/* trackers <= entries - 1, so the tail never catches the head */
 		if (++qp->sq_tail == qp->entries)
 			qp->sq_tail = 0;
@@ -99,6 +101,43 @@ int nvr_qpair_submit(struct nvr_qpair *qp, struct nvr_req *req)
 	}
 	if (unlikely(req->left))
 		pending_push(qp, req);
+	return 0;
+}
+
+int nvr_qpair_submit_contig(struct nvr_qpair *qp, struct nvr_req *req, uint64_t iova,
+			    uint32_t bytes)
+{
+	if (unlikely(qp->pending_head || !qp->nfree_tr)) {
+		req->segs[0] = (struct nvr_seg){ .iova = iova, .len = bytes };
+		req->nseg = 1;
+		return nvr_qpair_submit(qp, req);
+	}
+	/* What submit_cmds() and nvr_req_build_cmd() do for this request,
+	 * without the segment walk, the switch on the opcode and a command
+	 * built on the stack and copied. */
+	uint16_t cid = qp->free_tr[--qp->nfree_tr];
+	struct nvr_tracker *tr = &qp->tr[cid];
+	uint32_t nlb = req->left;
+	uint64_t prp1, prp2;
+
+	nvr_prp_contig(iova, bytes, tr->prp_list, tr->prp_iova, &prp1, &prp2);
+	qp->sq[qp->sq_tail] = (struct nvme_sqe){
+		.opc = req->op == NVR_IO_READ ? NVME_CMD_READ : NVME_CMD_WRITE,
+		.cid = cid,
+		.nsid = req->nsid,
+		.prp1 = prp1,
+		.prp2 = prp2,
+		.cdw10 = (uint32_t)req->lba,
+		.cdw11 = (uint32_t)(req->lba >> 32),
+		.cdw12 = nlb - 1,   /* 0's based */
+	};
+	if (++qp->sq_tail == qp->entries)
+		qp->sq_tail = 0;
+	tr->req = req;
+	req->inflight = 1;
+	req->lba += nlb;
+	req->left = 0;
+	req->off = bytes;
 	return 0;
 }
 

@@ -110,6 +110,14 @@ static inline void nvr_qpair_req_put(struct nvr_qpair *qp, struct nvr_req *req)
  * first command could not be built (the request is released). */
 int nvr_qpair_submit(struct nvr_qpair *qp, struct nvr_req *req);
 
+/* nvr_qpair_submit() for a filled-in Read/Write request (op, nsid, lba,
+ * left = nlb; segments not needed) that is one command with its data in
+ * one IOVA-contiguous range of @bytes, already checked as submit_rw()
+ * checks segments: the command is built straight into the SQ slot when
+ * nothing waits and a tracker is free, else it goes the general way. */
+int nvr_qpair_submit_contig(struct nvr_qpair *qp, struct nvr_req *req, uint64_t iova,
+			    uint32_t bytes);
+
 /* ns_cmd.c: the next command of @req into @cmd (CID left to the caller),
  * using @tr's PRP page; advances @req. 0 or a negative errno. */
 int nvr_req_build_cmd(const struct nvr_qpair *qp, struct nvr_req *req,
