@@ -41,8 +41,12 @@ static uint64_t now_ns(void)
 int ur_reap(struct ur_ring *r)
 {
 	int n = 0;
-	if (r->in_device)
+	if (r->in_device) {
+		uint32_t before = r->cq_tail;
 		n = nvr_qpair_poll(r->qp, 0);
+		if (r->cq_tail != before)
+			ur_cq_tail_release(r);   /* CQEs ur_complete_io() posted */
+	}
 	if (r->timeouts)
 		ur_timeouts_expire(r);
 	if (r->kring_inflight)

@@ -363,11 +363,13 @@ void ur_release_deferred(struct ur_ring *r);
 void ur_issue(struct ur_ring *r, struct ur_req *req);
 int  ur_import(struct ur_ring *r, struct ur_req *req);
 void ur_retry_issue(struct ur_ring *r);
+bool ur_submit_fixed(struct ur_ring *r, struct ur_req *req, const struct io_uring_sqe *sqe);
 
 /* complete.c */
 struct ur_req *ur_req_alloc(struct ur_ring *r);
 void ur_req_free(struct ur_ring *r, struct ur_req *req);
 void ur_complete(struct ur_ring *r, struct ur_req *req, int res);
+void ur_complete_io(struct ur_ring *r, struct ur_req *req, int res);   /* device callback */
 void ur_finish_done(struct ur_ring *r);
 void ur_cq_flush_overflow(struct ur_ring *r);
 void ur_post_cqe(struct ur_ring *r, struct ur_req *req);
