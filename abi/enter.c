@@ -130,10 +130,12 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
  * @min completions were found or nothing is left in flight. */
 static int ur_iopoll_check(struct ur_ring *r, unsigned min)
 {
-	pthread_mutex_lock(&r->lock);
-	if (atomic_load_explicit(&r->has_overflow, memory_order_relaxed))
+	/* the flag first: no lock round trip when there is no backlog */
+	if (atomic_load_explicit(&r->has_overflow, memory_order_relaxed)) {
+		pthread_mutex_lock(&r->lock);
 		ur_cq_flush_overflow(r);
-	pthread_mutex_unlock(&r->lock);
+		pthread_mutex_unlock(&r->lock);
+	}
 	if (ur_cq_ready(r))
 		return 0;
 	unsigned found = 0;
@@ -254,8 +256,15 @@ NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 		if (r->done.head || r->retry.head)
 			ur_reap(r);
 		nvr_qpair_kick(r->qp);   /* one doorbell for the batch */
+		/* no wait asked: the progress pass below, in this lock hold */
+		bool reap = !(flags & IORING_ENTER_GETEVENTS) && r->in_device &&
+			    (unsigned)ret == to_submit;
+		if (reap)
+			ur_reap(r);
 		pthread_mutex_unlock(&r->lock);
 		if ((unsigned)ret != to_submit)
+			return ret;
+		if (reap)
 			return ret;
 	}
 	if (flags & IORING_ENTER_GETEVENTS) {
