@@ -29,6 +29,26 @@
 #define UR_RINGFD_REG_MAX 16      /* IO_RINGFD_REG_MAX */
 #define UR_KERNEL_SIGSET  8       /* sizeof(sigset_t) in the kernel */
 
+/* ur_lock() found the lock held (@seen 1 or 2): mark it contended (2)
+ * and sleep until a release finds the mark and wakes one of us. Whoever
+ * takes it here leaves it at 2, so its release wakes the next sleeper
+ * (at worst one wakeup too many, never one too few). */
+void ur_lock_slow(struct ur_lock *l, uint32_t seen)
+{
+	uint32_t c = seen;
+	if (c != 2)
+		c = atomic_exchange_explicit(&l->v, 2, memory_order_acquire);
+	while (c != 0) {
+		syscall(SYS_futex, &l->v, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+		c = atomic_exchange_explicit(&l->v, 2, memory_order_acquire);
+	}
+}
+
+void ur_unlock_wake(struct ur_lock *l)
+{
+	syscall(SYS_futex, &l->v, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -91,17 +111,17 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
 	 * on every syscall, so even min_complete 0 shows what the device has
 	 * finished: reap once before looking. */
 	if (!sqpoll) {
-		pthread_mutex_lock(&r->lock);
+		ur_lock(&r->lock);
 		if (r->in_device || r->retry.head || r->done.head || r->kring_inflight ||
 		    r->timeouts)
 			ur_reap(r);
-		pthread_mutex_unlock(&r->lock);
+		ur_unlock(&r->lock);
 	}
 	for (;;) {
 		if (atomic_load_explicit(&r->has_overflow, memory_order_relaxed)) {
-			pthread_mutex_lock(&r->lock);
+			ur_lock(&r->lock);
 			ur_cq_flush_overflow(r);
-			pthread_mutex_unlock(&r->lock);
+			ur_unlock(&r->lock);
 		}
 		if (ur_cq_ready(r) >= min ||
 		    __atomic_load_n(&r->cq_timeouts, __ATOMIC_RELAXED) != timeouts)
@@ -111,11 +131,11 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
 			break;
 		}
 		if (!sqpoll) {
-			pthread_mutex_lock(&r->lock);
+			ur_lock(&r->lock);
 			uint32_t before = r->cq_tail;
 			ur_reap(r);
 			bool progress = r->cq_tail != before || r->in_device;
-			pthread_mutex_unlock(&r->lock);
+			ur_unlock(&r->lock);
 			if (progress) {
 				idle = 0;
 				continue;
@@ -132,20 +152,20 @@ static int ur_iopoll_check(struct ur_ring *r, unsigned min)
 {
 	/* the flag first: no lock round trip when there is no backlog */
 	if (atomic_load_explicit(&r->has_overflow, memory_order_relaxed)) {
-		pthread_mutex_lock(&r->lock);
+		ur_lock(&r->lock);
 		ur_cq_flush_overflow(r);
-		pthread_mutex_unlock(&r->lock);
+		ur_unlock(&r->lock);
 	}
 	if (ur_cq_ready(r))
 		return 0;
 	unsigned found = 0;
 	for (;;) {
-		pthread_mutex_lock(&r->lock);   /* per pass: a submitter gets in */
+		ur_lock(&r->lock);   /* per pass: a submitter gets in */
 		uint32_t before = r->cq_tail;
 		ur_reap(r);
 		found += r->cq_tail - before;
 		bool idle = !r->in_device && !r->retry.head && !r->done.head;
-		pthread_mutex_unlock(&r->lock);
+		ur_unlock(&r->lock);
 		if (idle || found >= min)
 			break;
 	}
@@ -236,9 +256,9 @@ NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 	if (r->flags & IORING_SETUP_SQPOLL) {
 		/* the poller owns the queues: only this flag is read here */
 		if (atomic_load_explicit(&r->has_overflow, memory_order_relaxed)) {
-			pthread_mutex_lock(&r->lock);
+			ur_lock(&r->lock);
 			ur_cq_flush_overflow(r);
-			pthread_mutex_unlock(&r->lock);
+			ur_unlock(&r->lock);
 		}
 		if (!r->sq_thread_running)
 			return -EOWNERDEAD;
@@ -251,7 +271,7 @@ NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 		}
 		ret = (int)to_submit;
 	} else if (to_submit) {
-		pthread_mutex_lock(&r->lock);
+		ur_lock(&r->lock);
 		ret = ur_submit(r, to_submit);
 		if (r->done.head || r->retry.head)
 			ur_reap(r);
@@ -261,7 +281,7 @@ NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 			    (unsigned)ret == to_submit;
 		if (reap)
 			ur_reap(r);
-		pthread_mutex_unlock(&r->lock);
+		ur_unlock(&r->lock);
 		if ((unsigned)ret != to_submit)
 			return ret;
 		if (reap)
@@ -293,9 +313,9 @@ NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 			ret = ret2;
 	} else if (!(r->flags & IORING_SETUP_SQPOLL) && r->in_device) {
 		/* no wait asked: still make progress, as interrupts would */
-		pthread_mutex_lock(&r->lock);
+		ur_lock(&r->lock);
 		ur_reap(r);
-		pthread_mutex_unlock(&r->lock);
+		ur_unlock(&r->lock);
 	}
 	return ret;
 }
@@ -315,7 +335,7 @@ static void *ur_sq_thread(void *arg)
 	}
 	while (!atomic_load_explicit(&r->sq_stop, memory_order_acquire)) {
 		bool busy = false;
-		pthread_mutex_lock(&r->lock);
+		ur_lock(&r->lock);
 		if (!atomic_load_explicit(&r->disabled, memory_order_acquire)) {
 			uint32_t before = r->cq_tail;
 			int n = ur_submit(r, r->sq_entries);
@@ -325,7 +345,7 @@ static void *ur_sq_thread(void *arg)
 		}
 		bool pending = r->in_device || r->retry.head || r->defer.head || r->timeouts ||
 			       r->kring_inflight;
-		pthread_mutex_unlock(&r->lock);
+		ur_unlock(&r->lock);
 		if (busy || pending) {
 			if (busy)
 				last_busy = now_ns();

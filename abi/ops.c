@@ -554,6 +554,17 @@ fail:
 	ur_complete(r, req, ret);
 }
 
+/* Device callback of what ur_submit_fixed() sent: ur_io_done() for one
+ * command on a fixed buffer (no bounce memory, no flush after, no
+ * further chunk), which reduces to the transfer's size or the error. */
+static void ur_fixed_done(void *arg, const struct nvr_cpl *cpl)
+{
+	struct ur_req *req = arg;
+	struct ur_ring *r = req->ring;
+	r->in_device--;
+	ur_complete_io(r, req, cpl->res < 0 ? cpl->res : (int)req->xfer);
+}
+
 /*
  * The common SQE in one step: READ_FIXED/WRITE_FIXED on a registered file
  * with no other flag, no ioprio/rw_flags/personality, whole blocks inside
@@ -616,7 +627,26 @@ bool ur_submit_fixed(struct ur_ring *r, struct ur_req *req, const struct io_urin
 	req->lba = off >> ns->lba_shift;
 	req->flush_after = false;
 	r->active++;   /* ur_queue() */
-	ur_start_or_queue(r, req);
+	if (r->retry.head || r->in_device >= r->qdepth) {
+		ur_start_or_queue(r, req);   /* waits its turn: ur_start_io() later */
+		return true;
+	}
+	/* ur_start_io() for a fixed buffer: IOVA by arithmetic (the buffer
+	 * was mapped and held at registration), one nvr_io() */
+	uint32_t nlb = len >> ns->lba_shift;
+	struct nvr_seg seg = { .iova = b->iova + (addr - b->base), .len = len };
+	req->nlb_left = nlb;
+	int ret = nvr_io(r->qp, (enum nvr_io_op)req->dev_op, ns->nsid, req->lba, nlb, &seg, 1,
+			 ur_fixed_done, req);
+	if (ret < 0) {
+		if (ret == -EAGAIN)
+			ur_q_push(&r->retry, req);
+		else
+			ur_complete(r, req, ret);
+		return true;
+	}
+	req->chunk = nlb;
+	r->in_device++;
 	return true;
 }
 

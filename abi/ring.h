@@ -188,6 +188,42 @@ static inline struct ur_req *ur_q_pop(struct ur_queue *q)
 	return r;
 }
 
+/*
+ * The ring's lock (the kernel's uring_lock). A futex mutex with three
+ * states (0 free, 1 held, 2 held with waiters; the "mutex 3" of Drepper's
+ * "Futexes Are Tricky"): taking and releasing it uncontended is one
+ * atomic read-modify-write each, inlined. glibc's pthread_mutex_lock()
+ * and unlock() cost ~57 instructions per pair, and every enter, every
+ * IOPOLL pass and every SQPOLL pass takes it once: at QD1 that was a
+ * tenth of an I/O's instructions. Waiters sleep in the kernel as with
+ * a pthread mutex; no recursion, no robustness (neither was used).
+ */
+struct ur_lock { _Atomic uint32_t v; };
+
+void ur_lock_slow(struct ur_lock *l, uint32_t seen);   /* enter.c */
+void ur_unlock_wake(struct ur_lock *l);
+
+static inline void ur_lock_init(struct ur_lock *l)
+{
+	atomic_init(&l->v, 0);
+}
+
+static inline void ur_lock(struct ur_lock *l)
+{
+	uint32_t c = 0;
+	/* acquire: what the previous holder wrote is visible to us */
+	if (!atomic_compare_exchange_strong_explicit(&l->v, &c, 1, memory_order_acquire,
+						     memory_order_relaxed))
+		ur_lock_slow(l, c);
+}
+
+static inline void ur_unlock(struct ur_lock *l)
+{
+	/* release: our writes before the next holder's acquire */
+	if (atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2)
+		ur_unlock_wake(l);
+}
+
 struct ur_ring {
 	struct ur_obj obj;
 	struct nvr_ctrlr *ctrlr;
@@ -280,7 +316,7 @@ struct ur_ring {
 	_Atomic uint32_t sq_wake;  /* futex word: bumped by SQ_WAKEUP */
 	uint32_t  sq_idle_ms;
 	int       sq_cpu;
-	pthread_mutex_t lock;      /* the kernel's uring_lock: submission, each reap
+	struct ur_lock lock;       /* the kernel's uring_lock: submission, each reap
 				    * pass, register; SQPOLL: the poller per pass, and
 				    * register/flush callers from other threads */
 };

@@ -128,7 +128,7 @@ int nvr_req_build_cmd(const struct nvr_qpair *qp, struct nvr_req *req,
  * -EOPNOTSUPP unsupported by the controller or a namespace with metadata,
  * -EAGAIN no request slot.
  */
-static int req_start(struct nvr_qpair *qp, enum nvr_io_op op, const struct nvr_ns *ns,
+static inline int req_start(struct nvr_qpair *qp, enum nvr_io_op op, const struct nvr_ns *ns,
 		     uint64_t lba, uint32_t nlb, nvr_cb cb, void *cb_arg, struct nvr_req **out)
 {
 	const struct nvr_ctrlr_info *info = &qp->ctrlr->info;
@@ -176,7 +176,7 @@ static int req_start(struct nvr_qpair *qp, enum nvr_io_op op, const struct nvr_n
 
 /* Read/Write with the data in @segs; checked against the PRP rules now, so
  * that no later command of a split request can fail to build. */
-static int submit_rw(struct nvr_qpair *qp, enum nvr_io_op op, const struct nvr_ns *ns,
+static inline int submit_rw(struct nvr_qpair *qp, enum nvr_io_op op, const struct nvr_ns *ns,
 		     uint64_t lba, uint32_t nlb, const struct nvr_seg *segs, unsigned nseg,
 		     nvr_cb cb, void *cb_arg)
 {
