@@ -56,17 +56,10 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Poll the device once and finish what completed. Returns what
- * nvr_qpair_poll() returned. */
-int ur_reap(struct ur_ring *r)
+/* ur_reap() after the poll: timers, the kernel ring, what completed,
+ * what waits for room. */
+static __attribute__((noinline)) void ur_reap_rest(struct ur_ring *r)
 {
-	int n = 0;
-	if (r->in_device) {
-		uint32_t before = r->cq_tail;
-		n = nvr_qpair_poll(r->qp, 0);
-		if (r->cq_tail != before)
-			ur_cq_tail_release(r);   /* CQEs ur_complete_io() posted */
-	}
 	if (r->timeouts)
 		ur_timeouts_expire(r);
 	if (r->kring_inflight)
@@ -78,6 +71,24 @@ int ur_reap(struct ur_ring *r)
 		if (r->done.head)
 			ur_finish_done(r);
 	}
+}
+
+/* Poll the device once and finish what completed. Returns what
+ * nvr_qpair_poll() returned. */
+int ur_reap(struct ur_ring *r)
+{
+	int n = 0;
+	if (r->in_device) {
+		uint32_t before = r->cq_tail;
+		n = nvr_qpair_poll(r->qp, 0);
+		if (r->cq_tail != before)
+			ur_cq_tail_release(r);   /* CQEs ur_complete_io() posted */
+	}
+	/* the rest is rare on the fast path (ur_complete_io() posts most
+	 * CQEs inside the poll): one test for all of it */
+	if (__builtin_expect(r->timeouts || r->kring_inflight || r->done.head || r->defer.head ||
+			     r->retry.head, 0))
+		ur_reap_rest(r);
 	return n;
 }
 
@@ -238,6 +249,9 @@ void ur_sq_wakeup(struct ur_ring *r)
 	syscall(SYS_futex, &r->sq_wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+static int ur_enter_wait(struct ur_ring *r, unsigned min_complete, unsigned flags,
+			 const void *arg, size_t argsz);
+
 NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 			    unsigned flags, const void *arg, size_t argsz)
 {
@@ -288,27 +302,7 @@ NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 			return ret;
 	}
 	if (flags & IORING_ENTER_GETEVENTS) {
-		int ret2;
-		uint64_t deadline;
-		if (min_complete > r->cq_entries)
-			min_complete = r->cq_entries;
-		bool iopoll = (r->flags & (IORING_SETUP_IOPOLL | IORING_SETUP_SQPOLL)) ==
-			      IORING_SETUP_IOPOLL;
-		sigset_t mask, saved;
-		bool has_mask;
-		ret2 = ur_get_ext_arg(flags, arg, argsz, &deadline, &mask, &has_mask);
-		if (!ret2) {
-			/* the wait runs with the caller's mask, as the kernel's
-			 * does; a signal it lets through runs its handler, but the
-			 * wait goes on (no -EINTR: fio's inline enter would read a
-			 * stale errno) */
-			if (has_mask)
-				pthread_sigmask(SIG_SETMASK, &mask, &saved);
-			ret2 = iopoll ? ur_iopoll_check(r, min_complete)
-				      : ur_wait(r, min_complete, deadline);
-			if (has_mask)
-				pthread_sigmask(SIG_SETMASK, &saved, NULL);
-		}
+		int ret2 = ur_enter_wait(r, min_complete, flags, arg, argsz);
 		if (!ret)
 			ret = ret2;
 	} else if (!(r->flags & IORING_SETUP_SQPOLL) && r->in_device) {
@@ -318,6 +312,36 @@ NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 		ur_unlock(&r->lock);
 	}
 	return ret;
+}
+
+/* GETEVENTS: the wait, with its arguments and signal mask. Out of line:
+ * its two sigsets and the wait's state would otherwise make every enter's
+ * frame large, the many that only submit or reap once included. */
+static __attribute__((noinline)) int ur_enter_wait(struct ur_ring *r, unsigned min_complete,
+						   unsigned flags, const void *arg, size_t argsz)
+{
+	int ret2;
+	uint64_t deadline;
+	if (min_complete > r->cq_entries)
+		min_complete = r->cq_entries;
+	bool iopoll = (r->flags & (IORING_SETUP_IOPOLL | IORING_SETUP_SQPOLL)) ==
+		      IORING_SETUP_IOPOLL;
+	sigset_t mask, saved;
+	bool has_mask;
+	ret2 = ur_get_ext_arg(flags, arg, argsz, &deadline, &mask, &has_mask);
+	if (!ret2) {
+		/* the wait runs with the caller's mask, as the kernel's
+		 * does; a signal it lets through runs its handler, but the
+		 * wait goes on (no -EINTR: fio's inline enter would read a
+		 * stale errno) */
+		if (has_mask)
+			pthread_sigmask(SIG_SETMASK, &mask, &saved);
+		ret2 = iopoll ? ur_iopoll_check(r, min_complete)
+			      : ur_wait(r, min_complete, deadline);
+		if (has_mask)
+			pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	}
+	return ret2;
 }
 
 /* ---- SQPOLL ---- */

@@ -207,7 +207,8 @@ NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max)
 
 	if (unlikely(qp->fail_err))
 		return qp->fail_err;
-	nvr_qpair_kick(qp);
+	if (qp->sq_tail != qp->sq_db_tail)   /* nvr_qpair_kick()'s first test, without the call */
+		nvr_qpair_kick(qp);
 
 	for (;;) {
 		volatile struct nvme_cqe *cqe = &qp->cq[qp->cq_head];
