@@ -22,6 +22,10 @@
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
+/* Inlined into each public entry point: the I/O path's checks then run
+ * in one frame instead of three calls with nine arguments each. */
+#define NVR_HOT __attribute__((always_inline))
+
 #define NVR_MAX_NLB_PER_CMD 65536u    /* CDW12 NLB, 0's based, 16 bits */
 #define NVR_SEG_MAX_LEN     0x80000000u /* page-multiple cap of one nvr_seg */
 
@@ -128,8 +132,9 @@ int nvr_req_build_cmd(const struct nvr_qpair *qp, struct nvr_req *req,
  * -EOPNOTSUPP unsupported by the controller or a namespace with metadata,
  * -EAGAIN no request slot.
  */
-static inline int req_start(struct nvr_qpair *qp, enum nvr_io_op op, const struct nvr_ns *ns,
-		     uint64_t lba, uint32_t nlb, nvr_cb cb, void *cb_arg, struct nvr_req **out)
+static inline NVR_HOT int req_start(struct nvr_qpair *qp, enum nvr_io_op op,
+				    const struct nvr_ns *ns, uint64_t lba, uint32_t nlb,
+				    nvr_cb cb, void *cb_arg, struct nvr_req **out)
 {
 	const struct nvr_ctrlr_info *info = &qp->ctrlr->info;
 	struct nvr_req *req;
@@ -176,9 +181,9 @@ static inline int req_start(struct nvr_qpair *qp, enum nvr_io_op op, const struc
 
 /* Read/Write with the data in @segs; checked against the PRP rules now, so
  * that no later command of a split request can fail to build. */
-static inline int submit_rw(struct nvr_qpair *qp, enum nvr_io_op op, const struct nvr_ns *ns,
-		     uint64_t lba, uint32_t nlb, const struct nvr_seg *segs, unsigned nseg,
-		     nvr_cb cb, void *cb_arg)
+static inline NVR_HOT int submit_rw(struct nvr_qpair *qp, enum nvr_io_op op,
+				    const struct nvr_ns *ns, uint64_t lba, uint32_t nlb,
+				    const struct nvr_seg *segs, unsigned nseg, nvr_cb cb, void *cb_arg)
 {
 	struct nvr_req *req;
 	int used, rc;
