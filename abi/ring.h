@@ -75,7 +75,26 @@ struct ur_ns {
 };
 
 int  ur_fdtab_put(struct ur_obj *o);            /* publish o at o->fd */
-struct ur_obj *ur_fdtab_get(int fd);            /* lock-free lookup, NULL if none */
+
+/* The table itself (fdtab.c), two levels of FDTAB_PAGE slots, so that the
+ * lookup every enter starts with is inlined. */
+#define UR_FDTAB_PAGE   1024u
+#define UR_FDTAB_PAGES  1024u      /* fds below 1 M */
+typedef _Atomic(struct ur_obj *) ur_fdslot_t;
+extern _Atomic(ur_fdslot_t *) ur_fdtab[UR_FDTAB_PAGES];
+
+/* Lock-free lookup, NULL if none. */
+static inline struct ur_obj *ur_fdtab_get(int fd)
+{
+	if (fd < 0 || (unsigned)fd >= UR_FDTAB_PAGE * UR_FDTAB_PAGES)
+		return NULL;
+	/* acquire: pairs with the release stores in ur_fdtab_put() */
+	ur_fdslot_t *page = atomic_load_explicit(&ur_fdtab[(unsigned)fd / UR_FDTAB_PAGE],
+						 memory_order_acquire);
+	if (!page)
+		return NULL;
+	return atomic_load_explicit(&page[(unsigned)fd % UR_FDTAB_PAGE], memory_order_acquire);
+}
 void ur_fdtab_del(int fd);
 struct ur_ns *ur_ns_get(int fd);                /* +1 ref, NULL if not a namespace */
 void ur_ns_put(struct ur_ns *ns);               /* -1 ref, frees at 0 */
@@ -365,7 +384,15 @@ static inline void ur_sq_flags_clear(struct ur_ring *r, uint32_t f)
 	atomic_fetch_and_explicit(r->sq_kflags, ~f, memory_order_release);
 }
 
-struct ur_ring *ur_ring_get(int fd, int *err);   /* lookup + kind check */
+/* lookup + kind check; the error for a miss in ur_ring_get_fail() */
+struct ur_ring *ur_ring_get_fail(int fd, const struct ur_obj *o, int *err);   /* fdtab.c */
+static inline struct ur_ring *ur_ring_get(int fd, int *err)
+{
+	struct ur_obj *o = ur_fdtab_get(fd);
+	if (__builtin_expect(o && o->kind == UR_RING, 1))
+		return (struct ur_ring *)o;
+	return ur_ring_get_fail(fd, o, err);
+}
 
 /* A spin-wait hint for the CPU (x86 PAUSE, arm64 YIELD). */
 static inline void ur_cpu_relax(void)

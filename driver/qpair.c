@@ -200,15 +200,12 @@ static void fail_all(struct nvr_qpair *qp, int err)
 	}
 }
 
-NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max)
+/* The CQEs the device posted, at most @max (0: all): their commands
+ * complete. Out of line, so that an empty poll makes no call and saves
+ * no registers. */
+static __attribute__((noinline)) uint32_t reap_cqes(struct nvr_qpair *qp, uint32_t max)
 {
-	struct nvr_ctrlr *ctrlr = qp->ctrlr;
 	uint32_t n = 0;
-
-	if (unlikely(qp->fail_err))
-		return qp->fail_err;
-	if (qp->sq_tail != qp->sq_db_tail)   /* nvr_qpair_kick()'s first test, without the call */
-		nvr_qpair_kick(qp);
 
 	for (;;) {
 		volatile struct nvme_cqe *cqe = &qp->cq[qp->cq_head];
@@ -236,14 +233,29 @@ NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max)
 		if (++n == max)
 			break;
 	}
+	return n;
+}
+
+NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max)
+{
+	struct nvr_ctrlr *ctrlr = qp->ctrlr;
+	uint32_t n = 0;
+
+	if (unlikely(qp->fail_err))
+		return qp->fail_err;
+	if (qp->sq_tail != qp->sq_db_tail)   /* nvr_qpair_kick()'s first test, without the call */
+		nvr_qpair_kick(qp);
+	/* the next entry's phase tag says whether there is anything to reap */
+	if (NVME_CQE_PHASE(((volatile struct nvme_cqe *)&qp->cq[qp->cq_head])->status) == qp->phase)
+		n = reap_cqes(qp, max);
 	/* the CQ head doorbell goes with the next nvr_qpair_kick() */
-	if (qp->pending_head && qp->nfree_tr)
+	if (unlikely(qp->pending_head && qp->nfree_tr))
 		resume_pending(qp);
 
 	/* Controller fatal status: seen by another qpair, or checked here
 	 * now and then while commands are outstanding and nothing comes. */
 	if (n == 0 && qp->nfree_tr < qp->ntr &&
-	    ++qp->idle_polls % NVR_CFS_CHECK_INTERVAL == 0)
+	    unlikely(++qp->idle_polls % NVR_CFS_CHECK_INTERVAL == 0))
 		nvr_ctrlr_check_fatal(ctrlr);
 	/* Acquire: "failed" is published after the controller was disabled,
 	 * so the buffers handed back below are out of the device's reach. */
