@@ -249,6 +249,44 @@ void ur_sq_wakeup(struct ur_ring *r)
 	syscall(SYS_futex, &r->sq_wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+/* The parts of an enter besides the bare poll, out of line so that the
+ * enters that only poll (an application spinning without GETEVENTS, or
+ * between GETEVENTS) run in a small frame. */
+
+/* SQPOLL: the poller owns the queues; only this flag is read here. */
+static __attribute__((noinline)) int ur_enter_sqpoll(struct ur_ring *r, unsigned flags)
+{
+	if (atomic_load_explicit(&r->has_overflow, memory_order_relaxed)) {
+		ur_lock(&r->lock);
+		ur_cq_flush_overflow(r);
+		ur_unlock(&r->lock);
+	}
+	if (!r->sq_thread_running)
+		return -EOWNERDEAD;
+	if (flags & IORING_ENTER_SQ_WAKEUP)
+		ur_sq_wakeup(r);
+	if (flags & IORING_ENTER_SQ_WAIT)
+		return ur_sq_wait_space(r);
+	return 0;
+}
+
+/* Submission, one doorbell for the batch; without GETEVENTS also the
+ * progress pass in the same lock hold (*reaped). */
+static __attribute__((noinline)) int ur_enter_submit(struct ur_ring *r, unsigned to_submit,
+						     unsigned flags, bool *reaped)
+{
+	ur_lock(&r->lock);
+	int ret = ur_submit(r, to_submit);
+	if (r->done.head || r->retry.head)
+		ur_reap(r);
+	nvr_qpair_kick(r->qp);   /* one doorbell for the batch */
+	*reaped = !(flags & IORING_ENTER_GETEVENTS) && r->in_device && (unsigned)ret == to_submit;
+	if (*reaped)
+		ur_reap(r);
+	ur_unlock(&r->lock);
+	return ret;
+}
+
 static int ur_enter_wait(struct ur_ring *r, unsigned min_complete, unsigned flags,
 			 const void *arg, size_t argsz);
 
@@ -268,37 +306,14 @@ NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 
 	int ret = 0;
 	if (r->flags & IORING_SETUP_SQPOLL) {
-		/* the poller owns the queues: only this flag is read here */
-		if (atomic_load_explicit(&r->has_overflow, memory_order_relaxed)) {
-			ur_lock(&r->lock);
-			ur_cq_flush_overflow(r);
-			ur_unlock(&r->lock);
-		}
-		if (!r->sq_thread_running)
-			return -EOWNERDEAD;
-		if (flags & IORING_ENTER_SQ_WAKEUP)
-			ur_sq_wakeup(r);
-		if (flags & IORING_ENTER_SQ_WAIT) {
-			ret = ur_sq_wait_space(r);
-			if (ret)
-				return ret;
-		}
+		ret = ur_enter_sqpoll(r, flags);
+		if (ret)
+			return ret;
 		ret = (int)to_submit;
 	} else if (to_submit) {
-		ur_lock(&r->lock);
-		ret = ur_submit(r, to_submit);
-		if (r->done.head || r->retry.head)
-			ur_reap(r);
-		nvr_qpair_kick(r->qp);   /* one doorbell for the batch */
-		/* no wait asked: the progress pass below, in this lock hold */
-		bool reap = !(flags & IORING_ENTER_GETEVENTS) && r->in_device &&
-			    (unsigned)ret == to_submit;
-		if (reap)
-			ur_reap(r);
-		ur_unlock(&r->lock);
-		if ((unsigned)ret != to_submit)
-			return ret;
-		if (reap)
+		bool reaped;
+		ret = ur_enter_submit(r, to_submit, flags, &reaped);
+		if ((unsigned)ret != to_submit || reaped)
 			return ret;
 	}
 	if (flags & IORING_ENTER_GETEVENTS) {
