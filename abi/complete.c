@@ -172,6 +172,26 @@ void ur_complete(struct ur_ring *r, struct ur_req *req, int res)
 	ur_q_push(&r->done, req);
 }
 
+/* A device completion (ur_io_done(), inside nvr_qpair_poll()). When
+ * ur_finish_one() would only post the CQE and free the request (a lone
+ * request that moved every byte, no timeout, position or skip flag) and
+ * nothing queued must be finished before it, that is done here: the same
+ * CQE in the same order, without the round trip through r->done.
+ * ur_reap() publishes the tail after the poll. */
+void ur_complete_io(struct ur_ring *r, struct ur_req *req, int res)
+{
+	if (res >= 0 && (uint32_t)res == req->want && !req->link && !req->lt &&
+	    !(req->rflags & (UR_F_FAIL | UR_F_CQE_SKIP | UR_F_CUR_POS)) &&
+	    !r->done.head && !r->defer.head && !r->overflow.head && !r->ntimeouts &&
+	    ur_cq_write(r, req->user_data, res, 0)) {
+		r->cq_seq++;   /* as ur_post_cqe() */
+		r->active--;
+		ur_req_free(r, req);
+		return;
+	}
+	ur_complete(r, req, res);
+}
+
 /* Cancel the members after @req (the kernel's io_fail_links()). */
 static void ur_cancel_links(struct ur_ring *r, struct ur_req *req)
 {

@@ -29,6 +29,26 @@
 #define UR_RINGFD_REG_MAX 16      /* IO_RINGFD_REG_MAX */
 #define UR_KERNEL_SIGSET  8       /* sizeof(sigset_t) in the kernel */
 
+/* ur_lock() found the lock held (@seen 1 or 2): mark it contended (2)
+ * and sleep until a release finds the mark and wakes one of us. Whoever
+ * takes it here leaves it at 2, so its release wakes the next sleeper
+ * (at worst one wakeup too many, never one too few). */
+void ur_lock_slow(struct ur_lock *l, uint32_t seen)
+{
+	uint32_t c = seen;
+	if (c != 2)
+		c = atomic_exchange_explicit(&l->v, 2, memory_order_acquire);
+	while (c != 0) {
+		syscall(SYS_futex, &l->v, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+		c = atomic_exchange_explicit(&l->v, 2, memory_order_acquire);
+	}
+}
+
+void ur_unlock_wake(struct ur_lock *l)
+{
+	syscall(SYS_futex, &l->v, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -36,13 +56,10 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Poll the device once and finish what completed. Returns what
- * nvr_qpair_poll() returned. */
-int ur_reap(struct ur_ring *r)
+/* ur_reap() after the poll: timers, the kernel ring, what completed,
+ * what waits for room. */
+static __attribute__((noinline)) void ur_reap_rest(struct ur_ring *r)
 {
-	int n = 0;
-	if (r->in_device)
-		n = nvr_qpair_poll(r->qp, 0);
 	if (r->timeouts)
 		ur_timeouts_expire(r);
 	if (r->kring_inflight)
@@ -54,6 +71,24 @@ int ur_reap(struct ur_ring *r)
 		if (r->done.head)
 			ur_finish_done(r);
 	}
+}
+
+/* Poll the device once and finish what completed. Returns what
+ * nvr_qpair_poll() returned. */
+int ur_reap(struct ur_ring *r)
+{
+	int n = 0;
+	if (r->in_device) {
+		uint32_t before = r->cq_tail;
+		n = nvr_qpair_poll(r->qp, 0);
+		if (r->cq_tail != before)
+			ur_cq_tail_release(r);   /* CQEs ur_complete_io() posted */
+	}
+	/* the rest is rare on the fast path (ur_complete_io() posts most
+	 * CQEs inside the poll): one test for all of it */
+	if (__builtin_expect(r->timeouts || r->kring_inflight || r->done.head || r->defer.head ||
+			     r->retry.head, 0))
+		ur_reap_rest(r);
 	return n;
 }
 
@@ -87,17 +122,17 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
 	 * on every syscall, so even min_complete 0 shows what the device has
 	 * finished: reap once before looking. */
 	if (!sqpoll) {
-		pthread_mutex_lock(&r->lock);
+		ur_lock(&r->lock);
 		if (r->in_device || r->retry.head || r->done.head || r->kring_inflight ||
 		    r->timeouts)
 			ur_reap(r);
-		pthread_mutex_unlock(&r->lock);
+		ur_unlock(&r->lock);
 	}
 	for (;;) {
 		if (atomic_load_explicit(&r->has_overflow, memory_order_relaxed)) {
-			pthread_mutex_lock(&r->lock);
+			ur_lock(&r->lock);
 			ur_cq_flush_overflow(r);
-			pthread_mutex_unlock(&r->lock);
+			ur_unlock(&r->lock);
 		}
 		if (ur_cq_ready(r) >= min ||
 		    __atomic_load_n(&r->cq_timeouts, __ATOMIC_RELAXED) != timeouts)
@@ -107,11 +142,11 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
 			break;
 		}
 		if (!sqpoll) {
-			pthread_mutex_lock(&r->lock);
+			ur_lock(&r->lock);
 			uint32_t before = r->cq_tail;
 			ur_reap(r);
 			bool progress = r->cq_tail != before || r->in_device;
-			pthread_mutex_unlock(&r->lock);
+			ur_unlock(&r->lock);
 			if (progress) {
 				idle = 0;
 				continue;
@@ -126,20 +161,22 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
  * @min completions were found or nothing is left in flight. */
 static int ur_iopoll_check(struct ur_ring *r, unsigned min)
 {
-	pthread_mutex_lock(&r->lock);
-	if (atomic_load_explicit(&r->has_overflow, memory_order_relaxed))
+	/* the flag first: no lock round trip when there is no backlog */
+	if (atomic_load_explicit(&r->has_overflow, memory_order_relaxed)) {
+		ur_lock(&r->lock);
 		ur_cq_flush_overflow(r);
-	pthread_mutex_unlock(&r->lock);
+		ur_unlock(&r->lock);
+	}
 	if (ur_cq_ready(r))
 		return 0;
 	unsigned found = 0;
 	for (;;) {
-		pthread_mutex_lock(&r->lock);   /* per pass: a submitter gets in */
+		ur_lock(&r->lock);   /* per pass: a submitter gets in */
 		uint32_t before = r->cq_tail;
 		ur_reap(r);
 		found += r->cq_tail - before;
 		bool idle = !r->in_device && !r->retry.head && !r->done.head;
-		pthread_mutex_unlock(&r->lock);
+		ur_unlock(&r->lock);
 		if (idle || found >= min)
 			break;
 	}
@@ -212,6 +249,47 @@ void ur_sq_wakeup(struct ur_ring *r)
 	syscall(SYS_futex, &r->sq_wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+/* The parts of an enter besides the bare poll, out of line so that the
+ * enters that only poll (an application spinning without GETEVENTS, or
+ * between GETEVENTS) run in a small frame. */
+
+/* SQPOLL: the poller owns the queues; only this flag is read here. */
+static __attribute__((noinline)) int ur_enter_sqpoll(struct ur_ring *r, unsigned flags)
+{
+	if (atomic_load_explicit(&r->has_overflow, memory_order_relaxed)) {
+		ur_lock(&r->lock);
+		ur_cq_flush_overflow(r);
+		ur_unlock(&r->lock);
+	}
+	if (!r->sq_thread_running)
+		return -EOWNERDEAD;
+	if (flags & IORING_ENTER_SQ_WAKEUP)
+		ur_sq_wakeup(r);
+	if (flags & IORING_ENTER_SQ_WAIT)
+		return ur_sq_wait_space(r);
+	return 0;
+}
+
+/* Submission, one doorbell for the batch; without GETEVENTS also the
+ * progress pass in the same lock hold (*reaped). */
+static __attribute__((noinline)) int ur_enter_submit(struct ur_ring *r, unsigned to_submit,
+						     unsigned flags, bool *reaped)
+{
+	ur_lock(&r->lock);
+	int ret = ur_submit(r, to_submit);
+	if (r->done.head || r->retry.head)
+		ur_reap(r);
+	nvr_qpair_kick(r->qp);   /* one doorbell for the batch */
+	*reaped = !(flags & IORING_ENTER_GETEVENTS) && r->in_device && (unsigned)ret == to_submit;
+	if (*reaped)
+		ur_reap(r);
+	ur_unlock(&r->lock);
+	return ret;
+}
+
+static int ur_enter_wait(struct ur_ring *r, unsigned min_complete, unsigned flags,
+			 const void *arg, size_t argsz);
+
 NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 			    unsigned flags, const void *arg, size_t argsz)
 {
@@ -228,63 +306,57 @@ NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 
 	int ret = 0;
 	if (r->flags & IORING_SETUP_SQPOLL) {
-		/* the poller owns the queues: only this flag is read here */
-		if (atomic_load_explicit(&r->has_overflow, memory_order_relaxed)) {
-			pthread_mutex_lock(&r->lock);
-			ur_cq_flush_overflow(r);
-			pthread_mutex_unlock(&r->lock);
-		}
-		if (!r->sq_thread_running)
-			return -EOWNERDEAD;
-		if (flags & IORING_ENTER_SQ_WAKEUP)
-			ur_sq_wakeup(r);
-		if (flags & IORING_ENTER_SQ_WAIT) {
-			ret = ur_sq_wait_space(r);
-			if (ret)
-				return ret;
-		}
+		ret = ur_enter_sqpoll(r, flags);
+		if (ret)
+			return ret;
 		ret = (int)to_submit;
 	} else if (to_submit) {
-		pthread_mutex_lock(&r->lock);
-		ret = ur_submit(r, to_submit);
-		if (r->done.head || r->retry.head)
-			ur_reap(r);
-		nvr_qpair_kick(r->qp);   /* one doorbell for the batch */
-		pthread_mutex_unlock(&r->lock);
-		if ((unsigned)ret != to_submit)
+		bool reaped;
+		ret = ur_enter_submit(r, to_submit, flags, &reaped);
+		if ((unsigned)ret != to_submit || reaped)
 			return ret;
 	}
 	if (flags & IORING_ENTER_GETEVENTS) {
-		int ret2;
-		uint64_t deadline;
-		if (min_complete > r->cq_entries)
-			min_complete = r->cq_entries;
-		bool iopoll = (r->flags & (IORING_SETUP_IOPOLL | IORING_SETUP_SQPOLL)) ==
-			      IORING_SETUP_IOPOLL;
-		sigset_t mask, saved;
-		bool has_mask;
-		ret2 = ur_get_ext_arg(flags, arg, argsz, &deadline, &mask, &has_mask);
-		if (!ret2) {
-			/* the wait runs with the caller's mask, as the kernel's
-			 * does; a signal it lets through runs its handler, but the
-			 * wait goes on (no -EINTR: fio's inline enter would read a
-			 * stale errno) */
-			if (has_mask)
-				pthread_sigmask(SIG_SETMASK, &mask, &saved);
-			ret2 = iopoll ? ur_iopoll_check(r, min_complete)
-				      : ur_wait(r, min_complete, deadline);
-			if (has_mask)
-				pthread_sigmask(SIG_SETMASK, &saved, NULL);
-		}
+		int ret2 = ur_enter_wait(r, min_complete, flags, arg, argsz);
 		if (!ret)
 			ret = ret2;
 	} else if (!(r->flags & IORING_SETUP_SQPOLL) && r->in_device) {
 		/* no wait asked: still make progress, as interrupts would */
-		pthread_mutex_lock(&r->lock);
+		ur_lock(&r->lock);
 		ur_reap(r);
-		pthread_mutex_unlock(&r->lock);
+		ur_unlock(&r->lock);
 	}
 	return ret;
+}
+
+/* GETEVENTS: the wait, with its arguments and signal mask. Out of line:
+ * its two sigsets and the wait's state would otherwise make every enter's
+ * frame large, the many that only submit or reap once included. */
+static __attribute__((noinline)) int ur_enter_wait(struct ur_ring *r, unsigned min_complete,
+						   unsigned flags, const void *arg, size_t argsz)
+{
+	int ret2;
+	uint64_t deadline;
+	if (min_complete > r->cq_entries)
+		min_complete = r->cq_entries;
+	bool iopoll = (r->flags & (IORING_SETUP_IOPOLL | IORING_SETUP_SQPOLL)) ==
+		      IORING_SETUP_IOPOLL;
+	sigset_t mask, saved;
+	bool has_mask;
+	ret2 = ur_get_ext_arg(flags, arg, argsz, &deadline, &mask, &has_mask);
+	if (!ret2) {
+		/* the wait runs with the caller's mask, as the kernel's
+		 * does; a signal it lets through runs its handler, but the
+		 * wait goes on (no -EINTR: fio's inline enter would read a
+		 * stale errno) */
+		if (has_mask)
+			pthread_sigmask(SIG_SETMASK, &mask, &saved);
+		ret2 = iopoll ? ur_iopoll_check(r, min_complete)
+			      : ur_wait(r, min_complete, deadline);
+		if (has_mask)
+			pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	}
+	return ret2;
 }
 
 /* ---- SQPOLL ---- */
@@ -302,7 +374,7 @@ static void *ur_sq_thread(void *arg)
 	}
 	while (!atomic_load_explicit(&r->sq_stop, memory_order_acquire)) {
 		bool busy = false;
-		pthread_mutex_lock(&r->lock);
+		ur_lock(&r->lock);
 		if (!atomic_load_explicit(&r->disabled, memory_order_acquire)) {
 			uint32_t before = r->cq_tail;
 			int n = ur_submit(r, r->sq_entries);
@@ -312,7 +384,7 @@ static void *ur_sq_thread(void *arg)
 		}
 		bool pending = r->in_device || r->retry.head || r->defer.head || r->timeouts ||
 			       r->kring_inflight;
-		pthread_mutex_unlock(&r->lock);
+		ur_unlock(&r->lock);
 		if (busy || pending) {
 			if (busy)
 				last_busy = now_ns();

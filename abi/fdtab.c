@@ -17,11 +17,10 @@
 
 #include "abi/ring.h"
 
-#define FDTAB_PAGE   1024u
-#define FDTAB_PAGES  1024u      /* fds below 1 M */
+#define FDTAB_PAGE   UR_FDTAB_PAGE
+#define FDTAB_PAGES  UR_FDTAB_PAGES
 
-typedef _Atomic(struct ur_obj *) slot_t;
-static _Atomic(slot_t *) fdtab[FDTAB_PAGES];
+_Atomic(ur_fdslot_t *) ur_fdtab[FDTAB_PAGES];   /* read inline by ur_fdtab_get() (ring.h) */
 static pthread_mutex_t fdtab_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int ur_fdtab_put(struct ur_obj *o)
@@ -30,7 +29,7 @@ int ur_fdtab_put(struct ur_obj *o)
 	if (o->fd < 0 || fd >= FDTAB_PAGE * FDTAB_PAGES)
 		return -EMFILE;
 	pthread_mutex_lock(&fdtab_lock);
-	slot_t *page = atomic_load_explicit(&fdtab[fd / FDTAB_PAGE], memory_order_relaxed);
+	ur_fdslot_t *page = atomic_load_explicit(&ur_fdtab[fd / FDTAB_PAGE], memory_order_relaxed);
 	if (!page) {
 		page = calloc(FDTAB_PAGE, sizeof(*page));
 		if (!page) {
@@ -38,7 +37,7 @@ int ur_fdtab_put(struct ur_obj *o)
 			return -ENOMEM;
 		}
 		/* release: the zeroed page before its pointer */
-		atomic_store_explicit(&fdtab[fd / FDTAB_PAGE], page, memory_order_release);
+		atomic_store_explicit(&ur_fdtab[fd / FDTAB_PAGE], page, memory_order_release);
 	}
 	/* release: the object's fields before the pointer readers follow */
 	atomic_store_explicit(&page[fd % FDTAB_PAGE], o, memory_order_release);
@@ -46,23 +45,13 @@ int ur_fdtab_put(struct ur_obj *o)
 	return 0;
 }
 
-struct ur_obj *ur_fdtab_get(int fd)
-{
-	if (fd < 0 || (unsigned)fd >= FDTAB_PAGE * FDTAB_PAGES)
-		return NULL;
-	/* acquire: pairs with the release stores in ur_fdtab_put() */
-	slot_t *page = atomic_load_explicit(&fdtab[fd / FDTAB_PAGE], memory_order_acquire);
-	if (!page)
-		return NULL;
-	return atomic_load_explicit(&page[fd % FDTAB_PAGE], memory_order_acquire);
-}
 
 void ur_fdtab_del(int fd)
 {
 	if (fd < 0 || (unsigned)fd >= FDTAB_PAGE * FDTAB_PAGES)
 		return;
 	pthread_mutex_lock(&fdtab_lock);
-	slot_t *page = atomic_load_explicit(&fdtab[fd / FDTAB_PAGE], memory_order_relaxed);
+	ur_fdslot_t *page = atomic_load_explicit(&ur_fdtab[fd / FDTAB_PAGE], memory_order_relaxed);
 	if (page)
 		atomic_store_explicit(&page[fd % FDTAB_PAGE], NULL, memory_order_release);
 	pthread_mutex_unlock(&fdtab_lock);
@@ -176,7 +165,7 @@ NVR_API int nvr_ns_close(int fd)
 		pthread_mutex_unlock(&fdtab_lock);
 		return -EBADF;
 	}
-	slot_t *page = atomic_load_explicit(&fdtab[fd / FDTAB_PAGE], memory_order_relaxed);
+	ur_fdslot_t *page = atomic_load_explicit(&ur_fdtab[fd / FDTAB_PAGE], memory_order_relaxed);
 	atomic_store_explicit(&page[fd % FDTAB_PAGE], NULL, memory_order_release);
 	pthread_mutex_unlock(&fdtab_lock);
 	if (((struct ur_ns *)o)->own_fd)
@@ -225,18 +214,13 @@ int ur_memfd(const char *name)
 	return fd;
 }
 
-struct ur_ring *ur_ring_get(int fd, int *err)
+struct ur_ring *ur_ring_get_fail(int fd, const struct ur_obj *o, int *err)
 {
-	struct ur_obj *o = ur_fdtab_get(fd);
-	if (!o) {
-		/* the kernel: -EBADF for no file, -EOPNOTSUPP for a file that
-		 * is not an io_uring */
+	/* the kernel: -EBADF for no file, -EOPNOTSUPP for a file that is
+	 * not an io_uring */
+	if (!o)
 		*err = fcntl(fd, F_GETFD) < 0 ? -EBADF : -EOPNOTSUPP;
-		return NULL;
-	}
-	if (o->kind != UR_RING) {
+	else
 		*err = -EOPNOTSUPP;
-		return NULL;
-	}
-	return (struct ur_ring *)o;
+	return NULL;
 }

@@ -375,7 +375,7 @@ static void ur_io_done(void *arg, const struct nvr_cpl *cpl)
 complete:
 	if (req->dma)
 		ur_pool_put(r, req);
-	ur_complete(r, req, res);
+	ur_complete_io(r, req, res);
 }
 
 static void ur_issue_rw(struct ur_ring *r, struct ur_req *req)
@@ -597,6 +597,102 @@ static void ur_issue_fallocate(struct ur_ring *r, struct ur_req *req)
 	return;
 fail:
 	ur_complete(r, req, ret);
+}
+
+/* Device callback of what ur_submit_fixed() sent: ur_io_done() for one
+ * command on a fixed buffer (no bounce memory, no flush after, no
+ * further chunk), which reduces to the transfer's size or the error. */
+static void ur_fixed_done(void *arg, const struct nvr_cpl *cpl)
+{
+	struct ur_req *req = arg;
+	struct ur_ring *r = req->ring;
+	r->in_device--;
+	ur_complete_io(r, req, cpl->res < 0 ? cpl->res : (int)req->xfer);
+}
+
+/*
+ * The common SQE in one step: READ_FIXED/WRITE_FIXED on a registered file
+ * with no other flag, no ioprio/rw_flags/personality, whole blocks inside
+ * one registered buffer and inside the namespace, with no link being
+ * built and nothing drained or deferred. For it, ur_init_req(),
+ * ur_import() and ur_issue_rw() can only succeed and reach
+ * ur_start_or_queue() with the fields set below; this decides that from
+ * the SQE alone and sets them directly. Returns false, having changed
+ * nothing, for any other SQE (the general path then decides, errors
+ * included).
+ */
+bool ur_submit_fixed(struct ur_ring *r, struct ur_req *req, const struct io_uring_sqe *sqe)
+{
+	uint8_t op = sqe->opcode;
+	if (!ur_op_is_fixed(op) || sqe->flags != IOSQE_FIXED_FILE)
+		return false;
+	if (r->link_head || r->drain_next || r->defer.head)
+		return false;   /* joins a chain, or waits: ur_submit_sqe() and ur_queue() */
+	if (sqe->ioprio || sqe->rw_flags || sqe->personality)
+		return false;
+	uint16_t bi = sqe->buf_index;
+	uint32_t fd = (uint32_t)sqe->fd;
+	if (bi >= r->nbufs || fd >= r->nfiles)
+		return false;
+	struct ur_ns *ns = r->files[fd];
+	if (!ns || ns->ctrlr != r->ctrlr)
+		return false;
+	const struct ur_fixed_buf *b = &r->bufs[bi];
+	uint64_t addr = sqe->addr, off = sqe->off;
+	uint32_t len = sqe->len, lmask = ns->lba_size - 1;
+	/* ur_import(): inside the buffer (an empty slot has len 0) */
+	if (!len || addr < b->base || len > b->len || addr - b->base > b->len - len)
+		return false;
+	/* ur_dio_aligned(): with address, length and offset whole blocks of
+	 * at most a page, every page piece is whole blocks too */
+	if (ns->lba_size > UR_PAGE || ((addr | len | off) & lmask))
+		return false;
+	/* rw_verify_area() and the device's end: all of it, no short count
+	 * (offset -1, the file position, fails this too) */
+	if (off >= ns->bytes || len > ns->bytes - off)
+		return false;
+
+	req->opcode = op;
+	req->sqe_flags = IOSQE_FIXED_FILE;
+	req->user_data = sqe->user_data;
+	req->fd = (int32_t)fd;
+	req->off = off;
+	req->buf_index = bi;
+	req->addr = addr;
+	req->len = len;
+	req->iov = req->iov_inline;
+	req->iov_inline[0] = (struct iovec){ (void *)(uintptr_t)addr, len };
+	req->iovcnt = 1;
+	req->want = len;
+	req->ns = ns;
+	req->is_read = op == IORING_OP_READ_FIXED;
+	req->pos = off;
+	req->xfer = len;
+	req->dev_op = req->is_read ? NVR_IO_READ : NVR_IO_WRITE;
+	req->lba = off >> ns->lba_shift;
+	req->flush_after = false;
+	r->active++;   /* ur_queue() */
+	if (r->retry.head || r->in_device >= r->qdepth) {
+		ur_start_or_queue(r, req);   /* waits its turn: ur_start_io() later */
+		return true;
+	}
+	/* ur_start_io() for a fixed buffer: IOVA by arithmetic (the buffer
+	 * was mapped and held at registration), one nvr_io() */
+	uint32_t nlb = len >> ns->lba_shift;
+	struct nvr_seg seg = { .iova = b->iova + (addr - b->base), .len = len };
+	req->nlb_left = nlb;
+	int ret = nvr_io(r->qp, (enum nvr_io_op)req->dev_op, ns->nsid, req->lba, nlb, &seg, 1,
+			 ur_fixed_done, req);
+	if (ret < 0) {
+		if (ret == -EAGAIN)
+			ur_q_push(&r->retry, req);
+		else
+			ur_complete(r, req, ret);
+		return true;
+	}
+	req->chunk = nlb;
+	r->in_device++;
+	return true;
 }
 
 void ur_issue(struct ur_ring *r, struct ur_req *req)

@@ -342,7 +342,7 @@ NVR_API int nvr_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_a
 	/* the ring's lock: the SQPOLL poller parks, and on other rings a
 	 * thread in enter waits its turn (the kernel's uring_lock) */
 	bool sqpoll = r->flags & IORING_SETUP_SQPOLL;
-	pthread_mutex_lock(&r->lock);
+	ur_lock(&r->lock);
 	int ret;
 	switch (opcode) {
 	case IORING_REGISTER_BUFFERS:
@@ -398,7 +398,7 @@ NVR_API int nvr_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_a
 		}
 		r->flags &= ~IORING_SETUP_R_DISABLED;
 		atomic_store_explicit(&r->disabled, false, memory_order_release);
-		pthread_mutex_unlock(&r->lock);
+		ur_unlock(&r->lock);
 		if (sqpoll)
 			ur_sq_wakeup(r);   /* the poller may be asleep since setup */
 		return 0;
@@ -406,7 +406,7 @@ NVR_API int nvr_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_a
 		ret = -EINVAL;   /* not offered here (the kernel knows more) */
 		break;
 	}
-	pthread_mutex_unlock(&r->lock);
+	ur_unlock(&r->lock);
 	return ret;
 }
 

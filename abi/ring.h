@@ -75,7 +75,26 @@ struct ur_ns {
 };
 
 int  ur_fdtab_put(struct ur_obj *o);            /* publish o at o->fd */
-struct ur_obj *ur_fdtab_get(int fd);            /* lock-free lookup, NULL if none */
+
+/* The table itself (fdtab.c), two levels of FDTAB_PAGE slots, so that the
+ * lookup every enter starts with is inlined. */
+#define UR_FDTAB_PAGE   1024u
+#define UR_FDTAB_PAGES  1024u      /* fds below 1 M */
+typedef _Atomic(struct ur_obj *) ur_fdslot_t;
+extern _Atomic(ur_fdslot_t *) ur_fdtab[UR_FDTAB_PAGES];
+
+/* Lock-free lookup, NULL if none. */
+static inline struct ur_obj *ur_fdtab_get(int fd)
+{
+	if (fd < 0 || (unsigned)fd >= UR_FDTAB_PAGE * UR_FDTAB_PAGES)
+		return NULL;
+	/* acquire: pairs with the release stores in ur_fdtab_put() */
+	ur_fdslot_t *page = atomic_load_explicit(&ur_fdtab[(unsigned)fd / UR_FDTAB_PAGE],
+						 memory_order_acquire);
+	if (!page)
+		return NULL;
+	return atomic_load_explicit(&page[(unsigned)fd % UR_FDTAB_PAGE], memory_order_acquire);
+}
 void ur_fdtab_del(int fd);
 struct ur_ns *ur_ns_get(int fd);                /* +1 ref, NULL if not a namespace */
 void ur_ns_put(struct ur_ns *ns);               /* -1 ref, frees at 0 */
@@ -190,6 +209,42 @@ static inline struct ur_req *ur_q_pop(struct ur_queue *q)
 	return r;
 }
 
+/*
+ * The ring's lock (the kernel's uring_lock). A futex mutex with three
+ * states (0 free, 1 held, 2 held with waiters; the "mutex 3" of Drepper's
+ * "Futexes Are Tricky"): taking and releasing it uncontended is one
+ * atomic read-modify-write each, inlined. glibc's pthread_mutex_lock()
+ * and unlock() cost ~57 instructions per pair, and every enter, every
+ * IOPOLL pass and every SQPOLL pass takes it once: at QD1 that was a
+ * tenth of an I/O's instructions. Waiters sleep in the kernel as with
+ * a pthread mutex; no recursion, no robustness (neither was used).
+ */
+struct ur_lock { _Atomic uint32_t v; };
+
+void ur_lock_slow(struct ur_lock *l, uint32_t seen);   /* enter.c */
+void ur_unlock_wake(struct ur_lock *l);
+
+static inline void ur_lock_init(struct ur_lock *l)
+{
+	atomic_init(&l->v, 0);
+}
+
+static inline void ur_lock(struct ur_lock *l)
+{
+	uint32_t c = 0;
+	/* acquire: what the previous holder wrote is visible to us */
+	if (!atomic_compare_exchange_strong_explicit(&l->v, &c, 1, memory_order_acquire,
+						     memory_order_relaxed))
+		ur_lock_slow(l, c);
+}
+
+static inline void ur_unlock(struct ur_lock *l)
+{
+	/* release: our writes before the next holder's acquire */
+	if (atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2)
+		ur_unlock_wake(l);
+}
+
 struct ur_ring {
 	struct ur_obj obj;
 	struct nvr_ctrlr *ctrlr;
@@ -282,7 +337,7 @@ struct ur_ring {
 	_Atomic uint32_t sq_wake;  /* futex word: bumped by SQ_WAKEUP */
 	uint32_t  sq_idle_ms;
 	int       sq_cpu;
-	pthread_mutex_t lock;      /* the kernel's uring_lock: submission, each reap
+	struct ur_lock lock;       /* the kernel's uring_lock: submission, each reap
 				    * pass, register; SQPOLL: the poller per pass, and
 				    * register/flush callers from other threads */
 };
@@ -331,7 +386,15 @@ static inline void ur_sq_flags_clear(struct ur_ring *r, uint32_t f)
 	atomic_fetch_and_explicit(r->sq_kflags, ~f, memory_order_release);
 }
 
-struct ur_ring *ur_ring_get(int fd, int *err);   /* lookup + kind check */
+/* lookup + kind check; the error for a miss in ur_ring_get_fail() */
+struct ur_ring *ur_ring_get_fail(int fd, const struct ur_obj *o, int *err);   /* fdtab.c */
+static inline struct ur_ring *ur_ring_get(int fd, int *err)
+{
+	struct ur_obj *o = ur_fdtab_get(fd);
+	if (__builtin_expect(o && o->kind == UR_RING, 1))
+		return (struct ur_ring *)o;
+	return ur_ring_get_fail(fd, o, err);
+}
 
 /* A spin-wait hint for the CPU (x86 PAUSE, arm64 YIELD). */
 static inline void ur_cpu_relax(void)
@@ -365,11 +428,13 @@ void ur_release_deferred(struct ur_ring *r);
 void ur_issue(struct ur_ring *r, struct ur_req *req);
 int  ur_import(struct ur_ring *r, struct ur_req *req);
 void ur_retry_issue(struct ur_ring *r);
+bool ur_submit_fixed(struct ur_ring *r, struct ur_req *req, const struct io_uring_sqe *sqe);
 
 /* complete.c */
 struct ur_req *ur_req_alloc(struct ur_ring *r);
 void ur_req_free(struct ur_ring *r, struct ur_req *req);
 void ur_complete(struct ur_ring *r, struct ur_req *req, int res);
+void ur_complete_io(struct ur_ring *r, struct ur_req *req, int res);   /* device callback */
 void ur_finish_done(struct ur_ring *r);
 void ur_cq_flush_overflow(struct ur_ring *r);
 void ur_post_cqe(struct ur_ring *r, struct ur_req *req);

@@ -198,7 +198,6 @@ static void ur_ring_free(struct ur_ring *r)
 	ur_pool_fini(r);
 	ur_reqs_free_all(r);
 	ur_ring_unmap(r);
-	pthread_mutex_destroy(&r->lock);
 	if (r->obj.fd >= 0)
 		close(r->obj.fd);
 	free(r);
@@ -238,7 +237,7 @@ NVR_API int nvr_uring_setup(struct nvr_ctrlr *ctrlr, unsigned entries, struct io
 	r->sq_idle_ms = p->sq_thread_idle ? p->sq_thread_idle : 1000;  /* kernel: HZ */
 	r->sq_cpu = (p->flags & IORING_SETUP_SQ_AFF) ? (int)p->sq_thread_cpu : -1;
 	atomic_init(&r->disabled, (p->flags & IORING_SETUP_R_DISABLED) != 0);
-	pthread_mutex_init(&r->lock, NULL);
+	ur_lock_init(&r->lock);
 	r->eventfd = -1;
 
 	const struct nvr_ctrlr_info *ci = nvr_ctrlr_get_info(ctrlr);

@@ -343,6 +343,10 @@ int ur_submit(struct ur_ring *r, unsigned to_submit)
 			ur_req_free(r, req);
 			break;
 		}
+		if (ur_submit_fixed(r, req, sqe)) {   /* the common SQE (ops.c) */
+			left--;
+			continue;
+		}
 		if (ur_submit_sqe(r, req, sqe) && !(r->flags & IORING_SETUP_SUBMIT_ALL)) {
 			left--;
 			break;

@@ -52,4 +52,31 @@ int nvr_prp_build(const struct nvr_seg *segs, unsigned nseg, uint64_t off, uint3
  */
 int nvr_segs_check(const struct nvr_seg *segs, unsigned nseg, uint64_t len);
 
+/*
+ * nvr_prp_contig() - nvr_prp_build() for the common case, one segment
+ * holding the whole transfer: the same PRP1/PRP2 (and list entries)
+ * without the segment walk. The caller guarantees what nvr_prp_build()
+ * would check: @len > 0, @iova dword aligned, @len <= NVR_PRP_MAX_XFER
+ * (so at most 512 list entries follow PRP1).
+ */
+static inline void nvr_prp_contig(uint64_t iova, uint32_t len, uint64_t *list, uint64_t list_iova,
+				  uint64_t *prp1, uint64_t *prp2)
+{
+	uint32_t first = NVR_PAGE_SIZE - (uint32_t)(iova & NVR_PAGE_MASK);
+	uint64_t next = (iova & ~NVR_PAGE_MASK) + NVR_PAGE_SIZE;
+
+	*prp1 = iova;
+	if (len <= first) {
+		*prp2 = 0;                 /* one page */
+	} else if (len - first <= NVR_PAGE_SIZE) {
+		*prp2 = next;              /* two pages: PRP2 points at data */
+	} else {
+		uint32_t n = (len - first + NVR_PAGE_SIZE - 1) >> NVR_PAGE_SHIFT;
+
+		for (uint32_t i = 0; i < n; i++)
+			list[i] = next + ((uint64_t)i << NVR_PAGE_SHIFT);
+		*prp2 = list_iova;
+	}
+}
+
 #endif

@@ -64,8 +64,11 @@ static void submit_cmds(struct nvr_qpair *qp, struct nvr_req *req)
 	while (req->left && !req->res && qp->nfree_tr) {
 		uint16_t cid = qp->free_tr[qp->nfree_tr - 1];
 		struct nvr_tracker *tr = &qp->tr[cid];
-		struct nvme_sqe cmd;
-		int rc = nvr_req_build_cmd(qp, req, tr, &cmd);
+		/* built in place: the slot past the tail is not the device's
+		 * until the doorbell, so a command that fails to build leaves
+		 * nothing behind */
+		struct nvme_sqe *cmd = &qp->sq[qp->sq_tail];
+		int rc = nvr_req_build_cmd(qp, req, tr, cmd);
 
 		if (unlikely(rc)) {
 			req->res = rc;
@@ -74,8 +77,7 @@ static void submit_cmds(struct nvr_qpair *qp, struct nvr_req *req)
 		qp->nfree_tr--;
 		tr->req = req;
 		req->inflight++;
-		cmd.cid = cid;
-		qp->sq[qp->sq_tail] = cmd;
+		cmd->cid = cid;
 		/* trackers <= entries - 1, so the tail never catches the head */
 		if (++qp->sq_tail == qp->entries)
 			qp->sq_tail = 0;
@@ -198,14 +200,12 @@ static void fail_all(struct nvr_qpair *qp, int err)
 	}
 }
 
-NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max)
+/* The CQEs the device posted, at most @max (0: all): their commands
+ * complete. Out of line, so that an empty poll makes no call and saves
+ * no registers. */
+static __attribute__((noinline)) uint32_t reap_cqes(struct nvr_qpair *qp, uint32_t max)
 {
-	struct nvr_ctrlr *ctrlr = qp->ctrlr;
 	uint32_t n = 0;
-
-	if (unlikely(qp->fail_err))
-		return qp->fail_err;
-	nvr_qpair_kick(qp);
 
 	for (;;) {
 		volatile struct nvme_cqe *cqe = &qp->cq[qp->cq_head];
@@ -233,14 +233,29 @@ NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max)
 		if (++n == max)
 			break;
 	}
+	return n;
+}
+
+NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max)
+{
+	struct nvr_ctrlr *ctrlr = qp->ctrlr;
+	uint32_t n = 0;
+
+	if (unlikely(qp->fail_err))
+		return qp->fail_err;
+	if (qp->sq_tail != qp->sq_db_tail)   /* nvr_qpair_kick()'s first test, without the call */
+		nvr_qpair_kick(qp);
+	/* the next entry's phase tag says whether there is anything to reap */
+	if (NVME_CQE_PHASE(((volatile struct nvme_cqe *)&qp->cq[qp->cq_head])->status) == qp->phase)
+		n = reap_cqes(qp, max);
 	/* the CQ head doorbell goes with the next nvr_qpair_kick() */
-	if (qp->pending_head && qp->nfree_tr)
+	if (unlikely(qp->pending_head && qp->nfree_tr))
 		resume_pending(qp);
 
 	/* Controller fatal status: seen by another qpair, or checked here
 	 * now and then while commands are outstanding and nothing comes. */
 	if (n == 0 && qp->nfree_tr < qp->ntr &&
-	    ++qp->idle_polls % NVR_CFS_CHECK_INTERVAL == 0)
+	    unlikely(++qp->idle_polls % NVR_CFS_CHECK_INTERVAL == 0))
 		nvr_ctrlr_check_fatal(ctrlr);
 	/* Acquire: "failed" is published after the controller was disabled,
 	 * so the buffers handed back below are out of the device's reach. */

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "driver/nvme_spec.h"
+#include "driver/prp.h"
 #include "nvring/nvring.h"
 #include "pci/pci.h"
 
@@ -109,6 +110,50 @@ static inline void nvr_qpair_req_put(struct nvr_qpair *qp, struct nvr_req *req)
 /* Start (or queue) a filled-in request. 0, or a negative errno when the
  * first command could not be built (the request is released). */
 int nvr_qpair_submit(struct nvr_qpair *qp, struct nvr_req *req);
+
+/* nvr_qpair_submit() for a filled-in Read/Write request (op, nsid, lba,
+ * left = nlb; segments not needed) that is one command with its data in
+ * one IOVA-contiguous range of @bytes, already checked as submit_rw()
+ * checks segments: the command is built straight into the SQ slot when
+ * nothing waits and a tracker is free, else it goes the general way.
+ * Inline: it is the hot path of nvr_read()/nvr_write() and nvr_io(). */
+static inline int nvr_qpair_submit_contig(struct nvr_qpair *qp, struct nvr_req *req,
+					  uint64_t iova, uint32_t bytes)
+{
+	if (__builtin_expect(!!(qp->pending_head || !qp->nfree_tr), 0)) {
+		req->segs[0] = (struct nvr_seg){ .iova = iova, .len = bytes };
+		req->nseg = 1;
+		return nvr_qpair_submit(qp, req);
+	}
+	/* What submit_cmds() and nvr_req_build_cmd() do for this request,
+	 * without the segment walk, the switch on the opcode and a command
+	 * built on the stack and copied. */
+	uint16_t cid = qp->free_tr[--qp->nfree_tr];
+	struct nvr_tracker *tr = &qp->tr[cid];
+	uint32_t nlb = req->left;
+	uint64_t prp1, prp2;
+
+	nvr_prp_contig(iova, bytes, tr->prp_list, tr->prp_iova, &prp1, &prp2);
+	qp->sq[qp->sq_tail] = (struct nvme_sqe){
+		.opc = req->op == NVR_IO_READ ? NVME_CMD_READ : NVME_CMD_WRITE,
+		.cid = cid,
+		.nsid = req->nsid,
+		.prp1 = prp1,
+		.prp2 = prp2,
+		.cdw10 = (uint32_t)req->lba,
+		.cdw11 = (uint32_t)(req->lba >> 32),
+		.cdw12 = nlb - 1,   /* 0's based */
+	};
+	if (++qp->sq_tail == qp->entries)
+		qp->sq_tail = 0;
+	tr->req = req;
+	req->inflight = 1;
+	req->lba += nlb;
+	req->left = 0;
+	req->off = bytes;
+	return 0;
+}
+
 
 /* ns_cmd.c: the next command of @req into @cmd (CID left to the caller),
  * using @tr's PRP page; advances @req. 0 or a negative errno. */

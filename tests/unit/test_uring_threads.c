@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "abi/ring.h"
 #include "tests/unit/test_uring_util.h"
 
 #define TOTAL 4000u
@@ -125,12 +126,54 @@ static void run(unsigned setup_flags)
 	tu_detach(&e);
 }
 
+/* The ring's lock (abi/ring.h ur_lock()) excludes: four threads add to a
+ * plain counter under it, with sched_yield() inside the critical section
+ * now and then so that others find it held, sleep on the futex and must
+ * be woken; every increment is counted and the lock ends free. */
+#define LOCK_THREADS 4
+#define LOCK_ROUNDS  20000u
+static struct ur_lock t_lock;
+static unsigned long t_count;
+static _Atomic unsigned t_contended;
+
+static void *locker(void *arg)
+{
+	(void)arg;
+	for (unsigned i = 0; i < LOCK_ROUNDS; i++) {
+		ur_lock(&t_lock);
+		unsigned long c = t_count;
+		if (i % 64 == 0) {
+			sched_yield();
+			if (atomic_load_explicit(&t_lock.v, memory_order_relaxed) == 2)
+				atomic_fetch_add(&t_contended, 1);
+		}
+		t_count = c + 1;
+		ur_unlock(&t_lock);
+	}
+	return NULL;
+}
+
+static void test_ring_lock_excludes(void **state)
+{
+	(void)state;
+	ur_lock_init(&t_lock);
+	pthread_t th[LOCK_THREADS];
+	for (int i = 0; i < LOCK_THREADS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, locker, NULL), 0);
+	for (int i = 0; i < LOCK_THREADS; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(t_count, (unsigned long)LOCK_THREADS * LOCK_ROUNDS);
+	assert_int_equal(atomic_load(&t_lock.v), 0);
+	print_message("ring lock: %u yields found waiters\n", atomic_load(&t_contended));
+}
+
 static void test_plain_ring_three_threads(void **state) { (void)state; run(0); }
 static void test_iopoll_ring_three_threads(void **state) { (void)state; run(IORING_SETUP_IOPOLL); }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ring_lock_excludes),
 		cmocka_unit_test(test_plain_ring_three_threads),
 		cmocka_unit_test(test_iopoll_ring_three_threads),
 	};

@@ -8,14 +8,16 @@
  * (tests/vm/diff_gen.h: valid and invalid reads and writes, vectored and
  * fixed, fsync, fallocate, bad opcodes and flags, links, hardlinks, drains,
  * CQE_SKIP_SUCCESS, ASYNC, fixed files; batches of 1 to 3x the ring) run
- * on both rings; everything must match: each enter's return value, SQ head
- * and dropped count, every CQE (by user_data: res and flags), the set of
- * CQEs per batch, every byte of every buffer, and at the end the whole test
+ * on both rings -- plain, IOPOLL, SQPOLL, SQE128/CQE32, big transfers: see
+ * dg_streams[] -- and everything must match: each enter's return value, SQ
+ * head and dropped count (SQPOLL: dropped only), every CQE (by user_data:
+ * res, flags, CQE32's extra words), the set of CQEs per batch, no CQE after
+ * a stream's end, every byte of every buffer, and at the end the whole test
  * region read back from both devices.
  *
- * The test region is the last 4 MiB of each namespace (the same pattern is
- * written over it on both sides first): tests/run-vm's image check writes
- * controller 0 below LBA 100,128 (x 512 B).
+ * The test region is the last 12 MiB of each namespace (the same pattern is
+ * written over it on both sides first); tests/run-vm's image check writes
+ * controller 0 lower down, after difftest ran.
  *
  * Seeds: NVRING_SEED=N runs seed N; else NVRING_DIFF_SEEDS="N ..." (what
  * tests/run-vm gives each boot from tests/vm/difftest.seeds); else a
@@ -28,7 +30,6 @@
  * every batch before it runs, =2 after it ran with both sides' results.
  */
 #include <execinfo.h>
-#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <setjmp.h>
@@ -103,10 +104,10 @@ static bool ours_idle(void)
 	/* under the ring lock: an SQPOLL thread finishes requests
 	 * concurrently (a request leaves the active count before its CQE is
 	 * posted) */
-	pthread_mutex_lock(&r->lock);
+	ur_lock(&r->lock);
 	bool idle = !r->active && !r->in_device && !r->retry.head && !r->defer.head &&
 		    !r->done.head && !r->overflow.head;
-	pthread_mutex_unlock(&r->lock);
+	ur_unlock(&r->lock);
 	return idle;
 }
 
