@@ -14,14 +14,14 @@
 # `nvring run` or no BUILD/lib/libnvring-preload.so; the kernel half is
 # skipped without $NVRING_KERNEL_DEVS. On a host, NVRING_KERNEL_DEVS may name
 # a regular file of at least 32 MiB (the programs open it O_DIRECT).
-# SHIM_PROGS="uring_rw raw_cat" runs only those; SHIM_PROG_TIMEOUT (60 s) per run.
+# SHIM_PROGS="uring_rw raw_cat" runs only those; SHIM_PROG_TIMEOUT (240 s) per run.
 
 tmp_name=nvring-shim
 . "$(dirname "$0")/lib/shim_common.sh"
 
 # ---- the programs -------------------------------------------------------------
 shim_dir=$bld/tests/shim
-prog_tmo=${SHIM_PROG_TIMEOUT:-60}
+prog_tmo=${SHIM_PROG_TIMEOUT:-240}
 progs=${SHIM_PROGS:-$(cd "$shim_dir" 2>/dev/null && ls)}
 if [ -z "$progs" ]; then
     group_begin shim_progs 1
