@@ -35,6 +35,15 @@
  *    never complete (seen in the guest). nvring does not copy that hang.
  *    Rings whose streams use CQE_SKIP_SUCCESS start with a skipped NOP, so
  *    every drain on them fails (-EOPNOTSUPP) and nothing is ever held.
+ *  - on IOPOLL rings (Linux 6.1 against its poll queues; see dg_op() and
+ *    dg_rw()): drains (a drained request and everything after it never
+ *    completed), links, ASYNC and CQE_SKIP_SUCCESS on reads and writes
+ *    (the kernel's IOPOLL result path fails a link or not, and posts a
+ *    skipped error or not, by how the request was issued), partial faults
+ *    (the PROT_NONE hole: the rest is retried through io-wq), and valid
+ *    requests the block layer would split (a split polled bio fails with
+ *    -EAGAIN and io-wq retries it for ever). Big transfers are therefore
+ *    not on IOPOLL rings either.
  */
 #ifndef NVRING_TESTS_VM_DIFF_GEN_H
 #define NVRING_TESTS_VM_DIFF_GEN_H
