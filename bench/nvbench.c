@@ -29,13 +29,15 @@
  *           [--qd 1,4,32,128] [--seq-qd 1,32] [--rw read,write]
  *           [--pattern rand,seq] [--bs 4096] [--seq-bs 131072]
  *           [--threads 1,2] [--engines k-irq,...] [--seed N] [--spdk PATH]
- *           [--marks] [--json] [--ios N] [--model] [--mmio N] [--yield]
+ *           [--marks] [--json] [--show-offsets] [--ios N] [--model] [--mmio N] [--yield]
  *           [--nap NS]
  *
  * --marks: read two controller registers nobody else reads (CMBLOC at the
  * start of a run, CMBSZ at its end) through nvring's BAR mapping, so that
  * bench/run can cut QEMU's doorbell trace into runs. --json prints every
  * run and the medians as JSON between marker lines at the end.
+ * --show-offsets prints the first 8 offsets thread 0 drew in each run
+ * (bench/test/selftest checks that every engine drew the same).
  * --ios N ends each run after N completions instead of a time (used under
  * callgrind); --model (bench/profile's build only) attaches the software
  * controller model instead of a BDF. --yield (for callgrind, where threads
@@ -127,7 +129,7 @@ struct opts {
 	bool eng[NENG];
 	uint64_t seed;
 	uint64_t ios;         /* 0: timed */
-	bool model, yield, marks, json;
+	bool model, yield, marks, json, show_offsets;
 	uint64_t mmio;        /* --mmio N */
 	long nap_ns;          /* --nap NS */
 };
@@ -249,6 +251,8 @@ struct run {
 	unsigned bs, lba_size;
 	uint64_t span;              /* bytes addressable, a multiple of bs */
 	uint64_t rng, pos;          /* random state / next sequential offset */
+	uint64_t first[8];          /* the first offsets drawn (--show-offsets) */
+	unsigned nfirst;
 	uint64_t t_meas, t_end;     /* measured window [t_meas, t_end) in ticks */
 	uint64_t ios_target;        /* --ios: stop after this many */
 	uint64_t t0[MAX_QD];
@@ -262,12 +266,16 @@ struct run {
 
 static inline uint64_t next_off(struct run *r)
 {
+	uint64_t off;
 	if (r->seq) {
-		uint64_t off = r->pos;
+		off = r->pos;
 		r->pos = off + r->bs >= r->span ? 0 : off + r->bs;
-		return off;
+	} else {
+		off = (xrand(&r->rng) % (r->span / r->bs)) * r->bs;
 	}
-	return (xrand(&r->rng) % (r->span / r->bs)) * r->bs;
+	if (r->nfirst < 8)
+		r->first[r->nfirst++] = off;
+	return off;
 }
 
 /* @slot completed at @now with result @res (bytes, or <0): count it if it
@@ -663,7 +671,7 @@ static int run_spdk(const struct opts *o, struct target *t, int wl, int qd, int 
 	snprintf(cmd, sizeof(cmd),
 		 "%s %s -q %d -o %u -w %s -t %d%s -c %#x -r 'trtype:PCIe traddr:%s' 2>&1",
 		 thr == 1 ? "taskset 1" : "", o->spdk, qd, res->bs, spdk_wl[wl], secs, warm,
-		 (1u << thr) - 1, o->bdf);
+		 (1u << thr) - 1, o->bdf ? o->bdf : "model");
 	FILE *p = popen(cmd, "r");
 	bool got = false;
 	if (p) {
@@ -691,6 +699,16 @@ static int run_spdk(const struct opts *o, struct target *t, int wl, int qd, int 
 }
 
 /* ---- one run ---- */
+
+/* @v with format @f, or "-" where there is no value (NAN, or < 0) */
+static void fmt(char *b, size_t n, double v, const char *f)
+{
+	if (isnan(v) || v < 0)
+		snprintf(b, n, "-");
+	else
+		snprintf(b, n, f, v);
+}
+
 
 static void mark(struct target *t, unsigned reg)
 {
@@ -793,11 +811,23 @@ static int run_one(struct target *t, const struct opts *o, int eng, int wl, int 
 	res->cpu_ns_per_io = done ? (double)cpu / (double)done : 0;
 	res->calls_per_io = done ? (double)calls / (double)done : 0;
 print:
-	printf("run %-10s %-9s qd%-3d t%d round %d: %8.0f IOPS %7.1f MB/s  mean %7.1f  p50 %7.1f"
-	       "  p99 %7.1f  p99.9 %7.1f  max %8.1f us  cpu/io %6.0f ns  calls/io %.2f%s\n",
+	char pct[3][16], cpus[16];
+	fmt(pct[0], 16, res->has_pct ? res->p50_us : NAN, "%7.1f");
+	fmt(pct[1], 16, res->has_pct ? res->p99_us : NAN, "%7.1f");
+	fmt(pct[2], 16, res->has_pct ? res->p999_us : NAN, "%7.1f");
+	fmt(cpus, 16, res->cpu_ns_per_io, "%6.0f");
+	printf("run %-10s %-9s qd%-3d t%d round %d: %8.0f IOPS %7.1f MB/s  mean %7.1f  p50 %7s"
+	       "  p99 %7s  p99.9 %7s  max %8.1f us  cpu/io %6s ns  calls/io %.2f%s\n",
 	       eng_name[eng], wl_name[wl], qd, thr, round, res->iops, res->mbps, res->mean_us,
-	       res->p50_us, res->p99_us, res->p999_us, res->max_us, res->cpu_ns_per_io,
-	       res->calls_per_io, res->failed ? "  FAILED" : "");
+	       pct[0], pct[1], pct[2], res->max_us, cpus, res->calls_per_io,
+	       res->failed ? "  FAILED" : "");
+	if (o->show_offsets && eng != SPDK) {
+		/* what a test compares across engines: thread 0's first offsets */
+		printf("offsets %s %s qd%d t%d round %d:", eng_name[eng], wl_name[wl], qd, thr, round);
+		for (unsigned i = 0; i < w[0].r.nfirst; i++)
+			printf(" %" PRIu64, w[0].r.first[i]);
+		printf("\n");
+	}
 	fflush(stdout);
 	return 0;
 }
@@ -859,14 +889,6 @@ static int good_runs(int eng, int wl, int qd, int thr)
 		n += results[i].eng == eng && results[i].wl == wl && results[i].qd == qd &&
 		     results[i].thr == thr && !results[i].failed;
 	return n;
-}
-
-static void fmt(char *b, size_t n, double v, const char *f)
-{
-	if (isnan(v) || v < 0)
-		snprintf(b, n, "-");
-	else
-		snprintf(b, n, f, v);
 }
 
 static void print_table(const struct opts *o)
@@ -1046,6 +1068,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		if (!strcmp(a, "--yield")) { o->yield = true; continue; }
 		if (!strcmp(a, "--marks")) { o->marks = true; continue; }
 		if (!strcmp(a, "--json"))  { o->json = true; continue; }
+		if (!strcmp(a, "--show-offsets")) { o->show_offsets = true; continue; }
 		if (!v) {
 			fprintf(stderr, "nvbench: %s needs a value\n", a);
 			return -EINVAL;
@@ -1097,7 +1120,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	}
 	if (o->spdk && !engines_given)
 		o->eng[SPDK] = true;
-	if (o->eng[SPDK] && (!o->spdk || !o->bdf)) {
+	if (o->eng[SPDK] && (!o->spdk || (!o->bdf && !o->model))) {
 		fprintf(stderr, "nvbench: engine spdk needs --spdk PATH and --bdf\n");
 		return -EINVAL;
 	}
