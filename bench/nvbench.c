@@ -6,7 +6,8 @@
  *
  *   k-irq       kernel io_uring on /dev/nvmeXnY (O_DIRECT), interrupts
  *   k-poll      kernel io_uring, IOPOLL + fixed buffers + registered file
- *   k-sqpoll    kernel io_uring, SQPOLL + fixed buffers + registered file
+ *   k-sqpoll    kernel io_uring, SQPOLL (poller on the next vCPU) + fixed
+ *               buffers + registered file
  *   k-cmd       kernel NVMe passthrough: IORING_OP_URING_CMD on /dev/ngXnY
  *               (SQE128/CQE32 ring, registered file), interrupts
  *   k-cmd-poll  the same on an IOPOLL ring (the nvme driver's poll queues)
@@ -336,6 +337,7 @@ struct ucfg {
 	const struct uops *o;
 	int fd;
 	unsigned flags;        /* IORING_SETUP_* */
+	int sq_cpu;            /* SQPOLL: the poller's vCPU */
 	bool fixed;            /* fixed buffers + registered file */
 	bool cmd;              /* NVMe passthrough SQEs */
 	uint32_t nsid;         /* cmd: the namespace */
@@ -351,12 +353,17 @@ struct uring {
 	size_t lens[3];
 };
 
-static int uring_open(const struct uops *o, unsigned entries, unsigned flags, struct uring *u)
+static int uring_open(const struct uops *o, unsigned entries, unsigned flags, int sq_cpu,
+		      struct uring *u)
 {
 	struct io_uring_params p;
 	memset(&p, 0, sizeof(p));
 	p.flags = flags;
 	p.sq_thread_idle = 1000;   /* SQPOLL: ms before the poller sleeps */
+	if ((flags & IORING_SETUP_SQPOLL) && sq_cpu >= 0) {
+		p.flags |= IORING_SETUP_SQ_AFF;
+		p.sq_thread_cpu = (unsigned)sq_cpu;
+	}
 	u->fd = o->setup(entries, &p);
 	if (u->fd < 0)
 		return u->fd;
@@ -440,7 +447,7 @@ static inline void uring_prep(struct run *r, struct uring *u, const struct ucfg 
 
 static int uring_prepare(struct run *r, const struct ucfg *c, struct uring *u)
 {
-	int ret = uring_open(c->o, RING_ENT, c->flags, u);
+	int ret = uring_open(c->o, RING_ENT, c->flags, c->sq_cpu, u);
 	if (ret < 0)
 		return ret;
 	if (c->fixed) {
@@ -605,7 +612,7 @@ static void *worker_main(void *arg)
 	CPU_SET(w->cpu, &cs);
 	sched_setaffinity(0, sizeof(cs), &cs);   /* best effort: thread t on vCPU t */
 
-	struct ucfg c = { .o = &kops, .fd = t->kfd, .nsid = t->knsid };
+	struct ucfg c = { .o = &kops, .fd = t->kfd, .nsid = t->knsid, .sq_cpu = -1 };
 	struct uring u = { .fd = -1 };
 	static __thread struct api_ctx a;
 	bool api = r->eng == N_API;
@@ -613,7 +620,14 @@ static void *worker_main(void *arg)
 	switch (r->eng) {
 	case K_IRQ: break;
 	case K_POLL: c.flags = IORING_SETUP_IOPOLL; c.fixed = true; break;
-	case K_SQPOLL: c.flags = IORING_SETUP_SQPOLL; c.fixed = true; break;
+	case K_SQPOLL:
+		/* The poller on the next vCPU, not on the submitter's own (the
+		 * submitter is pinned; sharing one vCPU with a spinning poller
+		 * costs a scheduler tick per wake-up). */
+		c.flags = IORING_SETUP_SQPOLL;
+		c.fixed = true;
+		c.sq_cpu = (w->cpu + 1) % (int)sysconf(_SC_NPROCESSORS_ONLN);
+		break;
 	case K_CMD_POLL: c.flags = IORING_SETUP_IOPOLL; /* fall through */
 	case K_CMD:
 		c.flags |= IORING_SETUP_SQE128 | IORING_SETUP_CQE32;
