@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "abi/ring.h"
+#include "driver/ctrlr.h"
 
 #define FDTAB_PAGE   UR_FDTAB_PAGE
 #define FDTAB_PAGES  UR_FDTAB_PAGES
@@ -94,6 +95,7 @@ static int ur_ns_make(struct nvr_ctrlr *ctrlr, uint32_t nsid, struct ur_ns **out
 	if (!ns)
 		return -ENOMEM;
 	ns->ctrlr = ctrlr;
+	ns->dns = nvr_ctrlr_find_ns(ctrlr, nsid);   /* found: nvr_ns_get_info() succeeded */
 	ns->nsid = nsid;
 	ns->lba_size = info.lba_size;
 	ns->lba_shift = (uint32_t)__builtin_ctz(info.lba_size);

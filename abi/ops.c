@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "abi/ring.h"
+#include "driver/qpair.h"
 
 /* linux/fs.h RWF_* (the 6.1 set, RWF_SUPPORTED). */
 #define UR_RWF_HIPRI   0x01
@@ -677,12 +678,13 @@ bool ur_submit_fixed(struct ur_ring *r, struct ur_req *req, const struct io_urin
 		return true;
 	}
 	/* ur_start_io() for a fixed buffer: IOVA by arithmetic (the buffer
-	 * was mapped and held at registration), one nvr_io() */
+	 * was mapped and held at registration), and the driver's entry for
+	 * what was checked above (driver/qpair.h: nvr_io()'s result without
+	 * its lookup and generic checks) */
 	uint32_t nlb = len >> ns->lba_shift;
-	struct nvr_seg seg = { .iova = b->iova + (addr - b->base), .len = len };
 	req->nlb_left = nlb;
-	int ret = nvr_io(r->qp, (enum nvr_io_op)req->dev_op, ns->nsid, req->lba, nlb, &seg, 1,
-			 ur_fixed_done, req);
+	int ret = nvr_io_ring_rw(r->qp, ns->dns, req->is_read, req->lba, len,
+				 b->iova + (addr - b->base), ur_fixed_done, req);
 	if (ret < 0) {
 		if (ret == -EAGAIN)
 			ur_q_push(&r->retry, req);

@@ -66,6 +66,8 @@ struct ur_obj {
 struct ur_ns {
 	struct ur_obj obj;
 	struct nvr_ctrlr *ctrlr;
+	const struct nvr_ns *dns;  /* the driver's namespace of nsid (fixed after
+				    * nvr_ctrlr_init()): the ring's I/O skips the lookup */
 	uint32_t nsid;
 	uint32_t lba_size, lba_shift;
 	uint64_t bytes;            /* namespace size: the block device's size */

@@ -161,20 +161,7 @@ static inline NVR_HOT int req_start(struct nvr_qpair *qp, enum nvr_io_op op,
 	req = nvr_qpair_req_get(qp);
 	if (unlikely(!req))
 		return -EAGAIN;
-	req->cb = cb;
-	req->cb_arg = cb_arg;
-	req->nsid = ns->info.nsid;
-	req->op = (uint8_t)op;
-	req->lba_shift = (uint8_t)ns->lba_shift;
-	req->queued = false;
-	req->inflight = 0;
-	req->lba = lba;
-	req->left = nlb;
-	req->off = 0;
-	req->res = 0;
-	req->status = 0;
-	req->dw0 = 0;
-	req->nseg = 0;
+	nvr_req_init(req, (uint8_t)op, ns->info.nsid, ns->lba_shift, lba, nlb, cb, cb_arg);
 	*out = req;
 	return 0;
 }

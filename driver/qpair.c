@@ -236,7 +236,11 @@ static __attribute__((noinline)) uint32_t reap_cqes(struct nvr_qpair *qp, uint32
 	return n;
 }
 
-NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max)
+/* nvr_qpair_poll() with something to do: a dead queue pair, SQEs to
+ * ring, a CQE to reap or requests waiting for a tracker. Out of line, so
+ * that the empty poll (most polls: the device is slower than the loop
+ * asking it) pays for no frame of its own. */
+static __attribute__((noinline)) int poll_work(struct nvr_qpair *qp, uint32_t max)
 {
 	struct nvr_ctrlr *ctrlr = qp->ctrlr;
 	uint32_t n = 0;
@@ -252,10 +256,30 @@ NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max)
 	if (unlikely(qp->pending_head && qp->nfree_tr))
 		resume_pending(qp);
 
-	/* Controller fatal status: seen by another qpair, or checked here
-	 * now and then while commands are outstanding and nothing comes. */
 	if (n == 0 && qp->nfree_tr < qp->ntr &&
 	    unlikely(++qp->idle_polls % NVR_CFS_CHECK_INTERVAL == 0))
+		nvr_ctrlr_check_fatal(ctrlr);
+	if (unlikely(nvr_ctrlr_failed(ctrlr))) {
+		fail_all(qp, -EIO);
+		return -EIO;
+	}
+	return (int)n;
+}
+
+NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max)
+{
+	struct nvr_ctrlr *ctrlr = qp->ctrlr;
+
+	/* The empty poll, decided by one test: not failed, nothing unrung,
+	 * no request waiting, and the next CQ entry's phase tag still old.
+	 * What is left of poll_work() for it is the fatal-status watch. */
+	if (unlikely(qp->fail_err || qp->sq_tail != qp->sq_db_tail || qp->pending_head ||
+		     NVME_CQE_PHASE(((volatile struct nvme_cqe *)&qp->cq[qp->cq_head])->status) ==
+			     qp->phase))
+		return poll_work(qp, max);
+	/* Controller fatal status: seen by another qpair, or checked here
+	 * now and then while commands are outstanding and nothing comes. */
+	if (qp->nfree_tr < qp->ntr && unlikely(++qp->idle_polls % NVR_CFS_CHECK_INTERVAL == 0))
 		nvr_ctrlr_check_fatal(ctrlr);
 	/* Acquire: "failed" is published after the controller was disabled,
 	 * so the buffers handed back below are out of the device's reach. */
@@ -263,7 +287,7 @@ NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max)
 		fail_all(qp, -EIO);
 		return -EIO;
 	}
-	return (int)n;
+	return 0;
 }
 
 /* ---- allocation and teardown ---------------------------------------------- */

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "driver/ctrlr.h"
 #include "driver/nvme_spec.h"
 #include "driver/prp.h"
 #include "nvring/nvring.h"
@@ -107,6 +108,28 @@ static inline void nvr_qpair_req_put(struct nvr_qpair *qp, struct nvr_req *req)
 	qp->free_reqs = req;
 }
 
+/* The request fields every I/O starts from (req_start() in ns_cmd.c and
+ * nvr_io_ring_rw() below): one command's worth of state, nothing done. */
+static inline void nvr_req_init(struct nvr_req *req, uint8_t op, uint32_t nsid,
+				uint32_t lba_shift, uint64_t lba, uint32_t nlb,
+				nvr_cb cb, void *cb_arg)
+{
+	req->cb = cb;
+	req->cb_arg = cb_arg;
+	req->nsid = nsid;
+	req->op = op;
+	req->lba_shift = (uint8_t)lba_shift;
+	req->queued = false;
+	req->inflight = 0;
+	req->lba = lba;
+	req->left = nlb;
+	req->off = 0;
+	req->res = 0;
+	req->status = 0;
+	req->dw0 = 0;
+	req->nseg = 0;
+}
+
 /* Start (or queue) a filled-in request. 0, or a negative errno when the
  * first command could not be built (the request is released). */
 int nvr_qpair_submit(struct nvr_qpair *qp, struct nvr_req *req);
@@ -154,6 +177,43 @@ static inline int nvr_qpair_submit_contig(struct nvr_qpair *qp, struct nvr_req *
 	return 0;
 }
 
+
+/*
+ * nvr_io() for the io_uring ring's common SQE (abi/ops.c,
+ * ur_submit_fixed()): a Read (@is_read) or Write of @bytes = nlb blocks,
+ * nlb > 0, at @lba inside @ns (qp's controller's namespace, looked up
+ * once when the file was opened: ctrlr->ns does not change after
+ * nvr_ctrlr_init()), the data IOVA-contiguous at @iova. The ring has
+ * checked all that already, so the namespace lookup, the opcode switch,
+ * the zero/wrapping length test and the segment array go. Anything else
+ * nvr_io() would refuse or do differently (a dead queue pair or
+ * controller, a namespace with metadata, more than one command, an
+ * address it refuses, no free request) is handed to nvr_io() itself: the
+ * result is always what nvr_io() would return.
+ */
+static inline int nvr_io_ring_rw(struct nvr_qpair *qp, const struct nvr_ns *ns, bool is_read,
+				 uint64_t lba, uint32_t bytes, uint64_t iova,
+				 nvr_cb cb, void *cb_arg)
+{
+	const struct nvr_ctrlr *c = qp->ctrlr;
+	uint32_t shift = ns->lba_shift, nlb = bytes >> shift;
+	uint32_t max = c->info.max_xfer >> shift;   /* ns_cmd.c rw_max_blocks() */
+	struct nvr_req *req = qp->free_reqs;
+
+	if (__builtin_expect(!!(qp->fail_err ||
+				atomic_load_explicit(&c->failed, memory_order_relaxed) ||
+				ns->io_refused || !req || nlb > max || nlb > 65536u ||
+				(iova & 3) || iova > UINT64_MAX - bytes ||
+				(iova < c->internal_iova_hi && iova + bytes > c->internal_iova_lo)), 0)) {
+		struct nvr_seg seg = { .iova = iova, .len = bytes };
+		return nvr_io(qp, is_read ? NVR_IO_READ : NVR_IO_WRITE, ns->info.nsid, lba, nlb,
+			      &seg, 1, cb, cb_arg);
+	}
+	qp->free_reqs = req->next;   /* nvr_qpair_req_get() */
+	nvr_req_init(req, is_read ? NVR_IO_READ : NVR_IO_WRITE, ns->info.nsid, shift, lba, nlb,
+		     cb, cb_arg);
+	return nvr_qpair_submit_contig(qp, req, iova, bytes);
+}
 
 /* ns_cmd.c: the next command of @req into @cmd (CID left to the caller),
  * using @tr's PRP page; advances @req. 0 or a negative errno. */
