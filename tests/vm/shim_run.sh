@@ -68,19 +68,27 @@ t_second_process_busy() {
 # While a program holds the controller, `nvring run` says who, before exec.
 t_in_use() {
     need_fio || return $?
+    # The holder runs until it is stopped, so the check below never races
+    # its end (a slow boot must not make this pass or fail by chance).
     nvring run --device "$bdf0" -- "$(command -v fio)" --name=t --filename=/dev/nvring0n1 \
-        --ioengine=psync --direct=1 --bs=4k --size=4M --rw=randread --runtime=6 \
+        --ioengine=psync --direct=1 --bs=4k --size=4M --rw=randread --runtime=600 \
         --time_based --thread >/dev/null 2>&1 &
     holder=$!
     # with --thread fio never forks: it holds the controller from its open
     # to its exit
     i=0
-    while [ $i -lt 50 ] && ! grep -q ' fio$' "/run/nvring/$bdf0.pid" 2>/dev/null; do
+    while [ $i -lt 1200 ] && ! grep -q ' fio$' "/run/nvring/$bdf0.pid" 2>/dev/null; do
+        kill -0 $holder 2>/dev/null || break
         sleep 0.1; i=$((i + 1))
     done
-    sleep 1
+    if ! grep -q ' fio$' "/run/nvring/$bdf0.pid" 2>/dev/null; then
+        say "the holder (fio through nvring run) never took the controller"
+        kill $holder 2>/dev/null; wait $holder
+        return 1
+    fi
     expect 1 "in use by pid [0-9]* (fio)" nvring run --device "$bdf0" -- "$(command -v fio)" --version
     st=$?
+    kill $holder 2>/dev/null
     wait $holder
     return $st
 }
