@@ -158,10 +158,6 @@ static int ur_assign_file(struct ur_ring *r, struct ur_req *req)
 	return 0;
 }
 
-/* The block device's O_DIRECT alignment check (blkdev_dio_unaligned()):
- * offset and every segment's length a multiple of the logical block size,
- * every segment's address dword aligned. A fixed buffer is a list of
- * pages (bio_vecs) in the kernel, so its segments break at 4 KiB. */
 /* Linux 6.1's blkdev_direct_IO() takes one of two paths by the pages the
  * user iovecs span (iov_iter_npages(), after the truncation at the end of
  * the device): up to BIO_MAX_VECS (256) one bio, where a fault shortens
@@ -201,6 +197,10 @@ static int ur_fault_cut(struct ur_req *req, uint32_t count, ssize_t n)
 	return 0;
 }
 
+/* The block device's O_DIRECT alignment check (blkdev_dio_unaligned()):
+ * offset and every segment's length a multiple of the logical block size,
+ * every segment's address dword aligned. A fixed buffer is a list of
+ * pages (bio_vecs) in the kernel, so its segments break at 4 KiB. */
 static bool ur_dio_aligned(const struct ur_req *req, uint64_t pos, uint32_t count, uint32_t lbs)
 {
 	uint32_t lmask = lbs - 1;
