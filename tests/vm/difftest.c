@@ -359,7 +359,8 @@ static unsigned run_batch(uint64_t seed, unsigned stream, unsigned batch, const 
 	}
 	collect(&O);
 	/* the kernel: wait until every request that must post a CQE has
-	 * (its own count, not nvring's: a CQE nvring lost shows). Then all
+	 * (missing(): its own count, so a CQE nvring lost shows) and until it
+	 * has as many as nvring (the members missing() cannot count). Then
 	 * its requests have ended -- a skipped success is only generated
 	 * where a later CQE implies it -- so no kernel I/O is in flight when
 	 * the next batch's arena copy runs. */
