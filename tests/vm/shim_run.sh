@@ -77,11 +77,13 @@ t_in_use() {
     # with --thread fio never forks: it holds the controller from its open
     # to its exit
     i=0
-    while [ $i -lt 1200 ] && ! grep -q ' fio$' "/run/nvring/$bdf0.pid" 2>/dev/null; do
+    # (the file may still name an earlier holder: wait for this one's pid,
+    # which nvring run keeps across its exec of fio)
+    while [ $i -lt 1200 ] && ! grep -q "^$holder fio\$" "/run/nvring/$bdf0.pid" 2>/dev/null; do
         kill -0 $holder 2>/dev/null || break
         sleep 0.1; i=$((i + 1))
     done
-    if ! grep -q ' fio$' "/run/nvring/$bdf0.pid" 2>/dev/null; then
+    if ! grep -q "^$holder fio\$" "/run/nvring/$bdf0.pid" 2>/dev/null; then
         say "the holder (fio through nvring run) never took the controller"
         kill $holder 2>/dev/null; wait $holder
         return 1
