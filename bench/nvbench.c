@@ -9,7 +9,8 @@
  *   k-sqpoll    kernel io_uring, SQPOLL (poller on the next vCPU) + fixed
  *               buffers + registered file
  *   k-cmd       kernel NVMe passthrough: IORING_OP_URING_CMD on /dev/ngXnY
- *               (SQE128/CQE32 ring, registered file), interrupts
+ *               (SQE128/CQE32 ring, registered file, registered buffers:
+ *               IORING_URING_CMD_FIXED), interrupts
  *   k-cmd-poll  the same on an IOPOLL ring (the nvme driver's poll queues)
  *   n-plain     nvring's io_uring ABI, plain ring, READ/WRITE (bounced)
  *   n-fixed     nvring's io_uring ABI, plain ring, fixed buffers + file
@@ -422,6 +423,10 @@ static inline void uring_prep(struct run *r, struct uring *u, const struct ucfg 
 		nc->nsid = c->nsid;
 		nc->addr = (uintptr_t)buf;
 		nc->data_len = r->bs;
+		/* the registered buffer of this slot (Linux 6.1's nvme
+		 * passthrough imports it instead of pinning per I/O) */
+		s->uring_cmd_flags = IORING_URING_CMD_FIXED;
+		s->buf_index = (uint16_t)slot;
 		nc->cdw10 = (uint32_t)slba;
 		nc->cdw11 = (uint32_t)(slba >> 32);
 		nc->cdw12 = r->bs / r->lba_size - 1;   /* 0-based block count */
@@ -454,7 +459,7 @@ static int uring_prepare(struct run *r, const struct ucfg *c, struct uring *u)
 		struct iovec iov[MAX_QD];
 		for (int i = 0; i < r->qd; i++)
 			iov[i] = (struct iovec){ r->bufs + (size_t)i * r->bs, r->bs };
-		if (!c->cmd && (ret = c->o->reg(u->fd, IORING_REGISTER_BUFFERS, iov, (unsigned)r->qd)) < 0)
+		if ((ret = c->o->reg(u->fd, IORING_REGISTER_BUFFERS, iov, (unsigned)r->qd)) < 0)
 			return ret;
 		int fd = c->fd;
 		if ((ret = c->o->reg(u->fd, IORING_REGISTER_FILES, &fd, 1)) < 0)
