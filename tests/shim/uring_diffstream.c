@@ -43,51 +43,12 @@ static int rec_cmp(const void *a, const void *b)
 	return x->ud < y->ud ? -1 : x->ud > y->ud;
 }
 
-static void put(struct io_uring_sqe *q, const struct gop *o)
-{
-	memset(q, 0, sizeof(*q));
-	q->opcode = o->opcode;
-	q->flags = o->flags;
-	q->ioprio = o->ioprio;
-	q->user_data = o->ud;
-	q->len = o->len;
-	q->off = o->off;
-	q->rw_flags = o->rw_flags;
-	q->buf_index = o->buf_index;
-	q->personality = o->personality;
-	q->splice_fd_in = (int32_t)o->splice_fd_in;
-	static const int fds[] = { [FD_FIX0] = 0, [FD_FIX2] = 2, [FD_FIX_EMPTY] = 1,
-				   [FD_FIX_OOR] = DG_NFILES, [FD_BAD] = -1, [FD_UNOPENED] = 987 };
-	q->fd = o->fdk == FD_DEV ? devfd : fds[o->fdk];
-	q->addr = o->addrk == A_ARENA ? (uintptr_t)(arena + o->addr) :
-		  o->addrk == A_IOV ? (uintptr_t)&iovs[o->addr] :
-		  o->addrk == A_HOLE ? (uintptr_t)(hole + o->addr) : o->addr;
-}
-
 /* One batch: submit its pieces through io_uring_submit(), reap every CQE
  * (each request posts one), fold it all into @h. False on a stuck ring. */
 static bool run_batch(struct io_uring *ring, const unsigned *pieces, unsigned np, uint64_t *h)
 {
-	for (unsigned i = 0; i < 4096; i++)
-		hole[i] = (uint8_t)(i * 7 + G.batches);
-	unsigned hole_cmp = 4096;
-	for (unsigned i = 0; i < G.nops; i++) {
-		const struct gop *o = &G.ops[i];
-		if (o->addrk != A_HOLE || (o->opcode != IORING_OP_READV && o->opcode != IORING_OP_WRITEV))
-			continue;
-		for (uint32_t k = 0; k < o->len && o->addr + 16 * (uint64_t)k + 16 <= 4096; k++) {
-			const struct gseg *g = &G.segs[o->hole_iov + k];
-			struct iovec v = { arena + g->base, g->len };
-			memcpy(hole + o->addr + 16 * k, &v, sizeof(v));
-		}
-		hole_cmp = (unsigned)o->addr;
-	}
-	for (unsigned i = 0; i < G.nsegs; i++) {
-		const struct gseg *g = &G.segs[i];
-		iovs[i].iov_base = g->kind == A_ARENA ? arena + g->base :
-				   g->kind == A_HOLE ? hole + g->base : (void *)(uintptr_t)g->base;
-		iovs[i].iov_len = g->len;
-	}
+	struct dg_mem m = { devfd, arena, hole, iovs };
+	unsigned hole_cmp = dg_mem_prepare(&G, &m, G.batches);
 	unsigned first = 0, ncq = 0;
 	for (unsigned p = 0; p < np; p++) {
 		for (unsigned i = first; i < first + pieces[p]; i++) {
@@ -96,7 +57,8 @@ static bool run_batch(struct io_uring *ring, const unsigned *pieces, unsigned np
 				note("stream batch %u: no free SQE\n", G.batches);
 				return false;
 			}
-			put(q, &G.ops[i]);
+			memset(q, 0, sizeof(*q));
+			dg_put_sqe(q, &G.ops[i], &m);
 		}
 		first += pieces[p];
 		for (int tries = 0; io_uring_sq_ready(ring) && tries < 4 * DG_MAX_OPS; tries++) {

@@ -55,6 +55,7 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <linux/io_uring.h>
+#include <sys/uio.h>
 
 #define DG_ARENA     (32u << 20)    /* data buffers per side */
 #define DG_BUF1_OFF  (DG_ARENA / 2 + 100)  /* registered buffer 1: not page aligned */
@@ -843,6 +844,75 @@ static inline uint64_t dg_run_rng(uint64_t seed, unsigned stream, unsigned batch
 	dg_mix(&s, stream);
 	dg_mix(&s, batch);
 	return s ? s : 1;
+}
+
+/* ---- one side's memory ------------------------------------------------- */
+
+/* Where a gop's kinds and offsets point on one side (the kernel's, nvring's):
+ * the device's fd, the arena, the hole (DG_HOLE_SZ) and the iovec area
+ * (DG_MAX_SEGS entries). */
+struct dg_mem { int devfd; uint8_t *arena, *hole; struct iovec *iov; };
+
+/* @o into the zeroed SQE @q, for the side @m. */
+static inline void dg_put_sqe(struct io_uring_sqe *q, const struct gop *o, const struct dg_mem *m)
+{
+	q->opcode = o->opcode;
+	q->flags = o->flags;
+	q->ioprio = o->ioprio;
+	q->user_data = o->ud;
+	q->len = o->len;
+	q->off = o->off;
+	q->rw_flags = o->rw_flags;
+	q->buf_index = o->buf_index;
+	q->personality = o->personality;
+	q->splice_fd_in = (int32_t)o->splice_fd_in;
+	switch (o->fdk) {
+	case FD_DEV:       q->fd = m->devfd; break;
+	case FD_FIX0:      q->fd = 0; break;
+	case FD_FIX2:      q->fd = 2; break;
+	case FD_FIX_EMPTY: q->fd = 1; break;
+	case FD_FIX_OOR:   q->fd = DG_NFILES; break;
+	case FD_BAD:       q->fd = -1; break;
+	default:           q->fd = 987; break;   /* not open */
+	}
+	switch (o->addrk) {
+	case A_ARENA: q->addr = (uintptr_t)(m->arena + o->addr); break;
+	case A_IOV:   q->addr = (uintptr_t)&m->iov[o->addr]; break;
+	case A_HOLE:  q->addr = (uintptr_t)(m->hole + o->addr); break;
+	default:      q->addr = o->addr; break;
+	}
+}
+
+/* Before batch @batch of @g runs on the side @m: the hole's readable page
+ * gets a pattern (the same on every side: write sources, or poison for
+ * reads), an iovec array that runs from it into the PROT_NONE page its
+ * real entries (segments in this side's arena, so what the kernel reads
+ * before the fault is a valid array), and the iovec area the batch's
+ * segments. Returns how many bytes of the hole's page to compare after
+ * the batch (an array holds each side's own addresses). */
+static inline unsigned dg_mem_prepare(const struct dgen *g, const struct dg_mem *m, unsigned batch)
+{
+	unsigned cmp = 4096;
+	for (unsigned i = 0; i < 4096; i++)
+		m->hole[i] = (uint8_t)(i * 7 + batch);
+	for (unsigned i = 0; i < g->nops; i++) {
+		const struct gop *o = &g->ops[i];
+		if (o->addrk != A_HOLE || (o->opcode != IORING_OP_READV && o->opcode != IORING_OP_WRITEV))
+			continue;
+		for (uint32_t k = 0; k < o->len && o->addr + 16 * (uint64_t)k + 16 <= 4096; k++) {
+			const struct gseg *s = &g->segs[o->hole_iov + k];
+			struct iovec v = { m->arena + s->base, s->len };
+			memcpy(m->hole + o->addr + 16 * k, &v, sizeof(v));
+		}
+		cmp = o->addr < 4096 ? (unsigned)o->addr : 4096;
+	}
+	for (unsigned i = 0; i < g->nsegs; i++) {
+		const struct gseg *s = &g->segs[i];
+		m->iov[i].iov_base = s->kind == A_ARENA ? m->arena + s->base :
+				     s->kind == A_HOLE ? m->hole + s->base : (void *)(uintptr_t)s->base;
+		m->iov[i].iov_len = s->len;
+	}
+	return cmp;
 }
 
 static inline void dg_describe(const struct gop *o, char *buf, size_t n)

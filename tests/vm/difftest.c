@@ -111,33 +111,9 @@ static bool ours_idle(void)
 	return idle;
 }
 
-static void put_sqe(struct side *s, const struct gop *o, struct io_uring_sqe *q)
+static struct dg_mem side_mem(const struct side *s)
 {
-	q->opcode = o->opcode;
-	q->flags = o->flags;
-	q->ioprio = o->ioprio;
-	q->user_data = o->ud;
-	q->len = o->len;
-	q->off = o->off;
-	q->rw_flags = o->rw_flags;
-	q->buf_index = o->buf_index;
-	q->personality = o->personality;
-	q->splice_fd_in = (int32_t)o->splice_fd_in;
-	switch (o->fdk) {
-	case FD_DEV:       q->fd = s->devfd; break;
-	case FD_FIX0:      q->fd = 0; break;
-	case FD_FIX2:      q->fd = 2; break;
-	case FD_FIX_EMPTY: q->fd = 1; break;
-	case FD_FIX_OOR:   q->fd = DG_NFILES; break;
-	case FD_BAD:       q->fd = -1; break;
-	default:           q->fd = 987; break;   /* not open */
-	}
-	switch (o->addrk) {
-	case A_ARENA: q->addr = (uintptr_t)(s->arena + o->addr); break;
-	case A_IOV:   q->addr = (uintptr_t)&s->iov[o->addr]; break;
-	case A_HOLE:  q->addr = (uintptr_t)(s->hole + o->addr); break;
-	default:      q->addr = o->addr; break;
-	}
+	return (struct dg_mem){ s->devfd, s->arena, s->hole, s->iov };
 }
 
 static void report_batch(uint64_t seed, unsigned stream, unsigned batch)
@@ -184,25 +160,6 @@ static unsigned mismatch(uint64_t seed, unsigned stream, unsigned batch, const c
 	printf("\n");
 	mismatches++;
 	return 1;
-}
-
-/* An iovec array that runs from the hole's page 0 into its PROT_NONE page:
- * its readable entries are real (segments in each side's arena), so what
- * the kernel imports before the fault is a valid array. Returns where the
- * entries start (the page's bytes compared afterwards: the entries hold
- * each side's own addresses). */
-static unsigned put_hole_iovs(const struct gop *o)
-{
-	for (uint32_t i = 0; i < o->len; i++) {
-		uint64_t at = o->addr + 16 * (uint64_t)i;
-		if (at + sizeof(struct iovec) > 4096)
-			break;
-		const struct gseg *g = &G.segs[o->hole_iov + i];
-		struct iovec k = { K.arena + g->base, g->len }, v = { O.arena + g->base, g->len };
-		memcpy(K.hole + at, &k, sizeof(k));
-		memcpy(O.hole + at, &v, sizeof(v));
-	}
-	return o->addr < 4096 ? (unsigned)o->addr : 4096;
 }
 
 /* Ops of this batch that must post a CQE on each side and have not yet on
@@ -268,23 +225,9 @@ static unsigned run_batch(uint64_t seed, unsigned stream, unsigned batch, const 
 	char d[320];
 	/* side 1's memory = side 0's: the same sources and poison */
 	memcpy(O.arena, K.arena, G.bump);
-	/* the hole's readable page: the same bytes on both sides (write
-	 * sources, or poison for reads), compared afterwards */
-	for (unsigned i = 0; i < 4096; i++)
-		K.hole[i] = O.hole[i] = (uint8_t)(i * 7 + batch);
-	unsigned hole_cmp = 4096;    /* bytes of the hole's page compared afterwards */
-	for (unsigned i = 0; i < G.nops; i++)
-		if (G.ops[i].addrk == A_HOLE && (G.ops[i].opcode == IORING_OP_READV ||
-						 G.ops[i].opcode == IORING_OP_WRITEV))
-			hole_cmp = put_hole_iovs(&G.ops[i]);
-	for (unsigned i = 0; i < G.nsegs; i++) {
-		const struct gseg *g = &G.segs[i];
-		K.iov[i].iov_base = g->kind == A_ARENA ? K.arena + g->base :
-				    g->kind == A_HOLE ? K.hole + g->base : (void *)(uintptr_t)g->base;
-		O.iov[i].iov_base = g->kind == A_ARENA ? O.arena + g->base :
-				    g->kind == A_HOLE ? O.hole + g->base : (void *)(uintptr_t)g->base;
-		K.iov[i].iov_len = O.iov[i].iov_len = g->len;
-	}
+	struct dg_mem km = side_mem(&K), om = side_mem(&O);
+	unsigned hole_cmp = dg_mem_prepare(&G, &km, batch);
+	dg_mem_prepare(&G, &om, batch);
 	K.ncq = O.ncq = 0;
 	uint64_t run_rng = dg_run_rng(seed, stream, batch);
 	unsigned first = 0, base = *K.r.sq_head;
@@ -295,8 +238,8 @@ static unsigned run_batch(uint64_t seed, unsigned stream, unsigned batch, const 
 			if (!kq || !oq)
 				return bad + mismatch(seed, stream, batch, "no SQE free for piece %u: kernel %s, nvring %s",
 						      p, kq ? "ok" : "full", oq ? "ok" : "full");
-			put_sqe(&K, &G.ops[i], kq);
-			put_sqe(&O, &G.ops[i], oq);
+			dg_put_sqe(kq, &G.ops[i], &km);
+			dg_put_sqe(oq, &G.ops[i], &om);
 		}
 		first += n;
 		dr_flush(&K.r);
@@ -586,8 +529,9 @@ static unsigned run_stream(uint64_t seed, unsigned idx, struct seed_sum *sum)
 	if (c->skip) {
 		/* a skipped NOP first: drains fail from here on (see diff_gen.h) */
 		struct gop nop = { .ud = 1, .opcode = IORING_OP_NOP, .flags = IOSQE_CQE_SKIP_SUCCESS };
-		put_sqe(&K, &nop, dr_sqe(&K.r));
-		put_sqe(&O, &nop, dr_sqe(&O.r));
+		struct dg_mem km = side_mem(&K), om = side_mem(&O);
+		dg_put_sqe(dr_sqe(&K.r), &nop, &km);
+		dg_put_sqe(dr_sqe(&O.r), &nop, &om);
 		dr_flush(&K.r);
 		dr_flush(&O.r);
 		assert_int_equal(dr_enter(&K.r, 1, 0, 0, NULL, 0), 1);
