@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The admin queue (NVMe 2.0 §3.3.1) and the admin commands the driver
- * needs. Commands run synchronously, one at a time under adminq.lock, with
- * a bounded poll: admin traffic is rare (bring-up, queue creation), so
- * simplicity wins over throughput here.
+ * The admin queue (NVMe 2.0 §3.3.1) on the queue engine, and the admin
+ * commands the driver needs. Synchronous callers submit and then poll the
+ * queue until their command is done, reaping for everyone; asynchronous
+ * ones (an Abort) get a callback. Admin traffic is rare (bring-up, queue
+ * creation, recovery): one lock, and simplicity over throughput.
  */
 #include <errno.h>
 #include <sched.h>
@@ -13,6 +14,7 @@
 
 #include "driver/ctrlr.h"
 #include "driver/mmio.h"
+#include "pci/log.h"
 
 uint64_t nvr_now_ms(void)
 {
@@ -22,30 +24,28 @@ uint64_t nvr_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Where a synchronous waiter's command goes when the waiter gave up (a
+ * timeout, a fatal status): its CQE, if it ever comes, ends here. */
+static void orphan_done(struct nvr_admin_op *op, uint16_t st, uint32_t dw0)
+{
+	(void)op;
+	(void)st;
+	(void)dw0;
+}
+static struct nvr_admin_op orphan_op = { .done = orphan_done };
+
 int nvr_adminq_init(struct nvr_ctrlr *ctrlr, uint32_t entries)
 {
 	struct nvr_adminq *aq = &ctrlr->adminq;
-	void *sq, *cq;
 	int rc;
 
-	rc = nvr_pci_dma_alloc_internal(ctrlr->dev, entries * sizeof(struct nvme_sqe), &sq,
-					&aq->sq_iova);
-	if (rc)
-		return rc;
-	rc = nvr_pci_dma_alloc_internal(ctrlr->dev, entries * sizeof(struct nvme_cqe), &cq,
-					&aq->cq_iova);
+	rc = nvr_queue_alloc_mem(&aq->q, ctrlr->dev, 0, entries, entries - 1, false);
 	if (rc) {
-		nvr_pci_dma_free_internal(ctrlr->dev, sq);
+		nvr_queue_free_mem(&aq->q, ctrlr->dev, false);
 		return rc;
 	}
-	aq->sq = sq;
-	aq->cq = cq;
-	aq->entries = (uint16_t)entries;  /* ≤ 4096 */
-	aq->sq_tail = aq->sq_head = aq->cq_head = 0;
-	aq->phase = 1;
-	aq->next_cid = 0;
-	aq->sq_db = (volatile uint32_t *)(ctrlr->bar + nvme_sq_tail_db(0, ctrlr->dstrd));
-	aq->cq_db = (volatile uint32_t *)(ctrlr->bar + nvme_cq_head_db(0, ctrlr->dstrd));
+	aq->q.sq_db = (volatile uint32_t *)(ctrlr->bar + nvme_sq_tail_db(0, ctrlr->dstrd));
+	aq->q.cq_db = (volatile uint32_t *)(ctrlr->bar + nvme_cq_head_db(0, ctrlr->dstrd));
 	pthread_mutex_init(&aq->lock, NULL);
 	return 0;
 }
@@ -54,101 +54,174 @@ void nvr_adminq_fini(struct nvr_ctrlr *ctrlr)
 {
 	struct nvr_adminq *aq = &ctrlr->adminq;
 
-	nvr_ctrlr_dma_free(ctrlr, aq->sq);
-	nvr_ctrlr_dma_free(ctrlr, aq->cq);
-	aq->sq = NULL;
-	aq->cq = NULL;
+	nvr_queue_free_mem(&aq->q, ctrlr->dev, ctrlr->dma_unsafe);
 	pthread_mutex_destroy(&aq->lock);
 }
 
-/* Reap one admin CQE if the controller has posted one. */
-static bool adminq_reap(struct nvr_adminq *aq, struct nvme_cqe *out)
+static void admin_cpl(void *arg, struct nvr_tracker *tr, uint16_t st, uint32_t dw0)
 {
-	volatile struct nvme_cqe *cqe = &aq->cq[aq->cq_head];
-	uint16_t st = cqe->status;
+	struct nvr_adminq *aq = arg;
+	struct nvr_admin_op *op = tr->aop;
 
-	if (NVME_CQE_PHASE(st) != aq->phase)
-		return false;
-	nvr_dma_rmb();   /* the rest of the CQE after its phase tag */
-	out->dw0 = cqe->dw0;
-	out->sqhd = cqe->sqhd;
-	out->cid = cqe->cid;
-	out->status = st;
-	if (++aq->cq_head == aq->entries) {
-		aq->cq_head = 0;
-		aq->phase ^= 1;
+	nvr_queue_tracker_put(&aq->q, tr);
+	if (op->done) {
+		op->done(op, st, dw0);
+	} else {
+		op->st = st;
+		op->dw0 = dw0;
+		op->completed = true;
 	}
-	if (out->sqhd < aq->entries)
-		aq->sq_head = out->sqhd;
-	nvr_dma_release();   /* CQE read before the device may reuse its slot */
-	nvr_mmio_doorbell(aq->cq_db, aq->cq_head);
-	return true;
 }
 
-int nvr_admin_cmd(struct nvr_ctrlr *ctrlr, struct nvme_sqe *cmd, uint32_t *dw0)
+/* Under aq->lock. */
+static void adminq_reap(struct nvr_adminq *aq)
+{
+	if (nvr_queue_cqe_ready(&aq->q) && nvr_queue_reap(&aq->q, 0, admin_cpl, aq))
+		nvr_queue_ring_cq(&aq->q);   /* entries are few: hand them back at once */
+}
+
+void nvr_adminq_poll(struct nvr_ctrlr *ctrlr)
 {
 	struct nvr_adminq *aq = &ctrlr->adminq;
-	struct nvme_cqe cpl;
+
+	if (pthread_mutex_trylock(&aq->lock))
+		return;
+	if (!nvr_ctrlr_failed(ctrlr) && aq->q.cq)
+		adminq_reap(aq);
+	pthread_mutex_unlock(&aq->lock);
+}
+
+void nvr_adminq_cancel_all(struct nvr_ctrlr *ctrlr)
+{
+	struct nvr_adminq *aq = &ctrlr->adminq;
+
+	pthread_mutex_lock(&aq->lock);
+	for (uint32_t i = 0; i < aq->q.ntr; i++) {
+		struct nvr_tracker *tr = &aq->q.tr[i];
+
+		if (tr->aop)
+			admin_cpl(aq, tr, NVME_CQE_STATUS(NVME_SC_HOST_ABORTED), 0);
+	}
+	nvr_queue_rewind(&aq->q);
+	pthread_mutex_unlock(&aq->lock);
+}
+
+/* Under aq->lock: post @cmd for @op and ring. */
+static struct nvr_tracker *admin_post(struct nvr_ctrlr *ctrlr, const struct nvme_sqe *cmd,
+				      struct nvr_admin_op *op, int *rc)
+{
+	struct nvr_adminq *aq = &ctrlr->adminq;
+	struct nvr_tracker *tr;
+
+	if (nvr_ctrlr_failed(ctrlr)) {
+		*rc = ctrlr->fail_errno;
+		return NULL;
+	}
+	adminq_reap(aq);   /* room for ours */
+	tr = nvr_queue_tracker_get(&aq->q);
+	if (!tr) {
+		/* Only with many asynchronous commands (Aborts) unanswered. */
+		*rc = -EBUSY;
+		return NULL;
+	}
+	tr->cmd = *cmd;
+	tr->aop = op;
+	nvr_queue_post(&aq->q, tr);
+	nvr_queue_ring(&aq->q);
+	*rc = 0;
+	return tr;
+}
+
+int nvr_admin_submit(struct nvr_ctrlr *ctrlr, const struct nvme_sqe *cmd, struct nvr_admin_op *op)
+{
+	int rc;
+
+	nvr_ctrlr_enter(ctrlr);
+	pthread_mutex_lock(&ctrlr->adminq.lock);
+	admin_post(ctrlr, cmd, op, &rc);
+	pthread_mutex_unlock(&ctrlr->adminq.lock);
+	nvr_ctrlr_leave(ctrlr);
+	return rc;
+}
+
+/* Under aq->lock: @op gives up on its command, which may still be live
+ * in the controller (its CQE then goes to orphan_op). */
+static void admin_abandon(struct nvr_tracker *tr, struct nvr_admin_op *op)
+{
+	if (tr->aop == op)
+		tr->aop = &orphan_op;
+}
+
+int nvr_admin_exec(struct nvr_ctrlr *ctrlr, struct nvme_sqe *cmd, uint32_t *dw0)
+{
+	struct nvr_adminq *aq = &ctrlr->adminq;
+	struct nvr_admin_op op = { 0 };
+	struct nvr_tracker *tr;
 	uint64_t deadline;
 	unsigned spins = 0;
 	int rc;
 
-	if (nvr_ctrlr_failed(ctrlr))
-		return -EIO;
 	pthread_mutex_lock(&aq->lock);
-	if (nvr_ctrlr_failed(ctrlr)) {   /* failed while we waited for the lock */
-		pthread_mutex_unlock(&aq->lock);
-		return -EIO;
-	}
-	uint16_t next_tail = (uint16_t)((aq->sq_tail + 1) % aq->entries);
-	if (next_tail == aq->sq_head) {
-		/* Only possible after timed-out commands the controller
-		 * never fetched. */
-		pthread_mutex_unlock(&aq->lock);
-		return -EBUSY;
-	}
-	cmd->cid = aq->next_cid++;
-	if (aq->next_cid == 0xffff)   /* FFFFh is reserved (NVMe 2.0 §4.2, Error Information log) */
-		aq->next_cid = 0;
-	aq->sq[aq->sq_tail] = *cmd;
-	aq->sq_tail = next_tail;
-	nvr_dma_wmb();   /* SQE in memory before the doorbell announces it */
-	nvr_mmio_doorbell(aq->sq_db, aq->sq_tail);
+	tr = admin_post(ctrlr, cmd, &op, &rc);
+	if (tr)
+		cmd->cid = tr->cid;
+	pthread_mutex_unlock(&aq->lock);
+	if (!tr)
+		return rc;
 
 	deadline = nvr_now_ms() + ctrlr->admin_timeout_ms;
 	for (;;) {
-		if (adminq_reap(aq, &cpl)) {
-			if (cpl.cid != cmd->cid)
-				continue;   /* late completion of a timed-out command */
-			if (dw0)
-				*dw0 = cpl.dw0;
-			rc = NVME_STATUS(cpl.status);
-			break;
+		pthread_mutex_lock(&aq->lock);
+		if (!op.completed && !nvr_ctrlr_failed(ctrlr))
+			adminq_reap(aq);
+		bool done = op.completed;
+		if (!done && nvr_ctrlr_failed(ctrlr)) {
+			admin_abandon(tr, &op);
+			pthread_mutex_unlock(&aq->lock);
+			return ctrlr->fail_errno;
 		}
+		pthread_mutex_unlock(&aq->lock);
+		if (done)
+			break;
 		if (++spins < 1000) {
 			sched_yield();
 			continue;
 		}
-		if (nvr_ctrlr_check_fatal(ctrlr)) {
-			rc = -EIO;
-			break;
-		}
-		if (nvr_now_ms() > deadline) {
-			/* The command is still live in the controller: a late
-			 * Create CQ/SQ would build a queue on memory the caller
-			 * frees next, a late Identify would overwrite reused
-			 * scratch. Quiesce the controller before returning. */
-			char why[64];
-			snprintf(why, sizeof(why), "admin command 0x%02x timed out after %u ms",
-				 cmd->opc, ctrlr->admin_timeout_ms);
-			nvr_ctrlr_fail(ctrlr, why);
-			rc = -ETIMEDOUT;
-			break;
+		bool fatal = nvr_ctrlr_check_fatal(ctrlr);
+		bool late = nvr_now_ms() > deadline;
+		if (fatal || late) {
+			pthread_mutex_lock(&aq->lock);
+			done = op.completed;   /* it may have made it after all */
+			if (!done)
+				admin_abandon(tr, &op);
+			pthread_mutex_unlock(&aq->lock);
+			if (done)
+				break;
+			if (fatal)
+				return nvr_ctrlr_failed(ctrlr) ? ctrlr->fail_errno : -EIO;
+			/* Linux resets the controller on an admin timeout: the
+			 * command is then dead, its memory safe to reuse once
+			 * the reset has run (at the caller's leave, or now). */
+			nvr_log(NVR_LOG_ERR, "%s: admin command 0x%02x timed out after %u ms",
+				ctrlr->info.bdf, cmd->opc, ctrlr->admin_timeout_ms);
+			atomic_store(&ctrlr->reset_wanted, true);
+			return -ETIMEDOUT;
 		}
 		struct timespec ts = { .tv_sec = 0, .tv_nsec = 50000 };
 		nanosleep(&ts, NULL);
 	}
-	pthread_mutex_unlock(&aq->lock);
+	if (dw0)
+		*dw0 = op.dw0;
+	return (int)NVME_STATUS(op.st);
+}
+
+int nvr_admin_cmd(struct nvr_ctrlr *ctrlr, struct nvme_sqe *cmd, uint32_t *dw0)
+{
+	int rc;
+
+	nvr_ctrlr_enter(ctrlr);
+	rc = nvr_admin_exec(ctrlr, cmd, dw0);
+	nvr_ctrlr_leave(ctrlr);
 	return rc;
 }
 

@@ -22,17 +22,43 @@ static void sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
+/* Admin-issuing sections this thread is inside (nvr_ctrlr_enter()). */
+static __thread unsigned enter_depth;
+
+void nvr_ctrlr_enter(struct nvr_ctrlr *ctrlr)
+{
+	if (enter_depth++ == 0)
+		pthread_rwlock_rdlock(&ctrlr->reset_lock);
+}
+
+void nvr_ctrlr_leave(struct nvr_ctrlr *ctrlr)
+{
+	if (--enter_depth)
+		return;
+	pthread_rwlock_unlock(&ctrlr->reset_lock);
+	if (atomic_exchange(&ctrlr->reset_wanted, false))
+		nvr_ctrlr_reset_for(ctrlr, "admin command timeout or fatal status");
+}
+
 bool nvr_ctrlr_check_fatal(struct nvr_ctrlr *ctrlr)
 {
 	if (nvr_ctrlr_failed(ctrlr))
 		return true;
 	uint32_t csts = nvr_mmio_read32(ctrlr->bar, NVME_REG_CSTS);
-	/* All ones: the function is gone (surprise removal) — as fatal. */
-	if (!(csts & NVME_CSTS_CFS) && csts != UINT32_MAX)
-		return false;
 	char why[64];
+
+	/* All ones: the function is gone (surprise removal). */
+	if (csts == UINT32_MAX) {
+		nvr_ctrlr_fail_err(ctrlr, "the device is gone (CSTS reads all ones)", -ENODEV);
+		return true;
+	}
+	if (!(csts & NVME_CSTS_CFS))
+		return false;
 	snprintf(why, sizeof(why), "controller fatal status (CSTS=0x%08x)", csts);
-	nvr_ctrlr_fail(ctrlr, why);
+	if (enter_depth)
+		atomic_store(&ctrlr->reset_wanted, true);
+	else
+		nvr_ctrlr_reset_for(ctrlr, why);
 	return true;
 }
 
@@ -91,13 +117,19 @@ static int ctrlr_disable(struct nvr_ctrlr *ctrlr)
 
 void nvr_ctrlr_fail(struct nvr_ctrlr *ctrlr, const char *why)
 {
+	nvr_ctrlr_fail_err(ctrlr, why, -EIO);
+}
+
+void nvr_ctrlr_fail_err(struct nvr_ctrlr *ctrlr, const char *why, int err)
+{
 	pthread_mutex_lock(&ctrlr->fail_lock);
 	if (atomic_load_explicit(&ctrlr->failed, memory_order_relaxed)) {
 		pthread_mutex_unlock(&ctrlr->fail_lock);
 		return;
 	}
-	nvr_log(NVR_LOG_ERR, "%s: %s: disabling the controller; its commands fail with EIO",
-		ctrlr->info.bdf, why);
+	nvr_log(NVR_LOG_ERR, "%s: %s: disabling the controller; its commands fail with %s",
+		ctrlr->info.bdf, why, err == -ENODEV ? "ENODEV" : "EIO");
+	ctrlr->fail_errno = err;
 	/* CC.EN 1→0 is the controller reset (§3.7.2): every queue is deleted
 	 * and, once CSTS.RDY reads 0, nothing is fetched or transferred any
 	 * more. CFS does not stop it (wait_ready without cfs_fatal). */
@@ -133,9 +165,9 @@ static int ctrlr_enable(struct nvr_ctrlr *ctrlr)
 	uint32_t cc;
 
 	nvr_mmio_write32(ctrlr->bar, NVME_REG_AQA,
-			 (uint32_t)(aq->entries - 1) << 16 | (uint32_t)(aq->entries - 1));
-	nvr_mmio_write64(ctrlr->bar, NVME_REG_ASQ, aq->sq_iova);
-	nvr_mmio_write64(ctrlr->bar, NVME_REG_ACQ, aq->cq_iova);
+			 (uint32_t)(aq->q.entries - 1) << 16 | (uint32_t)(aq->q.entries - 1));
+	nvr_mmio_write64(ctrlr->bar, NVME_REG_ASQ, aq->q.sq_iova);
+	nvr_mmio_write64(ctrlr->bar, NVME_REG_ACQ, aq->q.cq_iova);
 
 	/* 4 KiB pages (MPS 0), NVM command set, round robin, 64-byte SQEs
 	 * and 16-byte CQEs; EN in a second write, after the fields. */
@@ -176,6 +208,8 @@ static int identify_ctrlr(struct nvr_ctrlr *ctrlr)
 	info->vwc = id->vwc & NVME_VWC_PRESENT;
 	info->write_zeroes = id->oncs & NVME_ONCS_WRITE_ZEROES;
 	info->dsm = id->oncs & NVME_ONCS_DSM;
+	for (int i = 0; i < 3; i++)
+		ctrlr->crdt_ms[i] = id->crdt[i] * 100u;
 
 	/* MDTS is 2^n units of CAP.MPSMIN (§5.17.2.1); 0 means no limit.
 	 * Capped so that one PRP list page always suffices (prp.h). */
@@ -319,8 +353,11 @@ static int negotiate_queues(struct nvr_ctrlr *ctrlr)
 
 	if (want > 65535)
 		want = 65535;
-	rc = nvr_admin_set_features(ctrlr, NVME_FEAT_NUM_QUEUES, (want - 1) << 16 | (want - 1),
-				    &dw0);
+	/* nvr_admin_exec(): this runs inside the reset too (and at attach
+	 * nobody else has the controller yet) */
+	struct nvme_sqe c = { .opc = NVME_ADM_SET_FEATURES, .cdw10 = NVME_FEAT_NUM_QUEUES,
+			      .cdw11 = (want - 1) << 16 | (want - 1) };
+	rc = nvr_admin_exec(ctrlr, &c, &dw0);
 	if (rc) {
 		nvr_log(NVR_LOG_ERR, "%s: Set Features Number of Queues failed (status 0x%x)",
 			ctrlr->info.bdf, rc);
@@ -334,6 +371,13 @@ static int negotiate_queues(struct nvr_ctrlr *ctrlr)
 	/* The doorbells of every granted queue must lie inside BAR0. */
 	while (got > 0 && nvme_cq_head_db((uint16_t)got, ctrlr->dstrd) + 4 > ctrlr->bar_len)
 		got--;
+	if (ctrlr->qpairs) {
+		/* after a reset: the queue pairs in use keep their IDs */
+		if (got < ctrlr->info.max_io_qpairs)
+			nvr_log(NVR_LOG_WARN, "%s: %u I/O queue pairs granted after the reset, %u before",
+				ctrlr->info.bdf, got, ctrlr->info.max_io_qpairs);
+		return 0;
+	}
 	ctrlr->info.max_io_qpairs = got;
 
 	ctrlr->free_qids = calloc(got + 1, sizeof(*ctrlr->free_qids));
@@ -363,6 +407,16 @@ static void opts_defaults(struct nvr_ctrlr_opts *o, const struct nvr_ctrlr_opts 
 		o->io_entries = NVR_IO_ENTRIES_DEFAULT;
 	if (o->max_io_qpairs == 0)
 		o->max_io_qpairs = NVR_IO_QPAIRS_DEFAULT;
+	if (o->io_timeout_ms == 0) {
+		/* NVRING_IO_TIMEOUT: seconds, fractions allowed (0.5) */
+		const char *env = getenv("NVRING_IO_TIMEOUT");
+		char *end;
+		double sec = env ? strtod(env, &end) : 0;
+		if (env && end != env && *end == '\0' && sec > 0 && sec < 4e6)
+			o->io_timeout_ms = sec * 1000 < 1 ? 1 : (uint32_t)(sec * 1000);
+		else
+			o->io_timeout_ms = NVR_IO_TIMEOUT_MS_DEFAULT;
+	}
 }
 
 /* Free what attach built; the device is closed last. */
@@ -375,6 +429,7 @@ static void ctrlr_release(struct nvr_ctrlr *ctrlr)
 	free(ctrlr->qpairs);
 	pthread_mutex_destroy(&ctrlr->qid_lock);
 	pthread_mutex_destroy(&ctrlr->fail_lock);
+	pthread_rwlock_destroy(&ctrlr->reset_lock);
 	ctrlr->dev->ops->close(ctrlr->dev);
 	free(ctrlr);
 }
@@ -398,7 +453,12 @@ int nvr_ctrlr_attach_dev(struct nvr_pci_dev *dev, const struct nvr_ctrlr_opts *o
 	pthread_mutex_init(&ctrlr->qid_lock, NULL);
 	pthread_mutex_init(&ctrlr->fail_lock, NULL);
 	atomic_init(&ctrlr->failed, false);
+	ctrlr->fail_errno = -EIO;
+	pthread_rwlock_init(&ctrlr->reset_lock, NULL);
+	atomic_init(&ctrlr->reset_seq, 0);
+	atomic_init(&ctrlr->reset_wanted, false);
 	opts_defaults(&ctrlr->opts, opts);
+	ctrlr->io_timeout_ms = ctrlr->opts.io_timeout_ms;
 	snprintf(ctrlr->info.bdf, sizeof(ctrlr->info.bdf), "%s", dev->bdf);
 	if (ctrlr->opts.flags & NVR_ATTACH_NO_HUGEPAGES)
 		dev->dma_flags |= NVR_DMA_NO_HUGEPAGES;
@@ -486,6 +546,72 @@ fail:
 	}
 	ctrlr_release(ctrlr);
 	return rc;
+}
+
+int nvr_ctrlr_reset_for(struct nvr_ctrlr *ctrlr, const char *why)
+{
+	uint64_t now = nvr_now_ms();
+	int rc;
+
+	if (nvr_ctrlr_failed(ctrlr))
+		return ctrlr->fail_errno;
+	pthread_rwlock_wrlock(&ctrlr->reset_lock);
+	if (nvr_ctrlr_failed(ctrlr)) {
+		pthread_rwlock_unlock(&ctrlr->reset_lock);
+		return ctrlr->fail_errno;
+	}
+	/* A reset that keeps being needed does not help: give up. */
+	uint32_t slot = ctrlr->nresets % NVR_RESETS_PER_WINDOW;
+	if (ctrlr->nresets >= NVR_RESETS_PER_WINDOW &&
+	    now - ctrlr->reset_times[slot] < NVR_RESET_WINDOW_MS) {
+		pthread_rwlock_unlock(&ctrlr->reset_lock);
+		char msg[160];
+		snprintf(msg, sizeof(msg), "%s; %u resets within %u s did not help", why,
+			 NVR_RESETS_PER_WINDOW, NVR_RESET_WINDOW_MS / 1000);
+		nvr_ctrlr_fail(ctrlr, msg);
+		return ctrlr->fail_errno;
+	}
+	ctrlr->reset_times[slot] = now;
+	ctrlr->nresets++;
+	/* odd: queue pairs stop ringing doorbells and wait */
+	atomic_fetch_add_explicit(&ctrlr->reset_seq, 1, memory_order_acq_rel);
+	nvr_log(NVR_LOG_WARN, "%s: %s: resetting the controller", ctrlr->info.bdf, why);
+
+	rc = ctrlr_disable(ctrlr);
+	if (rc && rc != -ENODEV && ctrlr->dev->ops->reset)
+		rc = ctrlr->dev->ops->reset(ctrlr->dev) ? rc : ctrlr_disable(ctrlr);
+	if (rc == 0) {
+		/* disabled: nothing queued is fetched or moved any more */
+		nvr_adminq_cancel_all(ctrlr);
+		rc = ctrlr_enable(ctrlr);
+	}
+	if (rc == 0)
+		rc = negotiate_queues(ctrlr);
+	if (rc) {
+		pthread_rwlock_unlock(&ctrlr->reset_lock);
+		nvr_ctrlr_fail_err(ctrlr, "the controller reset failed", rc == -ENODEV ? -ENODEV : -EIO);
+		return ctrlr->fail_errno;
+	}
+	/* even again, release: the controller is back before any queue pair
+	 * (acquire in nvr_qpair_poll()) recreates its queues in it */
+	atomic_fetch_add_explicit(&ctrlr->reset_seq, 1, memory_order_release);
+	pthread_rwlock_unlock(&ctrlr->reset_lock);
+	nvr_log(NVR_LOG_INFO, "%s: controller reset done", ctrlr->info.bdf);
+	return 0;
+}
+
+NVR_API int nvr_ctrlr_reset(struct nvr_ctrlr *ctrlr)
+{
+	if (!ctrlr)
+		return -EINVAL;
+	if (enter_depth)
+		return -EDEADLK;
+	return nvr_ctrlr_reset_for(ctrlr, "reset requested");
+}
+
+NVR_API uint64_t nvr_ctrlr_resets(const struct nvr_ctrlr *ctrlr)
+{
+	return ctrlr ? ctrlr->nresets : 0;
 }
 
 /* Normal shutdown (§3.6.1): CC.SHN = 01b, wait for CSTS.SHST = 10b. */

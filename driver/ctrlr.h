@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "driver/nvme_spec.h"
+#include "driver/queue.h"
 #include "nvring/nvring.h"
 #include "pci/pci.h"
 
@@ -25,19 +26,28 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 #define NVR_IO_QPAIRS_DEFAULT     16
 #define NVR_MAX_XFER_NO_MDTS      (1u << 20)  /* MDTS = 0 ("no limit"): 1 MiB */
 #define NVR_ADMIN_TIMEOUT_MS_MIN  5000
+#define NVR_IO_TIMEOUT_MS_DEFAULT 30000  /* Linux's nvme_core.io_timeout */
+#define NVR_MAX_RETRIES           5      /* Linux's nvme_core.max_retries */
+/* More resets than this within NVR_RESET_WINDOW_MS: the controller is
+ * failed instead (a reset that does not help must not loop for ever). */
+#define NVR_RESETS_PER_WINDOW     8
+#define NVR_RESET_WINDOW_MS       60000
 
-/* The admin queue pair: commands are synchronous, one at a time under
- * lock (NVMe 2.0 §3.3.1, §5). */
+/* Someone waiting for an admin command: a synchronous caller (done NULL:
+ * completed, st and dw0 are set) or an asynchronous one (done is called,
+ * under the admin queue lock, and must not issue admin commands). */
+struct nvr_admin_op {
+	void   (*done)(struct nvr_admin_op *op, uint16_t st, uint32_t dw0);
+	bool     completed;
+	uint16_t st;        /* raw CQE status field */
+	uint32_t dw0;
+};
+
+/* The admin queue (NVMe 2.0 §3.3.1): the queue engine under a lock. Any
+ * thread may submit; whoever holds the lock reaps for everyone. */
 struct nvr_adminq {
-	pthread_mutex_t    lock;
-	struct nvme_sqe   *sq;
-	struct nvme_cqe   *cq;
-	uint64_t           sq_iova, cq_iova;
-	uint16_t           entries;
-	uint16_t           sq_tail, sq_head, cq_head;
-	uint8_t            phase;
-	uint16_t           next_cid;
-	volatile uint32_t *sq_db, *cq_db;
+	pthread_mutex_t  lock;
+	struct nvr_queue q;
 };
 
 /* One active namespace. */
@@ -68,7 +78,20 @@ struct nvr_ctrlr {
 	 * order only after nvr_ctrlr_fail() quiesced the device, so whoever
 	 * sees it (acquire) may hand buffers back and free queue memory. */
 	atomic_bool           failed;
+	int                   fail_errno;         /* what everything ends with then: -EIO, -ENODEV */
 	pthread_mutex_t       fail_lock;          /* one quiesce at a time */
+	/* Resets: reset_seq is odd while one is under way and moves on by 2
+	 * with each; queue pairs compare it with the value their queues were
+	 * created under and recreate them when it moved (qpair.c recover()).
+	 * reset_lock: held for reading by everyone issuing admin commands
+	 * (nvr_ctrlr_enter()), for writing by the reset. */
+	_Atomic uint32_t      reset_seq;
+	pthread_rwlock_t      reset_lock;
+	atomic_bool           reset_wanted;       /* asked for where a reset could not run */
+	uint64_t              reset_times[NVR_RESETS_PER_WINDOW];
+	uint32_t              nresets;
+	uint32_t              io_timeout_ms;      /* 0: none */
+	uint32_t              crdt_ms[3];         /* Identify CRDT1..3, in ms */
 	/* The quiesce failed (RDY stuck, reset refused): the device may still
 	 * DMA, so DMA memory is never freed piecemeal (its IOVA could be
 	 * reused); closing the device unmaps it all from the IOMMU. */
@@ -111,10 +134,31 @@ int nvr_ctrlr_attach_dev(struct nvr_pci_dev *dev, const struct nvr_ctrlr_opts *o
 /* The namespace @nsid, or NULL if it is not active. */
 const struct nvr_ns *nvr_ctrlr_find_ns(const struct nvr_ctrlr *ctrlr, uint32_t nsid);
 
-/* CSTS.CFS check: on a fatal status (or all ones: device gone) fail the
- * controller (nvr_ctrlr_fail()) and return true. One MMIO read: not for
- * every poll. */
+/* CSTS check, one MMIO read (not for every poll): all ones (the device is
+ * gone) fails the controller with -ENODEV; CSTS.CFS resets it (at once, or
+ * when the caller's nvr_ctrlr_leave() runs). True if either happened: the
+ * caller's commands in flight are lost. */
 bool nvr_ctrlr_check_fatal(struct nvr_ctrlr *ctrlr);
+
+/*
+ * nvr_ctrlr_reset_for() - the controller reset (NVMe 2.0 §3.7.2): CC.EN = 0
+ * and CSTS.RDY = 0 within CAP.TO, so nothing queued is fetched or moved any
+ * more; admin commands in flight end as "host aborted"; the admin queue is
+ * set up again and the controller enabled; then every queue pair recreates
+ * its I/O queues at its next poll and sends its commands again (qpair.c).
+ * A reset that cannot be done (RDY stuck, enable fails, too many resets in
+ * a row) fails the controller instead. @why is logged. Not with
+ * nvr_ctrlr_enter() held (a reset is only asked for then:
+ * ctrlr->reset_wanted). 0 or the negative errno the controller failed with.
+ */
+int nvr_ctrlr_reset_for(struct nvr_ctrlr *ctrlr, const char *why);
+
+/* Around anything that issues admin commands (and must not see a reset
+ * midway, e.g. creating queues and noting reset_seq): no reset runs in
+ * between. Nests per thread. A reset asked for meanwhile runs at the
+ * outermost leave. */
+void nvr_ctrlr_enter(struct nvr_ctrlr *ctrlr);
+void nvr_ctrlr_leave(struct nvr_ctrlr *ctrlr);
 
 /*
  * nvr_ctrlr_fail() - the one "controller failed" path (CSTS.CFS, an admin
@@ -126,6 +170,9 @@ bool nvr_ctrlr_check_fatal(struct nvr_ctrlr *ctrlr);
  * callers block until the first one has quiesced the device.
  */
 void nvr_ctrlr_fail(struct nvr_ctrlr *ctrlr, const char *why);
+/* nvr_ctrlr_fail() with the errno everything then ends with (-ENODEV for a
+ * device that is gone). */
+void nvr_ctrlr_fail_err(struct nvr_ctrlr *ctrlr, const char *why, int err);
 
 /* True once the controller failed (acquire: the quiesce is done). */
 static inline bool nvr_ctrlr_failed(const struct nvr_ctrlr *ctrlr)
@@ -141,10 +188,25 @@ int  nvr_adminq_init(struct nvr_ctrlr *ctrlr, uint32_t entries);
 void nvr_adminq_fini(struct nvr_ctrlr *ctrlr);
 /* Submit @cmd (its CID is assigned here) and wait for its completion.
  * Returns 0; a positive NVMe status (SCT << 8 | SC) if the controller
- * failed the command; -ETIMEDOUT (the controller is then failed and
- * quiesced: the command can no longer complete or DMA); -EIO on CSTS.CFS
- * or a controller that failed before. *dw0 gets CQE DW0. */
+ * failed the command; -ETIMEDOUT after the admin timeout (the controller
+ * is then reset: the command can no longer complete or DMA once
+ * nvr_admin_cmd() returned); -EIO on CSTS.CFS (reset) or a controller that
+ * failed; -EBUSY no free admin slot. *dw0 gets CQE DW0. Takes
+ * nvr_ctrlr_enter() itself. */
 int  nvr_admin_cmd(struct nvr_ctrlr *ctrlr, struct nvme_sqe *cmd, uint32_t *dw0);
+/* The same without nvr_ctrlr_enter(): for the reset itself. */
+int  nvr_admin_exec(struct nvr_ctrlr *ctrlr, struct nvme_sqe *cmd, uint32_t *dw0);
+/* Submit @cmd without waiting: @op->done is called when it completes (or
+ * with "host aborted" when a reset ends it). 0, -EBUSY no free slot, -EIO
+ * the controller failed. */
+int  nvr_admin_submit(struct nvr_ctrlr *ctrlr, const struct nvme_sqe *cmd,
+		      struct nvr_admin_op *op);
+/* Reap admin completions if nobody else is (trylock): asynchronous
+ * commands' callbacks run. */
+void nvr_adminq_poll(struct nvr_ctrlr *ctrlr);
+/* End every admin command in flight as "host aborted" and rewind the
+ * queue: only while the controller is disabled (the reset). */
+void nvr_adminq_cancel_all(struct nvr_ctrlr *ctrlr);
 int  nvr_admin_identify(struct nvr_ctrlr *ctrlr, uint8_t cns, uint8_t csi, uint32_t nsid,
 			uint64_t iova);
 int  nvr_admin_set_features(struct nvr_ctrlr *ctrlr, uint8_t fid, uint32_t cdw11,

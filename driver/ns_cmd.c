@@ -142,7 +142,7 @@ static inline NVR_HOT int req_start(struct nvr_qpair *qp, enum nvr_io_op op,
 	if (unlikely(qp->fail_err))
 		return qp->fail_err;
 	if (unlikely(atomic_load_explicit(&qp->ctrlr->failed, memory_order_relaxed)))
-		return -EIO;   /* failed controller: the next poll ends the rest */
+		return qp->ctrlr->fail_errno == -ENODEV ? -ENODEV : -EIO;   /* failed controller: the next poll ends the rest */
 	if (unlikely(!ns))
 		return -EINVAL;
 	if (unlikely(ns->io_refused))

@@ -98,9 +98,15 @@ _Static_assert(offsetof(struct nvme_cqe, status) == 14, "status at byte 14");
 #define NVME_CQE_PHASE(st)   ((st) & 1u)
 #define NVME_CQE_SC(st)      (((st) >> 1) & 0xffu)   /* Status Code */
 #define NVME_CQE_SCT(st)     (((st) >> 9) & 0x7u)    /* Status Code Type */
+#define NVME_CQE_CRD(st)     (((st) >> 12) & 0x3u)   /* Command Retry Delay: CRDT index */
 #define NVME_CQE_DNR(st)     (((st) >> 15) & 0x1u)
 /* A status as the driver passes it around: SCT << 8 | SC, 0 = success. */
 #define NVME_STATUS(st)      ((NVME_CQE_SCT(st) << 8) | NVME_CQE_SC(st))
+/* ... and back into a CQE status field (phase 0, no CRD/More/DNR). */
+#define NVME_CQE_STATUS(s)   ((uint16_t)((((s) & 0xffu) << 1) | (((s) >> 8) & 0x7u) << 9))
+/* Command Aborted By Host (SCT 3, SC 71h): what a reset or a teardown
+ * ends a command with, as Linux's nvme_cancel_request(). */
+#define NVME_SC_HOST_ABORTED 0x371
 
 /* Admin opcodes (NVMe 2.0 §5, Figure 138). */
 enum {
@@ -168,7 +174,9 @@ struct nvme_id_ctrl {
 	uint8_t  mdts;          /* byte 77: 2^n × CAP.MPSMIN, 0 = no limit */
 	uint16_t cntlid;
 	uint32_t ver;
-	uint8_t  rsvd84[172];
+	uint8_t  rsvd84[50];
+	uint16_t crdt[3];       /* byte 134: Command Retry Delay Times, 100 ms units */
+	uint8_t  rsvd140[116];
 	uint16_t oacs;          /* byte 256 */
 	uint8_t  acl;
 	uint8_t  aerl;
@@ -197,6 +205,7 @@ struct nvme_id_ctrl {
 _Static_assert(sizeof(struct nvme_id_ctrl) == 4096, "Identify Controller is 4 KiB");
 _Static_assert(offsetof(struct nvme_id_ctrl, mdts) == 77, "MDTS at byte 77");
 _Static_assert(offsetof(struct nvme_id_ctrl, oacs) == 256, "OACS at byte 256");
+_Static_assert(offsetof(struct nvme_id_ctrl, crdt) == 134, "CRDT1 at byte 134");
 _Static_assert(offsetof(struct nvme_id_ctrl, nn) == 516, "NN at byte 516");
 _Static_assert(offsetof(struct nvme_id_ctrl, oncs) == 520, "ONCS at byte 520");
 _Static_assert(offsetof(struct nvme_id_ctrl, vwc) == 525, "VWC at byte 525");

@@ -17,6 +17,7 @@
 #include "driver/ctrlr.h"
 #include "driver/nvme_spec.h"
 #include "driver/prp.h"
+#include "driver/queue.h"
 #include "nvring/nvring.h"
 #include "pci/pci.h"
 
@@ -26,7 +27,7 @@ struct nvr_ctrlr;
  * PRP list page, so depth is capped here whatever the SQ size: 4 MiB of
  * PRP pages per queue pair at most. A larger SQ is still fine (fewer
  * trackers than entries keeps the queue from ever filling). */
-#define NVR_QPAIR_MAX_TRACKERS 1024u
+#define NVR_QPAIR_MAX_TRACKERS NVR_QUEUE_MAX_TRACKERS
 
 /* Segments a request keeps for its later commands: the cap on iovcnt and
  * on nvr_io()'s nseg (only the segments the transfer uses count). */
@@ -52,33 +53,16 @@ struct nvr_req {
 	struct nvr_seg  segs[NVR_REQ_MAX_SEGS];
 };
 
-/* One command slot. Its PRP list page doubles as the DSM range buffer. */
-struct nvr_tracker {
-	struct nvr_req *req;       /* NULL when free */
-	uint64_t       *prp_list;  /* 4 KiB of DMA memory */
-	uint64_t        prp_iova;
-};
-
 struct nvr_qpair {
+	struct nvr_queue   q;                   /* SQ, CQ, trackers: the engine */
 	struct nvr_ctrlr  *ctrlr;
 	uint16_t           qid;
-	uint16_t           sq_tail, sq_db_tail; /* written / last rung */
-	uint16_t           sq_head;             /* from CQE.SQHD */
-	uint16_t           cq_head, cq_db_head;
-	uint8_t            phase;
 	bool               sq_created, cq_created;
-	uint32_t           entries;
-	struct nvme_sqe   *sq;
-	struct nvme_cqe   *cq;
-	uint64_t           sq_iova, cq_iova;
-	volatile uint32_t *sq_db, *cq_db;
-
-	uint32_t           ntr;                 /* min(entries - 1, MAX_TRACKERS) */
-	struct nvr_tracker *tr;
-	uint16_t          *free_tr;             /* stack of free tracker indices */
-	uint32_t           nfree_tr;
-	void              *prp_block;           /* ntr pages, one DMA block */
-	uint64_t           prp_block_iova;
+	/* Anything but the plain poll to do: fail_err set, retries waiting
+	 * out a delay (NVR_QP_ATTN_*); tested with the other empty-poll
+	 * conditions in one go. */
+	uint32_t           attention;
+	uint32_t           reset_seq;           /* ctrlr->reset_seq acted on */
 
 	struct nvr_req    *reqs;
 	struct nvr_req    *free_reqs;
@@ -86,9 +70,11 @@ struct nvr_qpair {
 
 	struct nvr_dma_tcache tcache;           /* last DMA mapping nvr_read() & co. hit */
 
-	int                fail_err;            /* 0, -EIO (CFS) or -ECANCELED */
-	uint32_t           idle_polls;
-	uint64_t           bad_cids;            /* completions with a CID we never issued */
+	int                fail_err;            /* 0, or the errno everything ends with */
+	uint32_t           polls;               /* for the periodic checks */
+	uint64_t           next_scan_ms;        /* timeout scan not before */
+	uint32_t           ndelayed;            /* trackers whose retry waits (CRD) */
+	struct nvr_qpair_stats stats;
 };
 
 /* The free request slot, or NULL (the caller returns -EAGAIN). */
@@ -143,7 +129,7 @@ int nvr_qpair_submit(struct nvr_qpair *qp, struct nvr_req *req);
 static inline int nvr_qpair_submit_contig(struct nvr_qpair *qp, struct nvr_req *req,
 					  uint64_t iova, uint32_t bytes)
 {
-	if (__builtin_expect(!!(qp->pending_head || !qp->nfree_tr), 0)) {
+	if (__builtin_expect(!!(qp->pending_head || !qp->q.nfree_tr), 0)) {
 		req->segs[0] = (struct nvr_seg){ .iova = iova, .len = bytes };
 		req->nseg = 1;
 		return nvr_qpair_submit(qp, req);
@@ -151,15 +137,13 @@ static inline int nvr_qpair_submit_contig(struct nvr_qpair *qp, struct nvr_req *
 	/* What submit_cmds() and nvr_req_build_cmd() do for this request,
 	 * without the segment walk, the switch on the opcode and a command
 	 * built on the stack and copied. */
-	uint16_t cid = qp->free_tr[--qp->nfree_tr];
-	struct nvr_tracker *tr = &qp->tr[cid];
+	struct nvr_tracker *tr = nvr_queue_tracker_get(&qp->q);
 	uint32_t nlb = req->left;
 	uint64_t prp1, prp2;
 
 	nvr_prp_contig(iova, bytes, tr->prp_list, tr->prp_iova, &prp1, &prp2);
-	qp->sq[qp->sq_tail] = (struct nvme_sqe){
+	tr->cmd = (struct nvme_sqe){
 		.opc = req->op == NVR_IO_READ ? NVME_CMD_READ : NVME_CMD_WRITE,
-		.cid = cid,
 		.nsid = req->nsid,
 		.prp1 = prp1,
 		.prp2 = prp2,
@@ -167,8 +151,7 @@ static inline int nvr_qpair_submit_contig(struct nvr_qpair *qp, struct nvr_req *
 		.cdw11 = (uint32_t)(req->lba >> 32),
 		.cdw12 = nlb - 1,   /* 0's based */
 	};
-	if (++qp->sq_tail == qp->entries)
-		qp->sq_tail = 0;
+	nvr_queue_post(&qp->q, tr);
 	tr->req = req;
 	req->inflight = 1;
 	req->lba += nlb;
@@ -215,7 +198,7 @@ static inline int nvr_io_ring_rw(struct nvr_qpair *qp, const struct nvr_ns *ns, 
 	return nvr_qpair_submit_contig(qp, req, iova, bytes);
 }
 
-/* ns_cmd.c: the next command of @req into @cmd (CID left to the caller),
+/* ns_cmd.c: the next command of @req into @cmd (CID left to the engine),
  * using @tr's PRP page; advances @req. 0 or a negative errno. */
 int nvr_req_build_cmd(const struct nvr_qpair *qp, struct nvr_req *req,
 		      struct nvr_tracker *tr, struct nvme_sqe *cmd);

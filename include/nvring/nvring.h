@@ -21,9 +21,21 @@
  *    on the polling thread. A callback may submit new commands, on the same
  *    queue pair or another (its own request slot is free again by then);
  *    it must not poll or free the queue pair it was called from.
- *  - A controller that fails (CSTS.CFS, or an admin command that timed
- *    out) is disabled at once: every queue pair's outstanding commands
- *    complete with -EIO at its next poll, and later calls return -EIO.
+ *  - Faults are handled as Linux's nvme driver handles them. A command
+ *    that fails with a status the controller allows to retry (no DNR) is
+ *    sent again, up to 5 times, after the delay the controller asks for
+ *    (CRD). A command outstanding longer than the I/O timeout
+ *    (nvr_ctrlr_opts.io_timeout_ms) is aborted; still there one timeout
+ *    later, the controller is reset. A reset (also on CSTS.CFS, an admin
+ *    timeout, or nvr_ctrlr_reset()) keeps every queue pair usable: each
+ *    recreates its queues at its next poll and sends its commands again
+ *    (each a retry; out of retries: -EIO). Timeouts and recovery happen
+ *    inside nvr_qpair_poll(): a queue pair nobody polls does not recover.
+ *  - A controller that cannot be recovered (a reset failed, 8 resets in a
+ *    minute, a queue deletion refused) is disabled: every queue pair's
+ *    outstanding commands complete with -EIO at its next poll, and later
+ *    calls return -EIO. A device that is gone (registers read all ones,
+ *    hot-removed) the same with -ENODEV.
  */
 #ifndef NVRING_NVRING_H
 #define NVRING_NVRING_H
@@ -48,6 +60,8 @@ struct nvr_ctrlr_opts {
 	uint32_t io_entries;      /* default I/O queue depth (default 256) */
 	uint32_t max_io_qpairs;   /* I/O queue pairs to request (default 16) */
 	uint32_t flags;           /* NVR_ATTACH_* */
+	uint32_t io_timeout_ms;   /* I/O command timeout (default: NVRING_IO_TIMEOUT
+				   * seconds, else 30 s as Linux's io_timeout) */
 };
 #define NVR_ATTACH_NO_HUGEPAGES 0x1  /* DMA memory from locked 4 KiB pages only */
 
@@ -144,6 +158,19 @@ NVR_API int nvr_ctrlr_attach(const char *bdf, const struct nvr_ctrlr_opts *opts,
  */
 NVR_API int nvr_ctrlr_detach(struct nvr_ctrlr *ctrlr);
 
+/**
+ * nvr_ctrlr_reset() - reset the controller (CC.EN 1→0→1, NVMe 2.0 §3.7.2)
+ * and bring it back: commands in flight are sent again by their queue
+ * pairs' next polls (as retries; see the conventions above), admin commands
+ * in flight fail. Returns 0; -EIO (or -ENODEV) if the controller could not
+ * be brought back and is now failed; -EDEADLK when called from inside the
+ * library (a completion callback of an admin path); -EINVAL for NULL.
+ */
+NVR_API int nvr_ctrlr_reset(struct nvr_ctrlr *ctrlr);
+
+/** nvr_ctrlr_resets() - controller resets so far (any cause). */
+NVR_API uint64_t nvr_ctrlr_resets(const struct nvr_ctrlr *ctrlr);
+
 /** nvr_ctrlr_get_info() - the controller's identity and limits. */
 NVR_API const struct nvr_ctrlr_info *nvr_ctrlr_get_info(const struct nvr_ctrlr *ctrlr);
 
@@ -190,6 +217,18 @@ NVR_API uint32_t nvr_qpair_depth(const struct nvr_qpair *qp);
 NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max);
 
 /** nvr_qpair_kick() - ring the SQ doorbell now without reaping. */
+
+/* What a queue pair went through, since it was allocated. */
+struct nvr_qpair_stats {
+	uint64_t retries;     /* commands sent again (retryable status, or after a reset) */
+	uint64_t timeouts;    /* command timeouts seen (each leads to an Abort or a reset) */
+	uint64_t aborts;      /* Abort commands sent */
+	uint64_t resets;      /* controller resets this queue pair recovered from */
+	uint64_t bad_cids;    /* completions naming no live command (ignored) */
+};
+
+/** nvr_qpair_get_stats() - copy @qp's counters into @st; -EINVAL for NULL. */
+NVR_API int nvr_qpair_get_stats(const struct nvr_qpair *qp, struct nvr_qpair_stats *st);
 NVR_API void nvr_qpair_kick(struct nvr_qpair *qp);
 
 /**

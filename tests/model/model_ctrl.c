@@ -241,7 +241,8 @@ static void post_cqe(struct nvme_model *m, const struct nvme_model_pcpl *p)
 	struct nvme_cqe *cqe = nvme_model_iova_va(m, cq->iova + (uint64_t)cq->tail * 16, 16);
 	uint16_t st = p->status;
 	uint16_t wire = (uint16_t)(((st & 0xff) << 1) | (((st >> 8) & 0x7) << 9) |
-				   ((st & NVME_MODEL_DNR) ? 0x8000 : 0) | cq->phase);
+				   ((st & NVME_MODEL_DNR) ? 0x8000 : 0) |
+				   (((st >> 11) & 0x3) << 12) | cq->phase);
 
 	if (!cqe) {   /* the host unmapped its CQ under the controller */
 		nvme_model_count(&m->st.prp_errors, 1);

@@ -123,6 +123,9 @@ enum nvme_model_qsel {
 
 /* OR into the status of nvme_model_fail_next() to set Do Not Retry. */
 #define NVME_MODEL_DNR 0x8000
+/* ... or to ask for a Command Retry Delay: CRD @n (1..3, an index into
+ * Identify's CRDT). */
+#define NVME_MODEL_CRD(n) ((uint16_t)((n) << 11))
 
 /**
  * nvme_model_create() - a new controller with its namespaces (zeroed) and

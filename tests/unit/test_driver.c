@@ -140,7 +140,7 @@ static void test_rw_random(void **state)
 		assert_memory_equal(rbuf + roff, wbuf + boff, bytes);
 		assert_int_equal(d.n, 1);   /* one callback per request */
 	}
-	assert_int_equal(qp->bad_cids, 0);
+	assert_int_equal(qp->q.bad_cids, 0);
 	nvr_dma_free(e.c, wbuf);
 	nvr_dma_free(e.c, rbuf);
 	check_clean(&e);
@@ -266,7 +266,7 @@ static void test_small_queue_wrap(void **state)
 			assert_int_equal(ns[k * 4096 + 17], (pass * 3 + k) & 0xff);
 	}
 	/* 480 commands through 4 slots = 120 passes over the queue */
-	assert_int_equal(qp->bad_cids, 0);
+	assert_int_equal(qp->q.bad_cids, 0);
 	nvr_dma_free(e.c, buf);
 	check_clean(&e);
 	nvr_qpair_free(qp);
@@ -303,7 +303,7 @@ static void test_eagain_and_continuation(void **state)
 	assert_int_equal(d.res, 0);
 	assert_int_equal(d.order[0], 0);   /* FIFO: the big one finishes first */
 	assert_null(qp->pending_head);
-	assert_int_equal(qp->nfree_tr, 3);
+	assert_int_equal(qp->q.nfree_tr, 3);
 	/* the big write landed whole (the read of blocks 0..7 came after it) */
 	assert_memory_equal(nvme_model_ns_data(e.m, 1), buf, 1 << 20);
 	nvr_dma_free(e.c, buf);
@@ -360,7 +360,7 @@ static void test_readv_writev_and_nvr_io(void **state)
 	/* nvr_io segments too short for nlb */
 	assert_int_equal(nvr_io(qp, NVR_IO_READ, 1, 0, 100, &seg, 1, on_done, &d), -EINVAL);
 	assert_int_equal(nvr_qpair_poll(qp, 0), 0);
-	assert_int_equal(qp->nfree_tr, 31);
+	assert_int_equal(qp->q.nfree_tr, 31);
 	nvr_dma_free(e.c, r);
 	nvr_dma_free(e.c, a);
 	nvr_dma_free(e.c, b);
@@ -387,7 +387,7 @@ static void test_argument_errors(void **state)
 	assert_int_equal(nvr_read(qp, 1, heap, 0, 1, on_done, &d), -EFAULT);
 	free(heap);
 	assert_int_equal(d.n, 0);
-	assert_int_equal(qp->nfree_tr, 7);
+	assert_int_equal(qp->q.nfree_tr, 7);
 	nvr_dma_free(e.c, buf);
 	check_clean(&e);
 	nvr_qpair_free(qp);
@@ -421,9 +421,32 @@ static void test_device_errors(void **state)
 	assert_int_equal(d.res, -EREMOTEIO);
 	assert_int_equal(d.status, 0x080);
 
-	/* one bad part in an 8-command write: one callback, the error */
+	/* a status without DNR is retried (Linux's nvme_max_retries, 5): one
+	 * failure, then success */
+	struct nvr_qpair_stats qs;
 	memset(&d, 0, sizeof(d));
-	nvme_model_fail_next(e.m, NVME_MODEL_Q_IO, NVME_CMD_WRITE, 0x004, 1);
+	nvme_model_fail_next(e.m, NVME_MODEL_Q_IO, NVME_CMD_READ, 0x281, 1);
+	assert_int_equal(nvr_read(qp, 1, buf, 0, 8, on_done, &d), 0);
+	assert_int_equal(wait_for(qp, &d, 1), 0);
+	assert_int_equal(d.res, 0);
+	assert_int_equal(nvr_qpair_get_stats(qp, &qs), 0);
+	assert_int_equal(qs.retries, 1);
+
+	/* a command failing all 6 times it is sent: the error, after 5 retries */
+	memset(&d, 0, sizeof(d));
+	nvme_model_fail_next(e.m, NVME_MODEL_Q_IO, NVME_CMD_WRITE, 0x004, 6);
+	assert_int_equal(nvr_write(qp, 1, buf, 0, 8, on_done, &d), 0);
+	assert_int_equal(wait_for(qp, &d, 1), 0);
+	assert_int_equal(d.res, -EIO);
+	assert_int_equal(d.status, 0x004);
+	assert_int_equal(nvr_qpair_get_stats(qp, &qs), 0);
+	assert_int_equal(qs.retries, 1 + 5);
+	assert_int_equal(nvme_model_get_stats(e.m).injected, 1 + 1 + 6);
+
+	/* one bad part (DNR: not retried) in an 8-command write: one
+	 * callback, the error */
+	memset(&d, 0, sizeof(d));
+	nvme_model_fail_next(e.m, NVME_MODEL_Q_IO, NVME_CMD_WRITE, 0x004 | NVME_MODEL_DNR, 1);
 	assert_int_equal(nvr_write(qp, 1, buf, 0, 2048, on_done, &d), 0);
 	assert_int_equal(wait_for(qp, &d, 1), 0);
 	for (int i = 0; i < 50; i++)
@@ -431,7 +454,9 @@ static void test_device_errors(void **state)
 	assert_int_equal(d.n, 1);
 	assert_int_equal(d.res, -EIO);
 	assert_int_equal(d.status, 0x004);
-	assert_int_equal(qp->nfree_tr, 7);
+	assert_int_equal(qp->q.nfree_tr, 7);
+	assert_int_equal(nvr_qpair_get_stats(qp, &qs), 0);
+	assert_int_equal(qs.retries, 1 + 5);
 
 	/* the queue still works */
 	memset(&d, 0, sizeof(d));
@@ -470,7 +495,8 @@ static void test_cancel_on_free(void **state)
 	detach(&e);
 }
 
-/* CSTS.CFS: poll reports -EIO and completes what was outstanding. */
+/* CSTS.CFS: the controller is reset; the command the device had lost is
+ * sent again after it and completes, and the queue pair goes on. */
 static void test_fatal_status(void **state)
 {
 	struct env e;
@@ -488,18 +514,23 @@ static void test_fatal_status(void **state)
 	while (nvme_model_get_stats(e.m).dropped < 1 && now_ms() < deadline)
 		;
 	nvme_model_set_cfs(e.m);
-	int rc = 0;
-	while (rc == 0 && now_ms() < deadline)
-		rc = nvr_qpair_poll(qp, 0);
-	assert_int_equal(rc, -EIO);
+	while (d.n == 0 && now_ms() < deadline)
+		assert_true(nvr_qpair_poll(qp, 0) >= 0);
 	assert_int_equal(d.n, 1);
-	assert_int_equal(d.res, -EIO);
-	assert_int_equal(nvr_read(qp, 1, buf, 0, 1, on_done, &d), -EIO);
-	assert_int_equal(nvr_qpair_poll(qp, 0), -EIO);
-	/* free and detach skip the admin commands and the shutdown */
+	assert_int_equal(d.res, 0);
+	assert_int_equal(nvr_ctrlr_resets(e.c), 1);
+	struct nvr_qpair_stats qs;
+	assert_int_equal(nvr_qpair_get_stats(qp, &qs), 0);
+	assert_int_equal(qs.resets, 1);
+	assert_int_equal(qs.retries, 1);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(nvr_read(qp, 1, buf, 0, 1, on_done, &d), 0);
+	assert_int_equal(wait_for(qp, &d, 1), 0);
+	assert_int_equal(d.res, 0);
 	assert_int_equal(nvr_qpair_free(qp), 0);
+	nvr_dma_free(e.c, buf);
 	assert_int_equal(nvr_ctrlr_detach(e.c), 0);
-	assert_int_equal(nvme_model_get_stats(e.m).shutdowns, 0);
+	assert_int_equal(nvme_model_get_stats(e.m).bad_dbs, 0);
 	nvme_model_destroy(e.m);
 }
 
@@ -523,29 +554,29 @@ static void test_bad_cid(void **state)
 
 	const uint16_t lies[2] = { 999, 3 };   /* out of range; in range but idle */
 	for (int i = 0; i < 2; i++) {
-		uint16_t head = qp->cq_head;
-		uint8_t phase = qp->phase;
-		volatile struct nvme_cqe *cqe = &qp->cq[head];
+		uint16_t head = qp->q.cq_head;
+		uint8_t phase = qp->q.phase;
+		volatile struct nvme_cqe *cqe = &qp->q.cq[head];
 
 		cqe->cid = lies[i];
-		cqe->sqhd = qp->sq_tail;
+		cqe->sqhd = qp->q.sq_tail;
 		cqe->dw0 = 0;
 		__atomic_store_n(&cqe->status, (uint16_t)phase, __ATOMIC_RELEASE);
 		assert_int_equal(nvr_qpair_poll(qp, 0), 0);   /* nothing reaped */
-		assert_int_equal(qp->bad_cids, (uint64_t)i + 1);
+		assert_int_equal(qp->q.bad_cids, (uint64_t)i + 1);
 		assert_int_equal(d.n, 1);
 		/* undo: the slot goes back to "old phase", the head back */
 		__atomic_store_n(&cqe->status, (uint16_t)!phase, __ATOMIC_RELEASE);
-		qp->cq_head = head;
-		qp->cq_db_head = head;
-		qp->phase = phase;
+		qp->q.cq_head = head;
+		qp->q.cq_db_head = head;
+		qp->q.phase = phase;
 		e.cq_rewound = true;   /* the model sees the head doorbell go back */
 	}
 	/* the queue still works, and nothing was lost */
 	assert_int_equal(nvr_read(qp, 1, buf, 0, 8, on_done, &d), 0);
 	assert_int_equal(wait_for(qp, &d, 2), 0);
 	assert_int_equal(d.res, 0);
-	assert_int_equal(qp->nfree_tr, 7);
+	assert_int_equal(qp->q.nfree_tr, 7);
 	nvr_dma_free(e.c, buf);
 	nvr_qpair_free(qp);
 	detach(&e);
