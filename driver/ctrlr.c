@@ -142,8 +142,15 @@ void nvr_ctrlr_fail_err(struct nvr_ctrlr *ctrlr, const char *why, int err)
 	if (rc && rc != -ENODEV) {
 		rc = ctrlr->dev->ops->reset ? ctrlr->dev->ops->reset(ctrlr->dev) : -ENOTSUP;
 		if (rc) {
-			nvr_log(NVR_LOG_ERR, "%s: cannot quiesce the controller (%d): its DMA memory "
-				"stays mapped until detach", ctrlr->info.bdf, rc);
+			/* The device may still move data: its commands' buffers
+			 * leave the IOMMU before they are handed back failed
+			 * (a late write then faults instead of landing); the
+			 * driver's own queues stay mapped, never reused. */
+			int left = nvr_pci_dma_revoke(ctrlr->dev);
+			nvr_log(NVR_LOG_ERR, "%s: cannot quiesce the controller (%d): application "
+				"buffers unmapped from the IOMMU%s; the driver's DMA memory stays "
+				"mapped until detach", ctrlr->info.bdf, rc,
+				left ? " (some could not be)" : "");
 			ctrlr->dma_unsafe = true;
 		}
 	}

@@ -191,7 +191,7 @@ static int chunk_release(struct nvr_pci_dev *dev, unsigned at)
 	int err;
 
 	gen_bump(dev);
-	err = dev->ops->dma_unmap(dev, m.va, m.len, m.iova);
+	err = m.revoked ? 0 : dev->ops->dma_unmap(dev, m.va, m.len, m.iova);
 
 	/* Still mapped: keep it listed (fini retries) rather than free pages
 	 * the device can reach. */
@@ -487,7 +487,7 @@ int nvr_pci_dma_unregister(struct nvr_pci_dev *dev, void *va)
 		struct nvr_dma_map *m = &dev->maps[i];
 
 		gen_bump(dev);
-		err = dev->ops->dma_unmap(dev, m->va, m->len, m->iova);
+		err = m->revoked ? 0 : dev->ops->dma_unmap(dev, m->va, m->len, m->iova);
 		if (!err)
 			table_remove(dev, (unsigned)i);
 	}
@@ -572,7 +572,7 @@ void nvr_pci_dma_fini(struct nvr_pci_dev *dev)
 	gen_bump(dev);
 	for (unsigned i = dev->nmaps; i-- > 0;) {
 		struct nvr_dma_map *m = &dev->maps[i];
-		int err = dev->ops->dma_unmap(dev, m->va, m->len, m->iova);
+		int err = m->revoked ? 0 : dev->ops->dma_unmap(dev, m->va, m->len, m->iova);
 
 		/* Memory the device may still reach is leaked, not reused. */
 		if (m->owned && !err)
@@ -584,6 +584,26 @@ void nvr_pci_dma_fini(struct nvr_pci_dev *dev)
 	dev->nmaps = dev->maps_cap = 0;
 	pthread_rwlock_unlock(&dev->dma_lock);
 	pthread_rwlock_destroy(&dev->dma_lock);
+}
+
+int nvr_pci_dma_revoke(struct nvr_pci_dev *dev)
+{
+	int left = 0;
+
+	pthread_rwlock_wrlock(&dev->dma_lock);
+	gen_bump(dev);
+	for (unsigned i = 0; i < dev->nmaps; i++) {
+		struct nvr_dma_map *m = &dev->maps[i];
+
+		if (m->internal || m->revoked)
+			continue;
+		if (dev->ops->dma_unmap(dev, m->va, m->len, m->iova) == 0)
+			m->revoked = 1;
+		else
+			left++;
+	}
+	pthread_rwlock_unlock(&dev->dma_lock);
+	return left;
 }
 
 /* CAP_IPC_LOCK in the effective set and VmLck (locked bytes), from

@@ -53,6 +53,7 @@ struct nvr_dma_map {
 	unsigned  owned : 1;      /* memory allocated by pci/dma.c (else registered) */
 	unsigned  hugepage : 1;   /* backed by 2 MiB hugepages */
 	unsigned  internal : 1;   /* owned, for the driver only (dma_map_internal) */
+	unsigned  revoked : 1;    /* unmapped from the IOMMU by nvr_pci_dma_revoke() */
 	size_t    used;           /* arena bump offset for owned chunks */
 	unsigned  live;           /* live sub-allocations in an owned chunk */
 	/* Holds (nvr_pci_dma_hold()) on this mapping; for an owned chunk the
@@ -126,6 +127,12 @@ int  nvr_pci_dma_free_internal(struct nvr_pci_dev *dev, void *va);
  * last one of a held mapping is refused with -EBUSY. */
 int  nvr_pci_dma_register(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova);
 int  nvr_pci_dma_unregister(struct nvr_pci_dev *dev, void *va);
+/* The device could not be quiesced: take every mapping but the driver's
+ * own (queues, PRP lists) out of the IOMMU now, so that no application
+ * buffer handed back afterwards can still be written by the device. The
+ * table stays (addresses still translate; later frees skip the unmap).
+ * Returns the mappings that could not be unmapped (0: all revoked). */
+int  nvr_pci_dma_revoke(struct nvr_pci_dev *dev);
 
 /* Hold the allocation or registered mapping that contains all of
  * [va, va + len) (-EFAULT if none does) so that it cannot be freed or

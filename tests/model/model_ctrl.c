@@ -137,7 +137,7 @@ static bool handle_cc(struct nvme_model *m)
 		fail_controller(m);
 		changed = true;
 	}
-	if (was_en && !en) {
+	if (was_en && !en && !atomic_load(&m->wedged)) {
 		queues_reset(m);
 		set_csts(m, 0);
 		m->state = NVME_MODEL_DISABLED;
@@ -473,6 +473,8 @@ static int model_reset(struct nvr_pci_dev *dev)
 	struct nvme_model *m = dev_model(dev);
 	struct timespec ts = { 0, 100000 };
 
+	if (atomic_load(&m->wedged))
+		return -EIO;
 	atomic_store(&m->reset_req, true);
 	for (int i = 0; i < 10000 && atomic_load(&m->reset_req); i++)
 		nanosleep(&ts, NULL);
@@ -636,6 +638,11 @@ void nvme_model_fail_next(struct nvme_model *m, enum nvme_model_qsel q, uint8_t 
 	m->faults.fail_status = status;
 	m->faults.fail_count = count;
 	pthread_mutex_unlock(&m->faults.lock);
+}
+
+void nvme_model_wedge(struct nvme_model *m, bool on)
+{
+	atomic_store(&m->wedged, on);
 }
 
 void nvme_model_drop_next(struct nvme_model *m, enum nvme_model_qsel q, unsigned count)

@@ -104,6 +104,7 @@ struct nvme_model {
 	atomic_bool stop;
 	atomic_bool reset_req;             /* ops->reset asks, the thread does it */
 	atomic_bool cfs_req;
+	atomic_bool wedged;                /* nvme_model_wedge(): no reset works */
 
 	/* Service thread only from here on (no lock needed). */
 	enum nvme_model_state state;

@@ -172,6 +172,11 @@ void nvme_model_delay_cpl(struct nvme_model *m, unsigned usec);
  *  controller stops processing until CC.EN 1→0 or ops->reset. */
 void nvme_model_set_cfs(struct nvme_model *m);
 
+/** nvme_model_wedge() - while @on, CC.EN 1→0 is ignored (CSTS.RDY stays
+ *  1, queues stay) and ops->reset fails: a controller that cannot be
+ *  quiesced. */
+void nvme_model_wedge(struct nvme_model *m, bool on);
+
 /** nvme_model_get_stats() - a snapshot of the counters. */
 struct nvme_model_stats nvme_model_get_stats(struct nvme_model *m);
 

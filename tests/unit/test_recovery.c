@@ -225,6 +225,59 @@ static void fault_reset_gives_up(void **state)
 	nvme_model_destroy(e.m);
 }
 
+struct revoke_seen {
+	struct nvme_model *m;
+	struct done d;
+	uint32_t maps_at_cb;
+};
+
+static void on_revoke(void *arg, const struct nvr_cpl *cpl)
+{
+	struct revoke_seen *r = arg;
+
+	r->maps_at_cb = nvme_model_get_stats(r->m).dma_maps;
+	on_done(&r->d, cpl);
+}
+
+/* A controller that cannot be quiesced (CC.EN 1→0 ignored, function reset
+ * failing) after CSTS.CFS: the reset fails, the controller is failed, and
+ * the read in flight is handed back with -EIO only after its buffer left
+ * the IOMMU (the device could still write it). */
+static void fault_reset_unquiesced_revokes(void **state)
+{
+	struct env e;
+	struct nvr_qpair *qp;
+	void *buf;
+	struct revoke_seen r = { 0 };
+
+	attach(&e, NULL, NULL);
+	r.m = e.m;
+	assert_int_equal(nvr_qpair_alloc(e.c, 8, &qp), 0);
+	uint32_t maps0 = nvme_model_get_stats(e.m).dma_maps;
+	assert_int_equal(nvr_dma_alloc(e.c, 1 << 20, &buf), 0);   /* its own chunk */
+	assert_int_equal(nvme_model_get_stats(e.m).dma_maps, maps0 + 1);
+	nvme_model_drop_next(e.m, NVME_MODEL_Q_IO, 1);
+	assert_int_equal(nvr_read(qp, 1, buf, 0, 8, on_revoke, &r), 0);
+	nvr_qpair_kick(qp);
+	uint64_t deadline = now_ms() + 10000;
+	while (nvme_model_get_stats(e.m).dropped < 1 && now_ms() < deadline)
+		;
+	nvme_model_wedge(e.m, true);
+	nvme_model_set_cfs(e.m);
+	while (r.d.n == 0 && now_ms() < deadline)
+		nvr_qpair_poll(qp, 0);
+	assert_int_equal(r.d.n, 1);
+	assert_int_equal(r.d.res, -EIO);
+	assert_int_equal(r.maps_at_cb, maps0);   /* the buffer's mapping was gone */
+	assert_int_equal(nvr_read(qp, 1, buf, 0, 8, on_done, &r.d), -EIO);
+	assert_int_equal(nvr_qpair_free(qp), 0);
+	assert_int_equal(nvr_dma_free(e.c, buf), 0);
+	nvme_model_wedge(e.m, false);
+	nvr_ctrlr_detach(e.c);
+	assert_int_equal(nvme_model_get_stats(e.m).bad_unmaps, 0);
+	nvme_model_destroy(e.m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -234,6 +287,7 @@ int main(void)
 		cmocka_unit_test(fault_retry_waits_crd),
 		cmocka_unit_test(fault_reset_api_keeps_io),
 		cmocka_unit_test(fault_reset_gives_up),
+		cmocka_unit_test(fault_reset_unquiesced_revokes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
