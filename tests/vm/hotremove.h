@@ -50,22 +50,26 @@ static inline bool hr_in_list(const char *var, const char *word)
 
 /*
  * The controller to remove from list $@list (NVRING_BDFS or
- * NVRING_KERNEL_DEVS): the last one not in $@blk (the blkdebug ones); its
- * QEMU device id from $@ids at the same index. False if there is none, or
- * no QMP (NVRING_QMP unset).
+ * NVRING_KERNEL_DEVS): of those not in $@blk (the blkdebug ones), the last
+ * (@from_end 0) or the one @from_end places before it; its QEMU device id
+ * from $@ids at the same index. False if there is none, or no QMP
+ * (NVRING_QMP unset).
  */
-static inline bool hr_pick(const char *list, const char *blk, const char *ids, char *name,
-			   size_t nlen, char *id, size_t idlen)
+static inline bool hr_pick(const char *list, const char *blk, const char *ids, int from_end,
+			   char *name, size_t nlen, char *id, size_t idlen)
 {
 	char w[64];
-	int pick = -1;
+	int idx[32], n = 0;
 
 	if (!getenv("NVRING_QMP"))
 		return false;
-	for (int i = 0; hr_word(list, i, w, sizeof(w)); i++)
+	for (int i = 0; n < 32 && hr_word(list, i, w, sizeof(w)); i++)
 		if (!hr_in_list(blk, w))
-			pick = i;
-	return pick >= 0 && hr_word(list, pick, name, nlen) && hr_word(ids, pick, id, idlen);
+			idx[n++] = i;
+	if (from_end >= n)
+		return false;
+	return hr_word(list, idx[n - 1 - from_end], name, nlen) &&
+	       hr_word(ids, idx[n - 1 - from_end], id, idlen);
 }
 
 /* Is PCI function @bdf behind a bridge (a root port), i.e. not on bus 00? */

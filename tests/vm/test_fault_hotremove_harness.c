@@ -43,7 +43,7 @@ static void fault_hotremove_harness_kernel(void **state)
 	(void)state;
 
 	if (!hr_pick("NVRING_KERNEL_DEVS", "NVRING_BLKDEBUG_KERNEL_DEVS",
-		     "NVRING_KERNEL_DEVICE_IDS", dev, sizeof(dev), id, sizeof(id))) {
+		     "NVRING_KERNEL_DEVICE_IDS", 0, dev, sizeof(dev), id, sizeof(id))) {
 		print_message("no QMP or no kernel controller to remove (qemu/run --qmp "
 			      "--root-ports; tests/run-vm boot F): skipped\n");
 		skip();
