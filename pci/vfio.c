@@ -472,11 +472,12 @@ static void vfio_close(struct nvr_pci_dev *dev)
 }
 
 /*
- * Register an eventfd as the device request trigger. Without one, a
- * hot-remove blocks in the kernel until the process lets go on its own
- * ("No device request channel registered, blocked until released by
- * user"). Best effort: a kernel or device without the index leaves
- * removal_requested() always false.
+ * Register an eventfd as the device request trigger. A hot-remove or an
+ * unbind waits in the kernel until the process releases the device either
+ * way; with the trigger the kernel tells the process (and tells it again
+ * every 10 s while it waits), without it it only logs "No device request
+ * channel registered, blocked until released by user". Best effort: a
+ * kernel or device without the index leaves removal_requested() false.
  */
 static void vfio_req_register(struct nvr_vfio_dev *vd)
 {
