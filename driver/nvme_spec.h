@@ -314,4 +314,69 @@ enum {
 	NVME_SC_UNWRITTEN_BLOCK    = 0x87,
 };
 
+/* Get Log Page (NVMe 2.0 §5.16): Log Page Identifiers (Figure 202) and the
+ * CDW10/CDW11 fields. NUMD is a 0's based dword count, split NUMDL
+ * (CDW10 31:16) / NUMDU (CDW11 15:0). */
+enum {
+	NVME_LOG_ERROR  = 0x01,   /* Error Information (§5.16.1.2) */
+	NVME_LOG_SMART  = 0x02,   /* SMART / Health Information (§5.16.1.3) */
+};
+#define NVME_LOG_CDW10(lid, numd) ((uint32_t)(lid) | ((uint32_t)(numd) & 0xffff) << 16)
+#define NVME_LOG_CDW11(numd)      ((uint32_t)(numd) >> 16)
+
+/* Error Information Log Entry (NVMe 2.0 Figure 205), 64 bytes. status is
+ * the completion's status field: bit 0 the phase tag, bits 15:1 the status
+ * (SC 8:1, SCT 11:9, CRD 13:12, M 14, DNR 15). */
+struct nvme_error_log {
+	uint64_t error_count;       /* 0 = empty entry */
+	uint16_t sqid;
+	uint16_t cid;
+	uint16_t status;
+	uint16_t param_error_loc;
+	uint64_t lba;
+	uint32_t nsid;
+	uint8_t  vs;
+	uint8_t  trtype;
+	uint8_t  rsvd30[2];
+	uint64_t cs;                /* command specific information */
+	uint16_t trtype_info;
+	uint8_t  rsvd42[22];
+};
+_Static_assert(sizeof(struct nvme_error_log) == 64, "Error Information entry is 64 bytes");
+_Static_assert(offsetof(struct nvme_error_log, lba) == 16, "LBA at byte 16");
+_Static_assert(offsetof(struct nvme_error_log, nsid) == 24, "NSID at byte 24");
+
+/* SMART / Health Information (NVMe 2.0 Figure 207), 512 bytes. The 128-bit
+ * counters are little endian byte arrays; temperatures are in Kelvin. */
+struct nvme_smart_log {
+	uint8_t  critical_warning;
+	uint8_t  temperature[2];    /* composite temperature, byte 1 */
+	uint8_t  avail_spare;       /* percent */
+	uint8_t  spare_thresh;
+	uint8_t  percent_used;
+	uint8_t  endu_grp_crit_warn;
+	uint8_t  rsvd7[25];
+	uint8_t  data_units_read[16];     /* thousands of 512-byte units */
+	uint8_t  data_units_written[16];
+	uint8_t  host_reads[16];
+	uint8_t  host_writes[16];
+	uint8_t  ctrl_busy_time[16];      /* minutes */
+	uint8_t  power_cycles[16];
+	uint8_t  power_on_hours[16];
+	uint8_t  unsafe_shutdowns[16];
+	uint8_t  media_errors[16];
+	uint8_t  num_err_log_entries[16];
+	uint32_t warning_temp_time;       /* minutes */
+	uint32_t critical_comp_time;
+	uint16_t temp_sensor[8];
+	uint32_t thm_temp_trans_count[2];
+	uint32_t thm_temp_total_time[2];
+	uint8_t  rsvd232[280];
+};
+_Static_assert(sizeof(struct nvme_smart_log) == 512, "SMART / Health log is 512 bytes");
+_Static_assert(offsetof(struct nvme_smart_log, data_units_read) == 32, "DUR at byte 32");
+_Static_assert(offsetof(struct nvme_smart_log, media_errors) == 160, "media errors at byte 160");
+_Static_assert(offsetof(struct nvme_smart_log, num_err_log_entries) == 176, "error entries at byte 176");
+_Static_assert(offsetof(struct nvme_smart_log, temp_sensor) == 200, "sensors at byte 200");
+
 #endif

@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,14 @@ struct nvr_pci_ops {
 	int  (*reset)(struct nvr_pci_dev *dev);
 	/* Release everything (mappings, BARs, fds) and free dev. */
 	void (*close)(struct nvr_pci_dev *dev);
+	/* Optional (NULL: the backend has no such notice): true once the
+	 * device has been asked to go away -- VFIO's device request, which
+	 * the kernel sends before a hot-remove (QMP device_del, a surprise
+	 * removal seen by pciehp) or an unbind, and repeats until the device
+	 * is released. Sticky: stays true after the first time. Never blocks;
+	 * cheap enough to poll (one non-blocking read of an eventfd until it
+	 * fires). The device may still answer or already be gone. */
+	bool (*removal_requested)(struct nvr_pci_dev *dev);
 };
 
 /* pci/dma.c carves small allocations from chunks of this size, each mapped

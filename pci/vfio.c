@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -43,6 +44,10 @@ struct nvr_vfio_dev {
 	uint64_t config_offset;        /* config space region in the device fd */
 	pthread_mutex_t bar_lock;
 	struct { volatile void *va; size_t len; } bars[NVR_VFIO_NBARS];
+	/* Device request (VFIO_PCI_REQ_IRQ_INDEX): an eventfd the kernel
+	 * signals when it wants the device back; -1 if not registered. */
+	int req_fd;
+	atomic_bool removal;
 
 	/* type1 IOMMU state */
 	pthread_mutex_t iova_lock;     /* dma_map may run outside dma_lock */
@@ -450,6 +455,8 @@ static void vfio_release(struct nvr_vfio_dev *vd, bool dma_inited, bool iommu_in
 		type1_fini(vd);
 	if (vd->device >= 0)
 		close(vd->device);
+	if (vd->req_fd >= 0)
+		close(vd->req_fd);       /* after the device: that tears the trigger down */
 	if (vd->group >= 0)
 		close(vd->group);        /* detaches the group from the container */
 	if (vd->container >= 0)
@@ -464,6 +471,61 @@ static void vfio_close(struct nvr_pci_dev *dev)
 	vfio_release(to_vfio(dev), true, true);
 }
 
+/*
+ * Register an eventfd as the device request trigger. A hot-remove or an
+ * unbind waits in the kernel until the process releases the device either
+ * way; with the trigger the kernel tells the process (and tells it again
+ * every 10 s while it waits), without it it only logs "No device request
+ * channel registered, blocked until released by user". Best effort: a
+ * kernel or device without the index leaves removal_requested() false.
+ */
+static void vfio_req_register(struct nvr_vfio_dev *vd)
+{
+	struct vfio_irq_info info = { .argsz = sizeof(info), .index = VFIO_PCI_REQ_IRQ_INDEX };
+	struct {
+		struct vfio_irq_set set;
+		int32_t fd;
+	} req = { .set = {
+		.argsz = sizeof(req),
+		.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+		.index = VFIO_PCI_REQ_IRQ_INDEX, .start = 0, .count = 1,
+	} };
+	int fd;
+
+	if (ioctl(vd->device, VFIO_DEVICE_GET_IRQ_INFO, &info) < 0 || info.count < 1) {
+		nvr_log(NVR_LOG_INFO, "%s: no VFIO device request interrupt: a hot-remove "
+			"will not be announced", vd->pci.bdf);
+		return;
+	}
+	fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (fd < 0)
+		return;
+	req.fd = fd;
+	if (ioctl(vd->device, VFIO_DEVICE_SET_IRQS, &req) < 0) {
+		nvr_log(NVR_LOG_WARN, "%s: cannot register the VFIO device request eventfd: %s",
+			vd->pci.bdf, strerror(errno));
+		close(fd);
+		return;
+	}
+	vd->req_fd = fd;
+}
+
+static bool vfio_removal_requested(struct nvr_pci_dev *dev)
+{
+	struct nvr_vfio_dev *vd = to_vfio(dev);
+	uint64_t n;
+
+	/* Acquire/release pair so a caller that sees true also sees it from
+	 * any thread; the eventfd read itself is the kernel's business. */
+	if (atomic_load_explicit(&vd->removal, memory_order_acquire))
+		return true;
+	if (vd->req_fd >= 0 && read(vd->req_fd, &n, sizeof(n)) == (ssize_t)sizeof(n) && n) {
+		atomic_store_explicit(&vd->removal, true, memory_order_release);
+		return true;
+	}
+	return false;
+}
+
 static const struct nvr_pci_ops vfio_type1_ops = {
 	.map_bar = vfio_map_bar,
 	.dma_map = type1_dma_map,
@@ -471,6 +533,7 @@ static const struct nvr_pci_ops vfio_type1_ops = {
 	.dma_unmap = type1_dma_unmap,
 	.reset = vfio_reset,
 	.close = vfio_close,
+	.removal_requested = vfio_removal_requested,
 };
 
 /* Say which other functions keep IOMMU group @group from being viable:
@@ -661,7 +724,7 @@ int nvr_vfio_open(const char *bdf_in, struct nvr_pci_dev **out)
 	vd = calloc(1, sizeof(*vd));
 	if (!vd)
 		return -ENOMEM;
-	vd->container = vd->group = vd->device = -1;
+	vd->container = vd->group = vd->device = vd->req_fd = -1;
 	vd->group_id = fn.iommu_group;
 	memcpy(vd->pci.bdf, bdf, sizeof(vd->pci.bdf));
 	vd->pci.ops = &vfio_type1_ops;
@@ -678,6 +741,7 @@ int nvr_vfio_open(const char *bdf_in, struct nvr_pci_dev **out)
 	err = vfio_open_device(vd);
 	if (err)
 		goto fail;
+	vfio_req_register(vd);
 	err = nvr_pci_dma_init(&vd->pci);
 	if (err)
 		goto fail;

@@ -32,6 +32,7 @@ int cmd_identify(int argc, char **argv);
 int cmd_read(int argc, char **argv);
 int cmd_write(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_log(int argc, char **argv);
 
 /* Print "nvring: <message>\n" on stderr; returns @code so callers can
  * `return cli_fail(EXIT_USAGE, ...)`. */
@@ -65,5 +66,12 @@ void cli_log_init(void);
  * folded into the single "nvring: " line. Returns 0 or an exit code.
  */
 int cli_attach(const char *bdf, struct nvr_ctrlr **out);
+
+/* tools/log_fmt.c: print a SMART / Health page (512 bytes) or @entries
+ * Error Information entries (64 bytes each) of controller @bdf, as text
+ * or one JSON object; the error log printer returns the non-empty entries
+ * it showed. */
+void cli_print_smart(FILE *f, const char *bdf, const void *page, bool json);
+int  cli_print_error_log(FILE *f, const char *bdf, const void *page, unsigned entries, bool json);
 
 #endif

@@ -15,6 +15,7 @@ static const struct cli_cmd commands[] = {
 	{ "read",     "read logical blocks to stdout or a file",                     cmd_read },
 	{ "write",    "write logical blocks from stdin or a file",                   cmd_write },
 	{ "run",      "run an unmodified program on a namespace (LD_PRELOAD shim)", cmd_run },
+	{ "log",      "show the SMART / Health or Error Information log page",     cmd_log },
 };
 
 static void usage(FILE *f)

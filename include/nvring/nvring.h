@@ -181,6 +181,35 @@ NVR_API const struct nvr_ctrlr_info *nvr_ctrlr_get_info(const struct nvr_ctrlr *
  */
 NVR_API int nvr_ctrlr_ns_list(const struct nvr_ctrlr *ctrlr, uint32_t *nsids, uint32_t max);
 
+/**
+ * nvr_ctrlr_get_log_page() - read log page @lid (NVMe 2.0 §5.16, Get Log
+ * Page) from the start into @buf.
+ * @lid:  Log Page Identifier, e.g. 0x01 Error Information (64-byte entries,
+ *        newest first), 0x02 SMART / Health Information (512 bytes).
+ * @nsid: the namespace the page is about; 0xffffffff for the controller as
+ *        a whole (what SMART / Health wants unless per-namespace data is
+ *        supported); 0 where the page has no namespace (Error Information).
+ * @len:  bytes to read: a multiple of 4, at most 4096. A page shorter than
+ *        @len leaves what the controller does not transfer as zeroes.
+ *
+ * Synchronous: one admin command, polled. The bytes are as the controller
+ * wrote them (little endian; layouts in NVMe 2.0 Figures 205 and 207).
+ * Errors: -EINVAL NULL @ctrlr or @buf, @len 0, not a multiple of 4 or over
+ * 4096; -ENOMEM no DMA memory; -ETIMEDOUT the command timed out; -EIO the
+ * controller failed; a status the controller returned (e.g. Invalid Log
+ * Page, Invalid Namespace) through nvr_status_errno(), typically -EINVAL
+ * or -EOPNOTSUPP.
+ */
+NVR_API int nvr_ctrlr_get_log_page(struct nvr_ctrlr *ctrlr, uint8_t lid, uint32_t nsid,
+				   void *buf, size_t len);
+
+/**
+ * nvr_ctrlr_error_log_entries() - how many entries the controller's Error
+ * Information log page holds (Identify Controller ELPE + 1, 1..256).
+ * Errors as nvr_ctrlr_get_log_page(), without the @len ones.
+ */
+NVR_API int nvr_ctrlr_error_log_entries(struct nvr_ctrlr *ctrlr);
+
 /** nvr_ns_get_info() - geometry of namespace @nsid; -ENOENT if not active. */
 NVR_API int nvr_ns_get_info(const struct nvr_ctrlr *ctrlr, uint32_t nsid,
 			    struct nvr_ns_info *info);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The model's admin command set (NVMe 2.0 §5): Identify, Set/Get Features,
- * Create/Delete I/O Completion and Submission Queues, Abort. Runs on the
+ * Create/Delete I/O Completion and Submission Queues, Abort; Get Log Page
+ * is in model_log.c. Runs on the
  * service thread only.
  */
 #include <stdio.h>
@@ -36,6 +37,7 @@ static void id_ctrl(const struct nvme_model *m, struct nvme_id_ctrl *id)
 	id->nn = m->cfg.nns;
 	id->oncs = NVME_ONCS_DSM | NVME_ONCS_WRITE_ZEROES;
 	id->vwc = m->cfg.vwc ? NVME_VWC_PRESENT : 0;
+	id->elpe = NVME_MODEL_ELPE;
 }
 
 /* NVM Command Set 1.0 §4.1.5.1, Figure 97. */
@@ -247,6 +249,8 @@ uint16_t nvme_model_admin_exec(struct nvme_model *m, const struct nvme_sqe *sqe,
 		return delete_sq(m, sqe);
 	case NVME_ADM_DELETE_CQ:
 		return delete_cq(m, sqe);
+	case NVME_ADM_GET_LOG_PAGE:
+		return nvme_model_get_log_page(m, sqe);
 	case NVME_ADM_ABORT:
 		*dw0 = 1;   /* §5.1: bit 0 set = command not aborted */
 		return 0;

@@ -362,6 +362,7 @@ static bool serve_one(struct nvme_model *m, uint16_t qid)
 		p.status = qid ? nvme_model_io_exec(m, &sqe, &p.dw0)
 			       : nvme_model_admin_exec(m, &sqe, &p.dw0);
 	}
+	nvme_model_log_cpl(m, qid, &sqe, p.status);
 	if (drop) {
 		nvme_model_count(&m->st.dropped, 1);
 		return true;
@@ -500,6 +501,12 @@ static void model_close(struct nvr_pci_dev *dev)
 	free(dev);
 }
 
+/* Sticky, like a VFIO device request: once asked, the answer stays yes. */
+static bool model_removal_requested(struct nvr_pci_dev *dev)
+{
+	return atomic_load_explicit(&dev_model(dev)->removal_req, memory_order_acquire);
+}
+
 static const struct nvr_pci_ops model_ops = {
 	.map_bar   = model_map_bar,
 	.dma_map   = nvme_model_dma_map,
@@ -507,6 +514,7 @@ static const struct nvr_pci_ops model_ops = {
 	.dma_unmap = nvme_model_dma_unmap,
 	.reset     = model_reset,
 	.close     = model_close,
+	.removal_requested = model_removal_requested,
 };
 
 /* ---- public API ---- */
@@ -658,6 +666,11 @@ void nvme_model_delay_cpl(struct nvme_model *m, unsigned usec)
 	pthread_mutex_lock(&m->faults.lock);
 	m->faults.delay_us = usec;
 	pthread_mutex_unlock(&m->faults.lock);
+}
+
+void nvme_model_request_removal(struct nvme_model *m)
+{
+	atomic_store_explicit(&m->removal_req, true, memory_order_release);
 }
 
 void nvme_model_set_cfs(struct nvme_model *m)

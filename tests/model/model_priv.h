@@ -89,6 +89,16 @@ struct nvme_model_counters {
 	_Atomic uint32_t io_sqs, io_cqs, bad_unmaps;
 };
 
+/* What the SMART / Health and Error Information log pages report. */
+#define NVME_MODEL_ELPE 3                 /* Identify ELPE: 4 error log entries */
+struct nvme_model_log {
+	uint64_t host_reads, host_writes;  /* successful Read / Write commands */
+	uint64_t media_errors;             /* completions with SCT 2 (media) */
+	uint64_t error_count;              /* errors logged so far (entry ids) */
+	struct nvme_error_log ring[NVME_MODEL_ELPE + 1];   /* newest at [head] */
+	unsigned head;
+};
+
 struct nvme_model_dev;
 
 struct nvme_model {
@@ -126,6 +136,10 @@ struct nvme_model {
 
 	struct nvme_model_faults faults;
 	struct nvme_model_counters st;
+
+	/* Log pages (model_log.c); service thread only. */
+	struct nvme_model_log log;
+	atomic_bool removal_req;           /* nvme_model_request_removal() */
 };
 
 struct nvme_model_dev {
@@ -145,6 +159,12 @@ uint16_t nvme_model_prp_xfer(struct nvme_model *m, const struct nvme_sqe *sqe,
 /* model_admin.c, model_io.c: execute one command, return its status. */
 uint16_t nvme_model_admin_exec(struct nvme_model *m, const struct nvme_sqe *sqe, uint32_t *dw0);
 uint16_t nvme_model_io_exec(struct nvme_model *m, const struct nvme_sqe *sqe, uint32_t *dw0);
+
+/* model_log.c: Get Log Page, and the bookkeeping behind it for one
+ * completed command (status as handlers return it). */
+uint16_t nvme_model_get_log_page(struct nvme_model *m, const struct nvme_sqe *sqe);
+void nvme_model_log_cpl(struct nvme_model *m, uint16_t sqid, const struct nvme_sqe *sqe,
+			uint16_t status);
 
 /* model_ctrl.c: queue bookkeeping for the admin commands. */
 /* Zero one doorbell of @qid: the SQ tail when that SQ is created or

@@ -26,8 +26,15 @@
  *    A full CQ is never overrun: the controller waits for the head doorbell.
  *  - Admin: Identify (CNS 0, 1, 2), Set/Get Features (Number of Queues,
  *    Volatile Write Cache), Create/Delete I/O CQ/SQ with the spec's checks,
- *    Abort (always "not aborted", dw0 bit 0 = 1). Anything else: Invalid
- *    Opcode.
+ *    Abort (always "not aborted", dw0 bit 0 = 1), Get Log Page (below).
+ *    Anything else: Invalid Opcode.
+ *  - Get Log Page (§5.16), offset 0 only: Error Information (ELPE 3: four
+ *    entries, newest first; every I/O completion with a non-zero status is
+ *    logged: SQID, CID, status, LBA = CDW11:CDW10, NSID) and SMART / Health
+ *    (NSID 0, FFFFFFFFh or an active one; temperature 313 K, spare 100%,
+ *    threshold 10%, data units and host commands from successful Reads and
+ *    Writes, media errors = completions with SCT 2, error log entries).
+ *    Other LIDs: Invalid Log Page.
  *  - I/O: Read, Write, Flush, Write Zeroes, Dataset Management (deallocated
  *    blocks read back as zeroes). PRPs only (PSDT != 0 → Invalid Field).
  *  - DMA: dma_map hands out IOVAs from 0x1_0000_0000 up to 2^46 that never
@@ -47,8 +54,7 @@
  *   Identifier, Invalid Queue Size, Invalid Queue Deletion.
  *
  * Gaps (on purpose): no interrupts, no SGLs, no metadata transfer (a
- * metadata LBA format can be reported, cfg.ms), no Get Log Page,
- * no Async Event Requests, one controller per model.
+ * metadata LBA format can be reported, cfg.ms), no Async Event Requests, one controller per model.
  */
 #ifndef NVRING_TESTS_MODEL_NVME_MODEL_H
 #define NVRING_TESTS_MODEL_NVME_MODEL_H
@@ -176,6 +182,11 @@ void nvme_model_set_cfs(struct nvme_model *m);
  *  1, queues stay) and ops->reset fails: a controller that cannot be
  *  quiesced. */
 void nvme_model_wedge(struct nvme_model *m, bool on);
+
+/** nvme_model_request_removal() - the device asks to be released, as a
+ *  VFIO device request does before a hot-remove: from now on the seam's
+ *  ops->removal_requested() answers true. The device keeps working. */
+void nvme_model_request_removal(struct nvme_model *m);
 
 /** nvme_model_get_stats() - a snapshot of the counters. */
 struct nvme_model_stats nvme_model_get_stats(struct nvme_model *m);
