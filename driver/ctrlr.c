@@ -40,9 +40,29 @@ void nvr_ctrlr_leave(struct nvr_ctrlr *ctrlr)
 		nvr_ctrlr_reset_for(ctrlr, "admin command timeout or fatal status");
 }
 
+bool nvr_ctrlr_check_removed(struct nvr_ctrlr *ctrlr)
+{
+	const struct nvr_pci_ops *ops = ctrlr->dev->ops;
+
+	if (!ops->removal_requested || !ops->removal_requested(ctrlr->dev))
+		return false;
+	/* Quiesced first (while the BAR still answers), then handed back so
+	 * the kernel's removal can finish; the process's memory stays. */
+	nvr_ctrlr_fail_err(ctrlr, "the device is being removed (VFIO device request)", -ENODEV);
+	pthread_mutex_lock(&ctrlr->fail_lock);
+	if (!ctrlr->released && ops->release_device) {
+		ops->release_device(ctrlr->dev);
+		ctrlr->released = true;
+	}
+	pthread_mutex_unlock(&ctrlr->fail_lock);
+	return true;
+}
+
 bool nvr_ctrlr_check_fatal(struct nvr_ctrlr *ctrlr)
 {
 	if (nvr_ctrlr_failed(ctrlr))
+		return true;
+	if (nvr_ctrlr_check_removed(ctrlr))
 		return true;
 	uint32_t csts = nvr_mmio_read32(ctrlr->bar, NVME_REG_CSTS);
 	char why[64];

@@ -96,6 +96,7 @@ struct nvr_ctrlr {
 	 * DMA, so DMA memory is never freed piecemeal (its IOVA could be
 	 * reused); closing the device unmaps it all from the IOMMU. */
 	bool                  dma_unsafe;
+	bool                  released;           /* ops->release_device() done (fail_lock) */
 
 	/* Limits of non-data commands (NVM Identify Controller, CNS 06h);
 	 * 0 = the command format's own limit. */
@@ -139,6 +140,11 @@ const struct nvr_ns *nvr_ctrlr_find_ns(const struct nvr_ctrlr *ctrlr, uint32_t n
  * when the caller's nvr_ctrlr_leave() runs). True if either happened: the
  * caller's commands in flight are lost. */
 bool nvr_ctrlr_check_fatal(struct nvr_ctrlr *ctrlr);
+
+/* The device asked to be released (hot-remove, unbind: ops->
+ * removal_requested()): fail the controller with -ENODEV, then hand the
+ * device back (ops->release_device()). True if so. */
+bool nvr_ctrlr_check_removed(struct nvr_ctrlr *ctrlr);
 
 /*
  * nvr_ctrlr_reset_for() - the controller reset (NVMe 2.0 §3.7.2): CC.EN = 0

@@ -23,6 +23,8 @@
 /* Polls between the periodic checks (CSTS.CFS, a removed device, command
  * timeouts): an MMIO read or a clock read each, too dear for every poll. */
 #define NVR_CHECK_INTERVAL 1024
+/* ... and, with nothing outstanding, for a removal only (a read() each). */
+#define NVR_IDLE_CHECK_INTERVAL 65536
 
 #define NVR_QP_ATTN_FAILED  0x1u   /* fail_err set */
 #define NVR_QP_ATTN_DELAYED 0x2u   /* retries waiting out a CRD delay */
@@ -429,7 +431,10 @@ NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max)
 	if (unlikely(qp->attention || seq != qp->reset_seq || qp->q.sq_tail != qp->q.sq_db_tail ||
 		     qp->pending_head || nvr_queue_cqe_ready(&qp->q) || nvr_ctrlr_failed(ctrlr)))
 		return poll_work(qp, max, seq);
-	if (qp->q.nfree_tr < qp->q.ntr && unlikely(++qp->polls % NVR_CHECK_INTERVAL == 0)) {
+	++qp->polls;
+	if (unlikely(qp->q.nfree_tr == qp->q.ntr && qp->polls % NVR_IDLE_CHECK_INTERVAL == 0))
+		nvr_ctrlr_check_removed(ctrlr);   /* idle, but a removal waits for us */
+	if (qp->q.nfree_tr < qp->q.ntr && unlikely(qp->polls % NVR_CHECK_INTERVAL == 0)) {
 		periodic_check(qp);
 		if (unlikely(nvr_ctrlr_failed(ctrlr) ||
 			     atomic_load_explicit(&ctrlr->reset_seq, memory_order_acquire) != seq))

@@ -47,6 +47,13 @@ struct nvr_pci_ops {
 	 * cheap enough to poll (one non-blocking read of an eventfd until it
 	 * fires). The device may still answer or already be gone. */
 	bool (*removal_requested)(struct nvr_pci_dev *dev);
+	/* Optional: give the function back to the kernel now (a hot-remove
+	 * waits for it) while DMA memory stays the process's until close:
+	 * the BAR mappings become plain memory reading all ones (so a
+	 * late doorbell from another thread lands nowhere and every register
+	 * says "gone"), the device fd is closed. Once the device is quiesced
+	 * or gone; close() still releases the rest. */
+	void (*release_device)(struct nvr_pci_dev *dev);
 };
 
 /* pci/dma.c carves small allocations from chunks of this size, each mapped

@@ -526,6 +526,33 @@ static bool vfio_removal_requested(struct nvr_pci_dev *dev)
 	return false;
 }
 
+static void vfio_release_device(struct nvr_pci_dev *dev)
+{
+	struct nvr_vfio_dev *vd = to_vfio(dev);
+
+	pthread_mutex_lock(&vd->bar_lock);
+	for (int i = 0; i < NVR_VFIO_NBARS; i++) {
+		void *va = (void *)vd->bars[i].va;
+
+		if (!va)
+			continue;
+		/* in place, so pointers into the BAR stay valid */
+		if (mmap(va, vd->bars[i].len, PROT_READ | PROT_WRITE,
+			 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == va)
+			memset(va, 0xff, vd->bars[i].len);
+	}
+	pthread_mutex_unlock(&vd->bar_lock);
+	if (vd->device >= 0) {
+		close(vd->device);
+		vd->device = -1;
+	}
+	if (vd->req_fd >= 0) {
+		close(vd->req_fd);
+		vd->req_fd = -1;
+	}
+	nvr_log(NVR_LOG_INFO, "%s: device released to the kernel", dev->bdf);
+}
+
 static const struct nvr_pci_ops vfio_type1_ops = {
 	.map_bar = vfio_map_bar,
 	.dma_map = type1_dma_map,
@@ -534,6 +561,7 @@ static const struct nvr_pci_ops vfio_type1_ops = {
 	.reset = vfio_reset,
 	.close = vfio_close,
 	.removal_requested = vfio_removal_requested,
+	.release_device = vfio_release_device,
 };
 
 /* Say which other functions keep IOMMU group @group from being viable:

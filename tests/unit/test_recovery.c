@@ -278,6 +278,41 @@ static void fault_reset_unquiesced_revokes(void **state)
 	nvme_model_destroy(e.m);
 }
 
+/* The device asks to be released (a VFIO device request before a
+ * hot-remove): commands in flight end with -ENODEV, new ones are refused
+ * with -ENODEV, freeing and detaching still work. */
+static void fault_hotremove_request_ends_io(void **state)
+{
+	struct env e;
+	struct nvr_qpair *qp;
+	uint8_t *buf;
+	struct done d = { 0 };
+
+	attach(&e, NULL, NULL);
+	assert_int_equal(nvr_qpair_alloc(e.c, 8, &qp), 0);
+	assert_int_equal(nvr_dma_alloc(e.c, 8192, (void **)&buf), 0);
+	nvme_model_drop_next(e.m, NVME_MODEL_Q_IO, 2);
+	assert_int_equal(nvr_read(qp, 1, buf, 0, 1, on_done, &d), 0);
+	assert_int_equal(nvr_read(qp, 1, buf + 4096, 1, 1, on_done, &d), 0);
+	nvr_qpair_kick(qp);
+	nvme_model_request_removal(e.m);
+	uint64_t deadline = now_ms() + 10000;
+	int rc = 0;
+	while (d.n < 2 && now_ms() < deadline)
+		rc = nvr_qpair_poll(qp, 0);
+	assert_int_equal(d.n, 2);
+	assert_int_equal(d.res, -ENODEV);
+	assert_int_equal(rc, -ENODEV);
+	assert_int_equal(nvr_read(qp, 1, buf, 0, 1, on_done, &d), -ENODEV);
+	struct nvr_qpair *qb;
+	assert_int_equal(nvr_qpair_alloc(e.c, 8, &qb), -ENODEV);
+	assert_int_equal(nvr_qpair_free(qp), 0);
+	assert_int_equal(nvr_dma_free(e.c, buf), 0);
+	assert_int_equal(nvr_ctrlr_detach(e.c), 0);
+	assert_int_equal(nvme_model_get_stats(e.m).dma_maps, 0);
+	nvme_model_destroy(e.m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -288,6 +323,7 @@ int main(void)
 		cmocka_unit_test(fault_reset_api_keeps_io),
 		cmocka_unit_test(fault_reset_gives_up),
 		cmocka_unit_test(fault_reset_unquiesced_revokes),
+		cmocka_unit_test(fault_hotremove_request_ends_io),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -203,11 +203,6 @@ static void fault_hotremove_ring_qd32(void **state)
 			      "(tests/run-vm boot F): skipped\n");
 		skip();
 	}
-	if (!getenv("NVRING_EXPECT_HOTREMOVE") || strcmp(getenv("NVRING_EXPECT_HOTREMOVE"), "1")) {
-		print_message("the driver's hot-remove handling has not landed "
-			      "(NVRING_EXPECT_HOTREMOVE=1 runs this): skipped\n");
-		skip();
-	}
 	assert_int_equal(nvr_ctrlr_attach(bdf, NULL, &H.c), 0);
 	assert_int_equal(nvr_ns_get_info(H.c, 1, &ns), 0);
 	nblocks = ns.nlba * ns.lba_size / BS;

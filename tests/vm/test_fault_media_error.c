@@ -481,11 +481,6 @@ static void fault_media_once_retry(void **state)
 		assert_true(all_zero(io_buf(1, i), F.lbasz));   /* never written: zeroes */
 	}
 	printf("[ INFO     ] kernel: %d read(s) of a once = on sector succeeded (retried)\n", n);
-	if (!getenv("NVRING_EXPECT_RETRY")) {
-		print_message("nvring side needs the driver's Linux-like retry "
-			      "(set NVRING_EXPECT_RETRY=1 once it has landed): skipped\n");
-		skip();
-	}
 	for (int i = 0; i < n; i++) {
 		once[i].res[0] = 1;
 		memset(io_buf(0, i), 0x5a, F.lbasz);
