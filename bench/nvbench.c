@@ -1237,10 +1237,10 @@ static int mmio_cost(struct nvr_ctrlr *c, uint64_t n)
 		return ret;
 	uint64_t t0 = tsc();
 	for (uint64_t i = 0; i < n; i++)
-		*qp->sq_db = qp->sq_tail;          /* same tail: no new command */
+		*qp->q.sq_db = qp->q.sq_tail;          /* same tail: no new command */
 	uint64_t t1 = tsc();
 	for (uint64_t i = 0; i < n; i++)
-		*qp->cq_db = qp->cq_head;          /* same head: nothing consumed */
+		*qp->q.cq_db = qp->q.cq_head;          /* same head: nothing consumed */
 	uint64_t t2 = tsc();
 	uint32_t acc = 0;
 	for (uint64_t i = 0; i < n; i++)
