@@ -63,9 +63,9 @@ static void fault_timeout_abort_then_reset(void **state)
 	assert_int_equal(st.resets, 1);
 	assert_int_equal(st.retries, 1);
 	assert_int_equal(nvr_ctrlr_resets(e.c), 1);
-	/* two timeouts, each at most a scan interval (25 ms) late */
+	/* two timeouts, never early (bounded, loosely: valgrind is slow) */
 	assert_true(took >= 200);
-	assert_true(took < 2000);
+	assert_true(took < 20000);
 	assert_int_equal(nvme_model_get_stats(e.m).disables, 1);
 	check_clean(&e);
 	assert_int_equal(nvr_qpair_free(qp), 0);
@@ -105,8 +105,13 @@ static void fault_timeout_retries_exhausted(void **state)
 	detach(&e);
 }
 
-/* Slow is not lost: commands that take 60% of the timeout each, 7 deep,
- * never time out (a command's clock starts when it is first seen). */
+/* Slow is not lost, and a command's clock starts when a poll first sees
+ * it: the device takes 1.6 timeouts, the application does not poll for 1.5
+ * timeouts after submitting; the command completes about 0.1 timeout into
+ * the polling, long before its timeout counted from then (a clock started
+ * at submission would have expired at the first poll). Margins of half a
+ * timeout and more, so that a slow host (valgrind) cannot change the
+ * outcome. */
 static void fault_timeout_never_early(void **state)
 {
 	struct env e;
@@ -114,21 +119,20 @@ static void fault_timeout_never_early(void **state)
 	uint8_t *buf;
 	struct done d = { 0 };
 
-	attach_tmo(&e, 250);
+	attach_tmo(&e, 1000);
 	assert_int_equal(nvr_qpair_alloc(e.c, 8, &qp), 0);
-	assert_int_equal(nvr_dma_alloc(e.c, 7 * 4096, (void **)&buf), 0);
-	nvme_model_delay_cpl(e.m, 150000);
-	for (int round = 0; round < 4; round++) {
-		memset(&d, 0, sizeof(d));
-		for (int i = 0; i < 7; i++)
-			assert_int_equal(nvr_read(qp, 1, buf + i * 4096, (uint64_t)i * 8, 8, on_done,
-						  &d), 0);
-		assert_int_equal(wait_for(qp, &d, 7), 0);
-		assert_int_equal(d.res, 0);
-	}
+	assert_int_equal(nvr_dma_alloc(e.c, 4096, (void **)&buf), 0);
+	nvme_model_delay_cpl(e.m, 1600000);
+	assert_int_equal(nvr_read(qp, 1, buf, 0, 8, on_done, &d), 0);
+	nvr_qpair_kick(qp);
+	struct timespec ts = { 1, 500000000 };
+	nanosleep(&ts, NULL);
+	assert_int_equal(wait_for(qp, &d, 1), 0);
+	assert_int_equal(d.res, 0);
 	nvme_model_delay_cpl(e.m, 0);
 	struct nvr_qpair_stats st = qstats(qp);
 	assert_int_equal(st.timeouts, 0);
+	assert_int_equal(st.aborts, 0);
 	assert_int_equal(st.resets, 0);
 	assert_int_equal(nvr_qpair_free(qp), 0);
 	nvr_dma_free(e.c, buf);
