@@ -59,7 +59,8 @@ static int tmo_deadline(uint64_t uts, uint32_t flags, uint64_t *out)
 		uint64_t now = clock_ns(tmo_clock(flags));
 		t = t > now ? t - now : 0;
 	}
-	*out = mono + t > mono ? mono + t : UINT64_MAX - 1;
+	/* >=: a zero timespec is due now (an overflow is only a wrap) */
+	*out = mono + t >= mono ? mono + t : UINT64_MAX - 1;
 	if (!*out)
 		*out = 1;
 	return 0;
