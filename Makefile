@@ -140,7 +140,7 @@ fuzz-build: $(FUZZ_BINS)
 # new inputs go to $(FUZZ_BUILD)/corpus, findings to $(FUZZ_BUILD)/findings.
 fuzz: deps
 	@$(MAKE) --no-print-directory fuzz-build
-	@FUZZ_SECONDS=$${FUZZ_SECONDS:-300} tests/fuzz/run $(FUZZ_BUILD)
+	@FUZZ_KEEP=1 FUZZ_SECONDS=$${FUZZ_SECONDS:-300} tests/fuzz/run $(FUZZ_BUILD)
 
 deps:
 	@qemu/deps

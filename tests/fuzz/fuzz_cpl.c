@@ -165,9 +165,26 @@ static void dev_follow_driver(void)
 	}
 }
 
+static void dev_fetch(uint32_t max);
+
+/* Before the driver looks at its CQ, every command it wrote is rung and
+ * fetched. A CQE the driver takes for a command still in the SQ lets it
+ * reuse the CID and fill the SQ until its tail meets the device's head,
+ * and a full queue then reads as empty: no device behaving afterwards
+ * can see those commands, only a command timeout can end them (the
+ * driver trusts completions for SQ room, as Linux and SPDK do, and SQHD
+ * comes from the same liar). So the device here lies about completions,
+ * never about what it fetched. */
+static int poll_dev(struct nvr_qpair *qp, uint32_t max)
+{
+	nvr_qpair_kick(qp);
+	dev_fetch(UINT32_MAX);
+	return nvr_qpair_poll(qp, max);
+}
+
 static int poll_all(struct nvr_qpair *qp)
 {
-	int rc = nvr_qpair_poll(qp, 0);
+	int rc = poll_dev(qp, 0);
 
 	dev_follow_driver();
 	return rc;
@@ -299,17 +316,9 @@ static void submit(struct nvr_qpair *qp, struct fz *in, unsigned k)
 		t->submitted = true;
 }
 
-/* One hostile step of the device. It lies about completions, never about
- * what it fetched: every command rung so far is fetched first. A CQE
- * for a command still in the SQ lets the driver fill the SQ until its
- * tail meets the device's head, and then a full queue reads as empty:
- * no device behaving afterwards can see those commands, only a command
- * timeout can end them (the driver trusts completions for SQ room, as
- * Linux and SPDK do, and SQHD comes from the same liar). */
-static void hostile(struct nvr_qpair *qp, struct fz *in)
+/* One hostile step of the device (see poll_dev() for what it never does). */
+static void hostile(struct fz *in)
 {
-	nvr_qpair_kick(qp);
-	dev_fetch(UINT32_MAX);
 	uint8_t what = fz_u8(in) % 8;
 	uint32_t slot = dv.cq_tail + fz_u8(in) % 4;   /* at the tail or a little past */
 	uint16_t cid, sqhd, status;
@@ -417,7 +426,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 3: { /* poll, maybe for a few only; then all, so the
 			   * harness knows where the driver's head is */
 			uint32_t max = fz_u8(&in) % 4;
-			rc = nvr_qpair_poll(qp, max);
+			rc = poll_dev(qp, max);
 			CHECK(rc >= -4095 && (max == 0 || rc <= (int)max), "poll(%u) returned %d",
 			      max, rc);
 			poll_all(qp);
@@ -434,7 +443,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				complete_out(fz_u8(&in) % dv.nout);
 			break;
 		case 7: case 8:
-			hostile(qp, &in);
+			hostile(&in);
 			break;
 		default:
 			free_early = fz_u8(&in) < 32;
