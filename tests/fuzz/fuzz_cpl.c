@@ -7,8 +7,13 @@
  * the device from the fuzz input: it fetches the SQEs the driver rang,
  * runs them on the model (data moves, PRPs checked), and writes CQEs as
  * the input says: proper ones, unknown CIDs, wrong phase tags, SQ heads
- * out of range, garbage status, duplicates, completions for commands not
- * fetched, entries anywhere in the CQ. The driver is driven only through
+ * out of range, garbage status, duplicates, completions for CIDs not in
+ * use (never submitted, or done already), early completions, entries
+ * anywhere in the CQ, in any order, over entries not yet consumed. What
+ * it never does: complete a command it has not fetched (see poll_dev()).
+ * A completion it overwrote itself is lost until settle() completes that
+ * CID again: without command timeouts nothing else could end it. The
+ * driver is driven only through
  * the public API (nvr_qpair_alloc, nvr_read/nvr_write/nvr_flush,
  * nvr_qpair_poll/kick, nvr_qpair_free) and the pci seam, so the target does
  * not depend on how the driver's queue engine is written.
