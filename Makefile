@@ -5,6 +5,7 @@
 #   make demo       boot QEMU's emulated NVMe controller and run the main job
 #   make asan       ASan + UBSan build of everything, then the unit tests
 #   make deps       install the Debian packages the build and the VM need
+#   make fuzz       the libFuzzer targets (tests/fuzz/), FUZZ_SECONDS each (300)
 #
 # Sources are found by folder, so adding a .c file needs no edit here.
 
@@ -42,7 +43,7 @@ SHARED_LIB := $(BUILD)/lib/libnvring.so
 CLI        := $(BUILD)/bin/nvring
 PRELOAD    := $(if $(SHIM_SRCS),$(BUILD)/lib/libnvring-preload.so)
 
-.PHONY: all test unit vm demo asan deps clean bench soak
+.PHONY: all test unit vm demo asan deps clean bench soak fuzz fuzz-build
 all: $(STATIC_LIB) $(SHARED_LIB) $(CLI) $(EX_BINS) $(UNIT_BINS) $(VM_BINS) $(PRELOAD) $(SHIMT_BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -114,6 +115,33 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(STATIC_LIB) -lcmocka $(LDLIBS)
 
+# libFuzzer targets (tests/fuzz/): Debian's clang, the library and the
+# software model compiled in with ASan+UBSan and fuzzer coverage; outputs
+# under $(BUILD)/fuzz. Not part of `all` (gcc builds that); `make test`
+# builds them and tests/run-all runs each for a bounded time.
+FUZZ_CC    ?= clang
+FUZZ_BUILD := $(BUILD)/fuzz
+FUZZ_SRCS  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS  := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS := $(CSTD) $(WARN) -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link -MMD -MP
+FUZZ_OBJS  := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o) $(MODEL_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o)
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_BINS): $(FUZZ_BUILD)/%: $(FUZZ_BUILD)/obj/tests/fuzz/%.o $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+# Each target for FUZZ_SECONDS (default 300) from its committed corpus;
+# new inputs go to $(FUZZ_BUILD)/corpus, findings to $(FUZZ_BUILD)/findings.
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@FUZZ_KEEP=1 FUZZ_SECONDS=$${FUZZ_SECONDS:-300} tests/fuzz/run $(FUZZ_BUILD)
+
 deps:
 	@qemu/deps
 
@@ -141,6 +169,7 @@ ASAN_FLAGS := BUILD=build/asan OPT="-O1 -g" \
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory $(ASAN_FLAGS) all
+	@$(MAKE) --no-print-directory fuzz-build
 	@tests/run-all $(BUILD) build/asan
 
 demo: deps
@@ -155,3 +184,4 @@ clean:
 	rm -rf $(BUILD)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)

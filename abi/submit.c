@@ -107,6 +107,8 @@ static int ur_prep(struct ur_ring *r, struct ur_req *req, const struct io_uring_
 			return -EINVAL;
 		if (sqe->fsync_flags & ~IORING_FSYNC_DATASYNC)
 			return -EINVAL;
+		if ((int64_t)sqe->off < 0)   /* loff_t: Linux 6.1.192's check */
+			return -EINVAL;
 		req->off = sqe->off;
 		req->len = sqe->len;
 		return 0;

@@ -24,9 +24,11 @@
 
 #define UR_TIMEOUT_FLAGS (IORING_TIMEOUT_ABS | IORING_TIMEOUT_CLOCK_MASK | \
 			  IORING_TIMEOUT_ETIME_SUCCESS)
-/* 6.1's CANCEL_FLAGS */
+/* CANCEL_FLAGS of the guest's 6.1 (Debian 6.1.192, io_uring/cancel.c: the
+ * stable series took USERDATA and OP) */
 #define UR_CANCEL_FLAGS  (IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_FD | \
-			  IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_FD_FIXED)
+			  IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_FD_FIXED | \
+			  IORING_ASYNC_CANCEL_USERDATA | IORING_ASYNC_CANCEL_OP)
 
 static uint64_t clock_ns(clockid_t c)
 {
@@ -44,25 +46,35 @@ static clockid_t tmo_clock(uint32_t flags)
 	return CLOCK_MONOTONIC;
 }
 
-/* A user timespec into a monotonic deadline; -EFAULT / -EINVAL. */
-static int tmo_deadline(uint64_t uts, uint32_t flags, uint64_t *out)
+/* A user timespec as nanoseconds, read as the prep functions read it
+ * (get_timespec64(), then "tv_sec < 0 || tv_nsec < 0" is -EINVAL): a
+ * tv_nsec of a second or more is no error, ktime_set() adds it as it is;
+ * what does not fit saturates. -EFAULT / -EINVAL. */
+static int tmo_read(uint64_t uts, uint64_t *ns)
 {
 	struct __kernel_timespec ts;
 	if (ur_copy_from_user(&ts, uts, sizeof(ts)))
 		return -EFAULT;
-	if (ts.tv_sec < 0 || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000)
+	if (ts.tv_sec < 0 || ts.tv_nsec < 0)
 		return -EINVAL;
 	uint64_t t = (uint64_t)ts.tv_sec > UINT64_MAX / 2000000000ull
-		     ? UINT64_MAX / 2 : (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-	uint64_t mono = clock_ns(CLOCK_MONOTONIC);
+		     ? UINT64_MAX / 2 : (uint64_t)ts.tv_sec * 1000000000ull;
+	*ns = t + (uint64_t)ts.tv_nsec >= t ? t + (uint64_t)ts.tv_nsec : UINT64_MAX / 2;
+	return 0;
+}
+
+/* Nanoseconds from tmo_read() (relative, or absolute on the clock @flags
+ * name) as a monotonic deadline, never 0. */
+static uint64_t tmo_at(uint64_t t, uint32_t flags)
+{
+	uint64_t mono = clock_ns(CLOCK_MONOTONIC), at;
 	if (flags & IORING_TIMEOUT_ABS) {
 		uint64_t now = clock_ns(tmo_clock(flags));
 		t = t > now ? t - now : 0;
 	}
-	*out = mono + t > mono ? mono + t : UINT64_MAX - 1;
-	if (!*out)
-		*out = 1;
-	return 0;
+	/* >=: a zero timespec is due now (an overflow is only a wrap) */
+	at = mono + t >= mono ? mono + t : UINT64_MAX - 1;
+	return at ? at : 1;
 }
 
 /* Submission: io_timeout_prep(), io_timeout_remove_prep(),
@@ -72,48 +84,67 @@ int ur_timeout_prep(struct ur_ring *r, struct ur_req *req, const struct io_uring
 	uint32_t flags = sqe->timeout_flags;
 	switch (req->opcode) {
 	case IORING_OP_TIMEOUT:
-	case IORING_OP_LINK_TIMEOUT: {
+	case IORING_OP_LINK_TIMEOUT: {   /* __io_timeout_prep(), in its order */
 		bool is_link = req->opcode == IORING_OP_LINK_TIMEOUT;
+		if (sqe->addr3 || sqe->__pad2[0])
+			return -EINVAL;
 		if (sqe->buf_index || sqe->len != 1 || sqe->splice_fd_in)
 			return -EINVAL;
-		if (sqe->off && is_link)
+		if ((uint32_t)sqe->off && is_link)   /* the kernel reads off as u32 */
 			return -EINVAL;
 		if (flags & ~UR_TIMEOUT_FLAGS)
 			return -EINVAL;
 		if (__builtin_popcount(flags & IORING_TIMEOUT_CLOCK_MASK) > 1)
 			return -EINVAL;
-		/* a link timeout needs a request before it in the link */
-		if (is_link && !r->link_head)
-			return -EINVAL;
 		req->tmo_flags = flags;
 		req->tmo_count = (uint32_t)sqe->off;
 		/* the kernel reads the timespec here; it is armed at issue */
-		return tmo_deadline(sqe->addr, flags, &req->tmo_ns) < 0 ? -EFAULT : 0;
+		uint64_t ns;
+		int ret = tmo_read(sqe->addr, &ns);
+		if (ret)
+			return ret;
+		req->tmo_ns = tmo_at(ns, flags);
+		/* a link timeout needs a request before it in the link, and
+		 * not another link timeout */
+		if (is_link && (!r->link_head || r->link_last->opcode == IORING_OP_LINK_TIMEOUT))
+			return -EINVAL;
+		return 0;
 	}
-	case IORING_OP_TIMEOUT_REMOVE:
+	case IORING_OP_TIMEOUT_REMOVE:   /* io_timeout_remove_prep() */
+		if (req->sqe_flags & (IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT))
+			return -EINVAL;
+		if (sqe->addr3 || sqe->__pad2[0])
+			return -EINVAL;
 		if (sqe->buf_index || sqe->len || sqe->splice_fd_in)
 			return -EINVAL;
 		req->tmo_flags = flags;
 		req->tmo_key = sqe->addr;
 		if (flags & IORING_TIMEOUT_UPDATE_MASK) {
+			/* (both update kinds at once: refused as before; 6.1.192
+			 * takes it as a link timeout update, which is not done
+			 * here) */
 			if ((flags & IORING_TIMEOUT_UPDATE_MASK) == IORING_TIMEOUT_UPDATE_MASK)
 				return -EINVAL;
-			if (flags & ~(UR_TIMEOUT_FLAGS | IORING_TIMEOUT_UPDATE_MASK))
+			if (__builtin_popcount(flags & IORING_TIMEOUT_CLOCK_MASK) > 1)
 				return -EINVAL;
-			req->addr = sqe->addr2;      /* the new timespec, read at issue */
-			return 0;
+			if (flags & ~(IORING_TIMEOUT_UPDATE_MASK | IORING_TIMEOUT_ABS))
+				return -EINVAL;
+			/* the new timespec is read here too; applied at issue */
+			return tmo_read(sqe->addr2, &req->tmo_ns);
 		}
 		return flags ? -EINVAL : 0;
-	case IORING_OP_ASYNC_CANCEL:
+	case IORING_OP_ASYNC_CANCEL:     /* io_async_cancel_prep() */
 		if (req->sqe_flags & IOSQE_BUFFER_SELECT)
 			return -EINVAL;
-		if (sqe->off || sqe->len || sqe->splice_fd_in)
-			return -EINVAL;
+		if (sqe->off || sqe->splice_fd_in)
+			return -EINVAL;   /* len is CANCEL_OP's opcode, never refused */
 		flags = sqe->cancel_flags;
 		if (flags & ~UR_CANCEL_FLAGS)
 			return -EINVAL;
-		if ((flags & IORING_ASYNC_CANCEL_FD) && (flags & IORING_ASYNC_CANCEL_ANY))
+		if ((flags & (IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_OP)) &&
+		    (flags & IORING_ASYNC_CANCEL_ANY))
 			return -EINVAL;
+		req->len = sqe->len;
 		req->tmo_flags = flags;
 		req->tmo_key = sqe->addr;
 		req->fd = sqe->fd;
@@ -158,14 +189,29 @@ static void tmo_complete(struct ur_ring *r, struct ur_req *t, int res, bool fail
 	ur_complete(r, t, res);
 }
 
-/* io_try_cancel() for what nvring can hold: an armed TIMEOUT whose
- * user_data (or anything, with ANY) matches. 0 canceled, -ENOENT. */
-static int tmo_cancel_one(struct ur_ring *r, uint64_t key, bool any, struct ur_req *self)
+/* io_cancel_req_match() for cancel request @c against armed timeout @t:
+ * ANY matches all; by fd nothing (timeouts have no file); OP the opcode
+ * in c->len; the user_data unless only FD/OP was asked for. */
+static bool tmo_cancel_match(const struct ur_req *c, const struct ur_req *t)
+{
+	uint32_t f = c->tmo_flags;
+	bool by_ud = (f & IORING_ASYNC_CANCEL_USERDATA) ||
+		     !(f & (IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_OP));
+	if (f & IORING_ASYNC_CANCEL_ANY)
+		return true;
+	if (f & IORING_ASYNC_CANCEL_FD)
+		return false;
+	if ((f & IORING_ASYNC_CANCEL_OP) && t->opcode != c->len)
+		return false;
+	return !by_ud || t->user_data == c->tmo_key;
+}
+
+/* io_try_cancel() for what nvring can hold: an armed TIMEOUT that cancel
+ * request @c matches. 0 canceled, -ENOENT. */
+static int tmo_cancel_one(struct ur_ring *r, const struct ur_req *c)
 {
 	for (struct ur_req *t = r->timeouts; t; t = t->tmo_next) {
-		if (t == self || t->opcode != IORING_OP_TIMEOUT)
-			continue;
-		if (!any && t->user_data != key)
+		if (t == c || t->opcode != IORING_OP_TIMEOUT || !tmo_cancel_match(c, t))
 			continue;
 		tmo_del(r, t);
 		tmo_complete(r, t, -ECANCELED, true);
@@ -195,10 +241,10 @@ void ur_timeout_issue(struct ur_ring *r, struct ur_req *req)
 		if (!t) {
 			ret = -ENOENT;
 		} else if (req->tmo_flags & IORING_TIMEOUT_UPDATE) {
-			uint64_t d;
-			ret = tmo_deadline(req->addr, req->tmo_flags, &d);
-			if (!ret)
-				t->tmo_ns = d;
+			/* the new mode, on the clock the timeout has (the
+			 * update's flags may name none: see the prep) */
+			t->tmo_ns = tmo_at(req->tmo_ns, (req->tmo_flags & IORING_TIMEOUT_ABS) |
+							(t->tmo_flags & IORING_TIMEOUT_CLOCK_MASK));
 		} else {
 			tmo_del(r, t);
 			tmo_complete(r, t, -ECANCELED, true);
@@ -209,7 +255,6 @@ void ur_timeout_issue(struct ur_ring *r, struct ur_req *req)
 	case IORING_OP_ASYNC_CANCEL: {
 		/* __io_async_cancel(): ALL and ANY cancel every match and
 		 * return how many; else the first match, 0 */
-		bool any = req->tmo_flags & IORING_ASYNC_CANCEL_ANY;
 		bool all = req->tmo_flags & (IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_ANY);
 		int n = 0;
 		/* by fd: timeouts have none, nothing else is cancelable */
@@ -217,7 +262,7 @@ void ur_timeout_issue(struct ur_ring *r, struct ur_req *req)
 			ur_complete(r, req, -ENOENT);
 			return;
 		}
-		while (tmo_cancel_one(r, req->tmo_key, any, req) == 0) {
+		while (tmo_cancel_one(r, req) == 0) {
 			n++;
 			if (!all)
 				break;

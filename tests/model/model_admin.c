@@ -174,6 +174,7 @@ static uint16_t create_cq(struct nvme_model *m, const struct nvme_sqe *sqe)
 					     .iova = sqe->prp1, .phase = 1 };
 	nvme_model_queue_db_reset(m, qid, NVME_MODEL_DB_CQ);
 	atomic_fetch_add_explicit(&m->st.io_cqs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&m->queue_gen, 1, memory_order_relaxed);
 	return 0;
 }
 
@@ -198,6 +199,7 @@ static uint16_t create_sq(struct nvme_model *m, const struct nvme_sqe *sqe)
 	m->cq[cqid].nsq++;
 	nvme_model_queue_db_reset(m, qid, NVME_MODEL_DB_SQ);
 	atomic_fetch_add_explicit(&m->st.io_sqs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&m->queue_gen, 1, memory_order_relaxed);
 	return 0;
 }
 

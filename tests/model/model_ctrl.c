@@ -89,6 +89,7 @@ static void queues_reset(struct nvme_model *m)
 	m->wce = m->cfg.vwc;
 	atomic_store_explicit(&m->st.io_sqs, 0, memory_order_relaxed);
 	atomic_store_explicit(&m->st.io_cqs, 0, memory_order_relaxed);
+	atomic_fetch_add_explicit(&m->queue_gen, 1, memory_order_relaxed);
 }
 
 static void set_csts(struct nvme_model *m, uint32_t csts)
@@ -183,7 +184,9 @@ static bool scan_cq_doorbells(struct nvme_model *m)
 {
 	bool work = false;
 
-	for (unsigned q = 0; q <= m->cfg.max_ioq; q++) {
+	bool passive = atomic_load_explicit(&m->io_passive, memory_order_relaxed);
+
+	for (unsigned q = 0; q <= (passive ? 0 : m->cfg.max_ioq); q++) {
 		struct nvme_model_cq *cq = &m->cq[q];
 		uint32_t db;
 
@@ -379,8 +382,10 @@ static bool serve_one(struct nvme_model *m, uint16_t qid)
 static bool serve_sqs(struct nvme_model *m)
 {
 	bool work = false;
+	bool passive = atomic_load_explicit(&m->io_passive, memory_order_relaxed);
 
-	for (unsigned q = 0; q <= m->cfg.max_ioq && m->state == NVME_MODEL_READY; q++) {
+	for (unsigned q = 0; q <= (passive ? 0 : m->cfg.max_ioq) && m->state == NVME_MODEL_READY;
+	     q++) {
 		struct nvme_model_sq *sq = &m->sq[q];
 		uint32_t db;
 
@@ -676,6 +681,47 @@ void nvme_model_request_removal(struct nvme_model *m)
 void nvme_model_set_cfs(struct nvme_model *m)
 {
 	atomic_store(&m->cfs_req, true);
+}
+
+void nvme_model_set_io_passive(struct nvme_model *m, bool on)
+{
+	atomic_store_explicit(&m->io_passive, on, memory_order_relaxed);
+}
+
+uint32_t nvme_model_queue_gen(struct nvme_model *m)
+{
+	return atomic_load_explicit(&m->queue_gen, memory_order_relaxed);
+}
+
+int nvme_model_io_queue(struct nvme_model *m, uint16_t qid, struct nvme_model_ioq *q)
+{
+	const struct nvme_model_sq *sq;
+	const struct nvme_model_cq *cq;
+
+	if (!qid || qid > m->cfg.max_ioq || !m->sq[qid].live)
+		return -ENOENT;
+	sq = &m->sq[qid];
+	cq = &m->cq[sq->cqid];
+	if (!cq->live)
+		return -ENOENT;
+	*q = (struct nvme_model_ioq){
+		.sq = nvme_model_iova_va(m, sq->iova, (size_t)sq->size * 64),
+		.cq = nvme_model_iova_va(m, cq->iova, (size_t)cq->size * 16),
+		.sq_size = sq->size,
+		.cq_size = cq->size,
+		.sqid = qid,
+		.sq_tail_db = (volatile uint32_t *)(m->bar + nvme_sq_tail_db(qid, 0)),
+		.cq_head_db = (volatile uint32_t *)(m->bar + nvme_cq_head_db(sq->cqid, 0)),
+		.gen = nvme_model_queue_gen(m),
+	};
+	return q->sq && q->cq ? 0 : -EFAULT;
+}
+
+uint16_t nvme_model_io_execute(struct nvme_model *m, const struct nvme_sqe *sqe, uint32_t *dw0)
+{
+	if (sqe->fuse_psdt)
+		return NVME_MODEL_ST_GEN(NVME_SC_INVALID_FIELD);
+	return nvme_model_io_exec(m, sqe, dw0);
 }
 
 struct nvme_model_stats nvme_model_get_stats(struct nvme_model *m)

@@ -115,6 +115,12 @@ struct nvme_model {
 	atomic_bool reset_req;             /* ops->reset asks, the thread does it */
 	atomic_bool cfs_req;
 	atomic_bool wedged;                /* nvme_model_wedge(): no reset works */
+	/* nvme_model_set_io_passive(): the I/O queues are left to the test
+	 * (a hostile device, tests/fuzz/fuzz_cpl.c); queue_gen counts I/O
+	 * queue creations and controller resets, so it knows when its view
+	 * of the queues is stale. */
+	atomic_bool io_passive;
+	_Atomic uint32_t queue_gen;
 
 	/* Service thread only from here on (no lock needed). */
 	enum nvme_model_state state;

@@ -188,6 +188,40 @@ void nvme_model_wedge(struct nvme_model *m, bool on);
  *  ops->removal_requested() answers true. The device keeps working. */
 void nvme_model_request_removal(struct nvme_model *m);
 
+/*
+ * Hostile-device hooks (tests/fuzz/fuzz_cpl.c): with passive mode on, the
+ * service thread leaves every I/O queue alone (no fetching, no CQ
+ * doorbell checks; the admin queue is served as before), and the test
+ * plays the device on them from its own thread: it reads the SQ tail
+ * doorbell, fetches SQEs, runs them with nvme_model_io_execute() and
+ * writes whatever CQEs it likes. Read the queues with
+ * nvme_model_io_queue() only between driver calls: an admin command that
+ * changes them completes (CQE release, driver acquire) before the call
+ * that sent it returns.
+ */
+struct nvme_model_ioq {
+	struct nvme_sqe *sq;            /* the host's SQ memory, sq_size entries */
+	struct nvme_cqe *cq;            /* the CQ it posts to, cq_size entries */
+	uint32_t sq_size, cq_size;
+	uint16_t sqid;
+	volatile uint32_t *sq_tail_db;  /* in BAR0, as the host writes them */
+	volatile uint32_t *cq_head_db;
+	uint32_t gen;                   /* nvme_model_queue_gen() when read */
+};
+struct nvme_sqe;
+void nvme_model_set_io_passive(struct nvme_model *m, bool on);
+/** nvme_model_queue_gen() - bumped by every I/O queue creation and by every
+ *  controller reset (CC.EN 1→0, ops->reset): a changed value means the
+ *  queues a test looked at may be gone. */
+uint32_t nvme_model_queue_gen(struct nvme_model *m);
+/** nvme_model_io_queue() - I/O SQ @qid and its CQ; -ENOENT if absent,
+ *  -EFAULT if their memory is not mapped. */
+int nvme_model_io_queue(struct nvme_model *m, uint16_t qid, struct nvme_model_ioq *q);
+/** nvme_model_io_execute() - run one I/O command as the controller would
+ *  (data moves, PRPs checked: stats.prp_errors); its status (SCT << 8 |
+ *  SC | NVME_MODEL_DNR), *dw0 its DW0. */
+uint16_t nvme_model_io_execute(struct nvme_model *m, const struct nvme_sqe *sqe, uint32_t *dw0);
+
 /** nvme_model_get_stats() - a snapshot of the counters. */
 struct nvme_model_stats nvme_model_get_stats(struct nvme_model *m);
 

@@ -227,6 +227,23 @@ static void test_timeouts_as_the_kernel(void **state)
 	compare("bad arguments", b_bad_args, 1);
 }
 
+/* A zero timespec is a timer already due, relative or absolute (fuzz_sqe
+ * found nvring's relative one never firing: now + 0 was taken for an
+ * overflow). */
+static struct __kernel_timespec tzero;
+static void b_zero(struct tu_ring *r)
+{
+	tmo(r, 1, &tzero, 0, 0, 0);
+	tmo(r, 2, &tzero, 0, IORING_TIMEOUT_ABS, 0);
+	tmo(r, 3, &tzero, 1, 0, 0);
+}
+
+static void test_zero_timeout_fires_at_once(void **state)
+{
+	(void)state;
+	compare("zero timeouts", b_zero, 3);
+}
+
 /* io_should_wake(): a waiter for more CQEs than will come wakes when a
  * timeout fires (liburing's pre-EXT_ARG timed wait relies on it). */
 static void wake_side(struct nvr_ctrlr *c, int *ret, unsigned *ready)
@@ -258,6 +275,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_timeouts_as_the_kernel),
 		cmocka_unit_test(test_fired_timeout_ends_the_wait),
+		cmocka_unit_test(test_zero_timeout_fires_at_once),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
