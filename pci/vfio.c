@@ -482,14 +482,11 @@ static void vfio_close(struct nvr_pci_dev *dev)
 static void vfio_req_register(struct nvr_vfio_dev *vd)
 {
 	struct vfio_irq_info info = { .argsz = sizeof(info), .index = VFIO_PCI_REQ_IRQ_INDEX };
-	struct {
+	/* struct vfio_irq_set ends in a flexible array: the eventfd follows */
+	union {
 		struct vfio_irq_set set;
-		int32_t fd;
-	} req = { .set = {
-		.argsz = sizeof(req),
-		.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
-		.index = VFIO_PCI_REQ_IRQ_INDEX, .start = 0, .count = 1,
-	} };
+		uint8_t bytes[sizeof(struct vfio_irq_set) + sizeof(int32_t)];
+	} req;
 	int fd;
 
 	if (ioctl(vd->device, VFIO_DEVICE_GET_IRQ_INFO, &info) < 0 || info.count < 1) {
@@ -500,7 +497,12 @@ static void vfio_req_register(struct nvr_vfio_dev *vd)
 	fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (fd < 0)
 		return;
-	req.fd = fd;
+	req.set = (struct vfio_irq_set){
+		.argsz = sizeof(req),
+		.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+		.index = VFIO_PCI_REQ_IRQ_INDEX, .start = 0, .count = 1,
+	};
+	memcpy(req.set.data, &fd, sizeof(fd));
 	if (ioctl(vd->device, VFIO_DEVICE_SET_IRQS, &req) < 0) {
 		nvr_log(NVR_LOG_WARN, "%s: cannot register the VFIO device request eventfd: %s",
 			vd->pci.bdf, strerror(errno));
