@@ -162,6 +162,13 @@ static int chunk_new(struct nvr_pci_dev *dev, size_t size, bool internal,
 		return err;
 	p = chunk_mmap_huge(dev, size);
 	m.hugepage = p != NULL;
+	if (!p && (dev->dma_flags & NVR_DMA_NEED_HUGEPAGES)) {
+		nvr_log(NVR_LOG_ERR, "%s: no-IOMMU mode needs hugepages for DMA memory (%zu MiB more) and "
+			"%s: reserve some (echo 64 > /proc/sys/vm/nr_hugepages)", dev->bdf, size >> 20,
+			dev->dma_flags & NVR_DMA_NO_HUGEPAGES ? "NVR_ATTACH_NO_HUGEPAGES forbids them"
+			: "none are free");
+		return -ENOMEM;
+	}
 	if (!p && (err = chunk_mmap_small(dev, size, &p)))
 		return err;
 	/* A fork() must not give the parent copy-on-write copies of pages the
