@@ -114,12 +114,14 @@ static void table_remove(struct nvr_pci_dev *dev, unsigned at)
 
 /* Hugetlb memory: 2 MiB pages, already unswappable. NULL if none are
  * reserved (mmap fails with ENOMEM then) or the flag forbids them. */
-static void *chunk_mmap_huge(const struct nvr_pci_dev *dev, size_t size)
+static void *chunk_mmap_huge(struct nvr_pci_dev *dev, size_t size)
 {
 	void *p;
 
 	if (dev->dma_flags & NVR_DMA_NO_HUGEPAGES)
 		return NULL;
+	if (dev->ops->dma_mem_huge)
+		return dev->ops->dma_mem_huge(dev, size, &p) ? NULL : p;
 	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
 	return p == MAP_FAILED ? NULL : p;

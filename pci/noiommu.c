@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -106,4 +108,123 @@ void nvr_noiommu_unpin(void *va, size_t len)
 {
 	/* The range may be unmapped already (ENOMEM): nothing is locked then. */
 	munlock(va, len);
+}
+
+#ifndef MAP_HUGE_2MB
+#define MAP_HUGE_2MB (21 << MAP_HUGE_SHIFT)
+#endif
+
+struct huge_page { uint8_t *va; uint64_t pa; };
+
+static int by_pa(const void *a, const void *b)
+{
+	const struct huge_page *x = a, *y = b;
+
+	return x->pa < y->pa ? -1 : x->pa > y->pa;
+}
+
+/* Index (in @pages sorted by physical address) of the first of @n
+ * physically adjacent hugepages, or -1. */
+static long find_run(const struct huge_page *pages, size_t npages, size_t n)
+{
+	size_t run = 1;
+
+	for (size_t i = 1; i <= npages && n > 1; i++) {
+		if (i < npages && pages[i].pa == pages[i - 1].pa + NVR_NOIOMMU_HUGE) {
+			if (++run == n)
+				return (long)(i + 1 - n);
+		} else {
+			run = 1;
+		}
+	}
+	return n == 1 && npages ? 0 : -1;
+}
+
+/* Move the @n pages from @run into one 2 MiB aligned range. */
+static int gather(struct huge_page *run, size_t n, void **va)
+{
+	size_t size = n * NVR_NOIOMMU_HUGE, slack = NVR_NOIOMMU_HUGE;
+	uint8_t *res, *dst;
+
+	/* A placeholder range to move into, 2 MiB aligned within it. */
+	res = mmap(NULL, size + slack, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (res == MAP_FAILED)
+		return -errno;
+	dst = (uint8_t *)(((uintptr_t)res + slack - 1) & ~(uintptr_t)(slack - 1));
+	for (size_t i = 0; i < n; i++) {
+		void *p = mremap(run[i].va, NVR_NOIOMMU_HUGE, NVR_NOIOMMU_HUGE,
+				 MREMAP_MAYMOVE | MREMAP_FIXED, dst + i * NVR_NOIOMMU_HUGE);
+
+		if (p == MAP_FAILED) {
+			int err = -errno;
+
+			/* Pages moved so far live in the placeholder now. */
+			munmap(res, size + slack);
+			for (size_t j = i; j < n; j++)
+				munmap(run[j].va, NVR_NOIOMMU_HUGE);
+			return err;
+		}
+	}
+	if (dst > res)
+		munmap(res, (size_t)(dst - res));
+	if (dst + size < res + size + slack)
+		munmap(dst + size, (size_t)(res + size + slack - (dst + size)));
+	*va = dst;
+	return 0;
+}
+
+int nvr_noiommu_huge_contig(int fd, size_t size, void **va)
+{
+	size_t n = size / NVR_NOIOMMU_HUGE, npages = 0, cap = 0;
+	struct huge_page *pages = NULL, *sorted = NULL;
+	long at = -1;
+	int err = 0;
+
+	if (!n || size % NVR_NOIOMMU_HUGE)
+		return -EINVAL;
+	while (at < 0) {
+		struct huge_page pg;
+		size_t contig;
+
+		pg.va = mmap(NULL, NVR_NOIOMMU_HUGE, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB | MAP_POPULATE, -1, 0);
+		if (pg.va == MAP_FAILED) {
+			err = -ENOMEM;   /* the pool ran out before a run turned up */
+			break;
+		}
+		err = nvr_pagemap_phys(fd, (uintptr_t)pg.va, NVR_NOIOMMU_HUGE, &pg.pa, &contig);
+		if (!err && contig < NVR_NOIOMMU_HUGE)
+			err = -EIO;      /* a hugepage is one physical range */
+		if (!err && npages == cap) {
+			struct huge_page *p = realloc(pages, (cap ? cap * 2 : 16) * sizeof(*p));
+			struct huge_page *q = realloc(sorted, (cap ? cap * 2 : 16) * sizeof(*q));
+
+			if (p)
+				pages = p;
+			if (q)
+				sorted = q;
+			if (p && q)
+				cap = cap ? cap * 2 : 16;
+			else
+				err = -ENOMEM;
+		}
+		if (err) {
+			munmap(pg.va, NVR_NOIOMMU_HUGE);
+			break;
+		}
+		pages[npages++] = pg;
+		memcpy(sorted, pages, npages * sizeof(*pages));
+		qsort(sorted, npages, sizeof(*sorted), by_pa);
+		at = find_run(sorted, npages, n);
+	}
+	if (at >= 0)
+		err = gather(sorted + at, n, va);
+	/* Give back every page but the run's (gather() consumed those,
+	 * moved on success, unmapped on failure). */
+	for (size_t i = 0; i < npages; i++)
+		if (at < 0 || i < (size_t)at || i >= (size_t)at + n)
+			munmap(sorted[i].va, NVR_NOIOMMU_HUGE);
+	free(pages);
+	free(sorted);
+	return err;
 }

@@ -49,6 +49,18 @@ int nvr_pagemap_phys(int fd, uintptr_t va, size_t len, uint64_t *pa, size_t *con
  * what nvr_pagemap_phys() says. On failure nothing is left locked.
  */
 int nvr_noiommu_pin(int fd, void *va, size_t len, uint64_t *pa, size_t *contig);
+/*
+ * @size bytes (a multiple of 2 MiB) of hugepage memory that is physically
+ * contiguous, 2 MiB aligned, in *va (munmap() it). One hugepage is; for
+ * more, hugepages are taken one at a time (each a mapping of its own,
+ * its physical address from the pagemap at @fd) until @size / 2 MiB of
+ * them are physically adjacent, those are moved (mremap, Linux 5.16) side
+ * by side in physical order into one range, and the others are given
+ * back. -ENOMEM: no such run among the free hugepages.
+ */
+int nvr_noiommu_huge_contig(int fd, size_t size, void **va);
+#define NVR_NOIOMMU_HUGE (2u << 20)
+
 /* Undo nvr_noiommu_pin(). mlock() does not nest: a lock the application
  * took itself on these pages goes too. */
 void nvr_noiommu_unpin(void *va, size_t len);

@@ -32,6 +32,10 @@ struct nvr_pci_ops {
 	 * never hands out. NULL: internal memory is mapped with dma_map and
 	 * the window is empty. */
 	int  (*dma_map_internal)(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova);
+	/* Optional: @size bytes (a multiple of 2 MiB) of hugepage memory that
+	 * dma_map can take as one range (no-IOMMU: physically contiguous) in
+	 * *va, or a negative errno. NULL: one MAP_HUGETLB mapping. */
+	int  (*dma_mem_huge)(struct nvr_pci_dev *dev, size_t size, void **va);
 	/* Undo one dma_map exactly (same va, len and the iova it returned). */
 	int  (*dma_unmap)(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t iova);
 	/* Function-level reset if the backend offers one, else -ENOTSUP. */

@@ -442,6 +442,18 @@ static int noiommu_dma_unmap(struct nvr_pci_dev *dev, void *va, size_t len, uint
 	return 0;
 }
 
+/* Several hugepages are one bus range only if physically adjacent. */
+static int noiommu_mem_huge(struct nvr_pci_dev *dev, size_t size, void **va)
+{
+	int err = nvr_noiommu_huge_contig(to_vfio(dev)->pagemap, size, va);
+
+	if (err && size > NVR_NOIOMMU_HUGE)
+		nvr_log(NVR_LOG_ERR, "%s: no-IOMMU mode: no %zu physically adjacent free hugepages for a "
+			"%zu MiB DMA allocation (%s): reserve more, or use smaller queues and buffers",
+			dev->bdf, size / NVR_NOIOMMU_HUGE, size >> 20, strerror(-err));
+	return err;
+}
+
 static const struct nvr_pci_ops vfio_noiommu_ops;
 
 /* ---- generic VFIO device --------------------------------------------- */
@@ -576,6 +588,7 @@ static const struct nvr_pci_ops vfio_noiommu_ops = {
 	.map_bar = vfio_map_bar,
 	.dma_map = noiommu_dma_map,
 	.dma_unmap = noiommu_dma_unmap,
+	.dma_mem_huge = noiommu_mem_huge,
 	.reset = vfio_reset,
 	.close = vfio_close,
 };
