@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -176,7 +175,7 @@ static int gather(struct huge_page *run, size_t n, void **va)
 int nvr_noiommu_huge_contig(int fd, size_t size, void **va)
 {
 	size_t n = size / NVR_NOIOMMU_HUGE, npages = 0, cap = 0;
-	struct huge_page *pages = NULL, *sorted = NULL;
+	struct huge_page *pages = NULL;   /* taken so far, by physical address */
 	long at = -1;
 	int err = 0;
 
@@ -186,6 +185,7 @@ int nvr_noiommu_huge_contig(int fd, size_t size, void **va)
 		struct huge_page pg;
 		size_t contig;
 
+		/* MAP_HUGETLB reserves at mmap: ENOMEM when none is free. */
 		pg.va = mmap(NULL, NVR_NOIOMMU_HUGE, PROT_READ | PROT_WRITE,
 			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB | MAP_POPULATE, -1, 0);
 		if (pg.va == MAP_FAILED) {
@@ -197,34 +197,29 @@ int nvr_noiommu_huge_contig(int fd, size_t size, void **va)
 			err = -EIO;      /* a hugepage is one physical range */
 		if (!err && npages == cap) {
 			struct huge_page *p = realloc(pages, (cap ? cap * 2 : 16) * sizeof(*p));
-			struct huge_page *q = realloc(sorted, (cap ? cap * 2 : 16) * sizeof(*q));
 
-			if (p)
+			if (p) {
 				pages = p;
-			if (q)
-				sorted = q;
-			if (p && q)
 				cap = cap ? cap * 2 : 16;
-			else
+			} else {
 				err = -ENOMEM;
+			}
 		}
 		if (err) {
 			munmap(pg.va, NVR_NOIOMMU_HUGE);
 			break;
 		}
 		pages[npages++] = pg;
-		memcpy(sorted, pages, npages * sizeof(*pages));
-		qsort(sorted, npages, sizeof(*sorted), by_pa);
-		at = find_run(sorted, npages, n);
+		qsort(pages, npages, sizeof(*pages), by_pa);
+		at = find_run(pages, npages, n);
 	}
 	if (at >= 0)
-		err = gather(sorted + at, n, va);
-	/* Give back every page but the run's (gather() consumed those,
+		err = gather(pages + at, n, va);
+	/* Give back every page but the run's (gather() consumed those:
 	 * moved on success, unmapped on failure). */
 	for (size_t i = 0; i < npages; i++)
 		if (at < 0 || i < (size_t)at || i >= (size_t)at + n)
-			munmap(sorted[i].va, NVR_NOIOMMU_HUGE);
+			munmap(pages[i].va, NVR_NOIOMMU_HUGE);
 	free(pages);
-	free(sorted);
 	return err;
 }
