@@ -243,6 +243,36 @@ static void fault_noiommu_register_readonly(void **state)
 	munmap(mem, 2 * PAGE);
 }
 
+/* No-IOMMU mode: an allocation over one hugepage is one bus range only
+ * because its hugepages are physically adjacent, in order (pci/noiommu.c
+ * gathers them): check every page's physical address against it. */
+static void fault_noiommu_large_alloc_contiguous(void **state)
+{
+	struct vm_ctrlr *v = VM_CTRLR(0);
+	size_t len = 6u << 20;
+	uint8_t *buf;
+	uint64_t iova;
+
+	(void)state;
+	if (!vm_noiommu())
+		skip();          /* the IOMMU makes any pages one range */
+	assert_int_equal(nvr_dma_alloc(v->ctrlr, len, (void **)&buf), 0);
+	assert_int_equal(nvr_dma_iova(v->ctrlr, buf, len, &iova), 0);
+	for (size_t off = 0; off < len; off += PAGE)
+		if (phys_of(buf + off) != iova + off)
+			fail_msg("page +%zu is at physical 0x%llx, bus address 0x%llx", off,
+				 (unsigned long long)phys_of(buf + off), (unsigned long long)(iova + off));
+	assert_int_equal(nvr_dma_free(v->ctrlr, buf), 0);
+}
+
+static unsigned noiommu_warnings;
+
+static void count_warnings(void *arg, int level, const char *msg)
+{
+	if (level == NVR_LOG_WARN && strstr(msg, "VFIO no-IOMMU mode (unsafe)"))
+		noiommu_warnings++;
+}
+
 /* NVR_ATTACH_NO_HUGEPAGES: 4 KiB pages whatever the guest offers. Runs
  * last: it re-attaches controller 0. */
 static void test_no_hugepages_flag(void **state)
@@ -294,9 +324,14 @@ static void fault_noiommu_no_hugepages_flag(void **state)
 	v->ctrlr = NULL;
 	v->attach_rc = -ENODEV;
 	assert_int_equal(nvr_ctrlr_attach(v->bdf, &opts, &c), -ENOMEM);
-	/* Nothing was left open: a plain attach works at once. */
+	/* Nothing was left open: a plain attach works at once, and says in
+	 * one warning line that the device is not confined. */
+	noiommu_warnings = 0;
+	nvr_set_log_hook(count_warnings, NULL);
 	v->attach_rc = nvr_ctrlr_attach(v->bdf, NULL, &v->ctrlr);
+	nvr_set_log_hook(NULL, NULL);
 	assert_int_equal(v->attach_rc, 0);
+	assert_int_equal(noiommu_warnings, 1);
 	v->info = nvr_ctrlr_get_info(v->ctrlr);
 }
 
@@ -309,6 +344,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_register, vm_io_setup, vm_io_teardown),
 		cmocka_unit_test(fault_noiommu_register_not_contiguous),
 		cmocka_unit_test(fault_noiommu_register_readonly),
+		cmocka_unit_test(fault_noiommu_large_alloc_contiguous),
 		cmocka_unit_test(test_no_hugepages_flag),
 		cmocka_unit_test(fault_noiommu_no_hugepages_flag),
 	};
