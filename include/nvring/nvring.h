@@ -277,7 +277,9 @@ NVR_API int nvr_dma_free(struct nvr_ctrlr *ctrlr, void *buf);
  * Errors: -EINVAL NULL, misaligned or empty; -EEXIST overlaps DMA memory
  * without lying inside one mapping or allocation; -ENOMEM memlock or IOVA
  * space; -ENOSPC VFIO's 65,535-mapping limit; -EFAULT the kernel could
- * not pin the pages (not memory of this process, e.g. unmapped or PROT_NONE).
+ * not pin the pages (not memory of this process, e.g. unmapped or PROT_NONE;
+ * in VFIO no-IOMMU mode also read-only memory, and a range that is not
+ * physically contiguous: register hugepage memory there, see README).
  */
 NVR_API int nvr_dma_register(struct nvr_ctrlr *ctrlr, void *va, size_t len);
 /**
