@@ -114,12 +114,14 @@ static void table_remove(struct nvr_pci_dev *dev, unsigned at)
 
 /* Hugetlb memory: 2 MiB pages, already unswappable. NULL if none are
  * reserved (mmap fails with ENOMEM then) or the flag forbids them. */
-static void *chunk_mmap_huge(const struct nvr_pci_dev *dev, size_t size)
+static void *chunk_mmap_huge(struct nvr_pci_dev *dev, size_t size)
 {
 	void *p;
 
 	if (dev->dma_flags & NVR_DMA_NO_HUGEPAGES)
 		return NULL;
+	if (dev->ops->dma_mem_huge)
+		return dev->ops->dma_mem_huge(dev, size, &p) ? NULL : p;
 	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
 	return p == MAP_FAILED ? NULL : p;
@@ -162,6 +164,13 @@ static int chunk_new(struct nvr_pci_dev *dev, size_t size, bool internal,
 		return err;
 	p = chunk_mmap_huge(dev, size);
 	m.hugepage = p != NULL;
+	if (!p && (dev->dma_flags & NVR_DMA_NEED_HUGEPAGES)) {
+		nvr_log(NVR_LOG_ERR, "%s: no-IOMMU mode needs hugepages for DMA memory (%zu MiB more) and "
+			"%s: reserve some (echo 64 > /proc/sys/vm/nr_hugepages)", dev->bdf, size >> 20,
+			dev->dma_flags & NVR_DMA_NO_HUGEPAGES ? "NVR_ATTACH_NO_HUGEPAGES forbids them"
+			: "none are free");
+		return -ENOMEM;
+	}
 	if (!p && (err = chunk_mmap_small(dev, size, &p)))
 		return err;
 	/* A fork() must not give the parent copy-on-write copies of pages the

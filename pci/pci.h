@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The seam between the NVMe driver and whatever gives it a PCI function:
- * VFIO with the type1 IOMMU (pci/vfio.c) in production, the software
- * controller model (tests/model/) in host unit tests, and later VFIO
- * no-IOMMU (physical addresses). The driver sees a device only through
+ * VFIO with the type1 IOMMU or in no-IOMMU mode (physical addresses;
+ * pci/vfio.c) in production, the software controller model (tests/model/)
+ * in host unit tests. The driver sees a device only through
  * struct nvr_pci_dev: a mapped BAR0, DMA memory with its bus addresses, a
  * reset. All address translation stays behind ops->dma_map/dma_unmap.
  *
@@ -33,6 +33,10 @@ struct nvr_pci_ops {
 	 * never hands out. NULL: internal memory is mapped with dma_map and
 	 * the window is empty. */
 	int  (*dma_map_internal)(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova);
+	/* Optional: @size bytes (a multiple of 2 MiB) of hugepage memory that
+	 * dma_map can take as one range (no-IOMMU: physically contiguous) in
+	 * *va, or a negative errno. NULL: one MAP_HUGETLB mapping. */
+	int  (*dma_mem_huge)(struct nvr_pci_dev *dev, size_t size, void **va);
 	/* Undo one dma_map exactly (same va, len and the iova it returned). */
 	int  (*dma_unmap)(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t iova);
 	/* Function-level reset if the backend offers one, else -ENOTSUP. */
@@ -110,11 +114,19 @@ struct nvr_pci_dev {
  * charges them to RLIMIT_MEMLOCK): pci/dma.c then skips mlock(), which would
  * charge the same pages a second time. OR it in; don't assign dma_flags. */
 #define NVR_DMA_BACKEND_PINS 0x2
+/* Set by a backend whose bus addresses are physical (VFIO no-IOMMU): DMA
+ * memory must be hugepages (physically contiguous 2 MiB, never swapped or
+ * moved), never locked 4 KiB pages; without hugepages allocation fails
+ * with -ENOMEM and one line saying so. */
+#define NVR_DMA_NEED_HUGEPAGES 0x4
 
-/* pci/vfio.c: open @bdf (bound to vfio-pci) with the type1 v2 IOMMU, enable
- * memory space and bus mastering, disable INTx. Errors: -ENODEV (no such
- * function), -ENXIO (not bound to vfio-pci), -EBUSY (group not viable: the
- * message names the other devices), -EPERM/-EACCES, -ENOMEM (memlock). */
+/* pci/vfio.c: open @bdf (bound to vfio-pci) with the type1 v2 IOMMU, or in
+ * no-IOMMU mode when its group node is /dev/vfio/noiommu-N (one warning
+ * line says so); enable memory space and bus mastering, disable INTx.
+ * Errors: -ENODEV (no such function), -ENXIO (not bound to vfio-pci),
+ * -EBUSY (group not viable: the message names the other devices),
+ * -EPERM/-EACCES (no-IOMMU mode: not CAP_SYS_RAWIO and CAP_SYS_ADMIN),
+ * -ENOTSUP (no usable IOMMU model), -ENOMEM (memlock). */
 int nvr_vfio_open(const char *bdf, struct nvr_pci_dev **out);
 
 /* pci/dma.c: initialise/tear down the DMA table of a backend's device. */

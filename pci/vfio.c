@@ -6,16 +6,18 @@
  * ranges the kernel reports.
  *
  * Layout: the generic VFIO part (group, device, BARs, config space, reset,
- * close) is shared; the IOMMU model is one section (type1_*) and one ops
- * struct. A no-IOMMU backend (physical addresses of hugepages from
- * /proc/self/pagemap) is another model and another ops struct reusing the
- * generic part; vfio_open_group() is where the choice is made.
+ * close) is shared; each IOMMU model is one section and one ops struct:
+ * type1_* (the IOMMU translates IOVAs we allocate) and noiommu_* (VFIO's
+ * unsafe no-IOMMU mode: nothing translates, the device is given physical
+ * addresses of pinned hugepages from /proc/self/pagemap). The group node's
+ * name chooses: /dev/vfio/N is type1, /dev/vfio/noiommu-N no-IOMMU.
  *
  * Every failure logs one line (nvr_log(), pci/log.h) saying what to do.
  */
 #include "pci/pci.h"
 #include "pci/iova.h"
 #include "pci/log.h"
+#include "pci/noiommu.h"
 #include "pci/sysfs.h"
 
 #include <errno.h>
@@ -33,7 +35,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define VFIO_CONTAINER_PATH "/dev/vfio/vfio"
+#define VFIO_DEV_DIR        "/dev/vfio"
+#define VFIO_CONTAINER_PATH VFIO_DEV_DIR "/vfio"
 #define NVR_VFIO_NBARS      (VFIO_PCI_BAR5_REGION_INDEX + 1)
 
 struct nvr_vfio_dev {
@@ -57,6 +60,10 @@ struct nvr_vfio_dev {
 	struct nvr_iova iova_internal;
 	bool has_internal;
 	uint64_t iova_pgsizes;         /* bitmap of IOMMU page sizes */
+
+	/* no-IOMMU state */
+	bool noiommu;                  /* the group is /dev/vfio/noiommu-N */
+	int pagemap;                   /* /proc/self/pagemap, -1 when closed */
 };
 
 static struct nvr_vfio_dev *to_vfio(struct nvr_pci_dev *dev)
@@ -353,6 +360,107 @@ static void type1_fini(struct nvr_vfio_dev *vd)
 		nvr_iova_fini(&vd->iova_internal);
 }
 
+/* ---- the no-IOMMU model --------------------------------------------------
+ *
+ * Nothing translates or confines the device's DMA: its bus addresses are
+ * physical addresses, which only CAP_SYS_ADMIN may read from
+ * /proc/self/pagemap, and VFIO_SET_IOMMU(VFIO_NOIOMMU_IOMMU) itself needs
+ * CAP_SYS_RAWIO. Nothing pins pages either, so a mapping is made present,
+ * writable (private pages unshared: a copy-on-write page must not be the
+ * one the device writes) and locked here, and must be physically
+ * contiguous to be one bus range. pci/dma.c takes its DMA memory from
+ * hugepages only in this mode (NVR_DMA_NEED_HUGEPAGES): a 2 MiB hugepage
+ * is physically contiguous, and hugetlb pages are neither swapped nor
+ * moved by compaction, which mlock() alone does not rule out for 4 KiB
+ * pages.
+ */
+
+static int noiommu_setup(struct nvr_vfio_dev *vd)
+{
+	volatile char probe = 0;   /* a page surely in memory: this stack */
+	uint64_t pa;
+	size_t contig;
+	int err;
+
+	if (ioctl(vd->container, VFIO_CHECK_EXTENSION, VFIO_NOIOMMU_IOMMU) <= 0) {
+		nvr_log(NVR_LOG_ERR, "%s: its IOMMU group is a no-IOMMU group but the container offers no "
+			"no-IOMMU model: load vfio with enable_unsafe_noiommu_mode=1", vd->pci.bdf);
+		return -ENOTSUP;
+	}
+	if (ioctl(vd->container, VFIO_SET_IOMMU, VFIO_NOIOMMU_IOMMU) < 0) {
+		err = -errno;
+		nvr_log(NVR_LOG_ERR, "VFIO_SET_IOMMU(no-IOMMU) failed: %s%s", strerror(-err),
+			err == -EPERM ? ": no-IOMMU mode needs CAP_SYS_RAWIO (run as root)" : "");
+		return err;
+	}
+	vd->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (vd->pagemap < 0) {
+		err = -errno;
+		nvr_log(NVR_LOG_ERR, "no-IOMMU mode: cannot open /proc/self/pagemap: %s", strerror(-err));
+		return err;
+	}
+	err = nvr_pagemap_phys(vd->pagemap, (uintptr_t)&probe, 1, &pa, &contig);
+	(void)probe;
+	if (err) {
+		nvr_log(NVR_LOG_ERR, "no-IOMMU mode gives the device physical addresses, but "
+			"/proc/self/pagemap %s: %s", err == -EPERM ? "shows them only to CAP_SYS_ADMIN"
+			: "cannot be read", err == -EPERM ? "run as root" : strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+static int noiommu_dma_map(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova)
+{
+	struct nvr_vfio_dev *vd = to_vfio(dev);
+	size_t contig = 0;
+	int err = nvr_noiommu_pin(vd->pagemap, va, len, iova, &contig);
+
+	switch (err) {
+	case 0:
+	case -EINVAL:
+		return err;
+	case -EFAULT:
+		/* What VFIO_IOMMU_MAP_DMA says of such memory. */
+		nvr_log(NVR_LOG_ERR, "%s: no-IOMMU mode: %zu bytes at %p are not writable memory",
+			dev->bdf, len, va);
+		return err;
+	case -ERANGE:
+		nvr_log(NVR_LOG_ERR, "%s: no-IOMMU mode: %zu bytes at %p are not physically contiguous "
+			"(the page at +%zu is elsewhere) and nothing translates for the device: one DMA "
+			"range must lie in one hugepage (MAP_HUGETLB, 2 MiB aligned)", dev->bdf, len, va,
+			contig);
+		return -EFAULT;
+	case -ENOMEM:
+		nvr_pci_memlock_check(len);   /* names the fix if the limit is why */
+		return err;
+	default:
+		nvr_log(NVR_LOG_ERR, "%s: no-IOMMU mode: no physical address for %zu bytes at %p: %s",
+			dev->bdf, len, va, strerror(-err));
+		return err;
+	}
+}
+
+static int noiommu_dma_unmap(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t iova)
+{
+	nvr_noiommu_unpin(va, len);   /* nothing to tell the kernel */
+	return 0;
+}
+
+/* Several hugepages are one bus range only if physically adjacent. */
+static int noiommu_mem_huge(struct nvr_pci_dev *dev, size_t size, void **va)
+{
+	int err = nvr_noiommu_huge_contig(to_vfio(dev)->pagemap, size, va);
+
+	if (err && size > NVR_NOIOMMU_HUGE)
+		nvr_log(NVR_LOG_ERR, "%s: no-IOMMU mode: no %zu physically adjacent free hugepages for a "
+			"%zu MiB DMA allocation (%s): reserve more, or use smaller queues and buffers",
+			dev->bdf, size / NVR_NOIOMMU_HUGE, size >> 20, strerror(-err));
+	return err;
+}
+
+static const struct nvr_pci_ops vfio_noiommu_ops;
+
 /* ---- generic VFIO device --------------------------------------------- */
 
 static int region_info(struct nvr_vfio_dev *vd, uint32_t index, struct vfio_region_info *ri)
@@ -451,8 +559,10 @@ static void vfio_release(struct nvr_vfio_dev *vd, bool dma_inited, bool iommu_in
 	for (int i = 0; i < NVR_VFIO_NBARS; i++)
 		if (vd->bars[i].va)
 			munmap((void *)vd->bars[i].va, vd->bars[i].len);
-	if (iommu_inited)
+	if (iommu_inited && !vd->noiommu)
 		type1_fini(vd);
+	if (vd->pagemap >= 0)
+		close(vd->pagemap);
 	if (vd->device >= 0)
 		close(vd->device);
 	if (vd->req_fd >= 0)
@@ -566,6 +676,16 @@ static const struct nvr_pci_ops vfio_type1_ops = {
 	.release_device = vfio_release_device,
 };
 
+/* No internal window: every bus address is physical, nothing to carve. */
+static const struct nvr_pci_ops vfio_noiommu_ops = {
+	.map_bar = vfio_map_bar,
+	.dma_map = noiommu_dma_map,
+	.dma_unmap = noiommu_dma_unmap,
+	.dma_mem_huge = noiommu_mem_huge,
+	.reset = vfio_reset,
+	.close = vfio_close,
+};
+
 /* Say which other functions keep IOMMU group @group from being viable:
  * every function in a group must be bound to vfio-pci (or pci-stub, or to
  * no driver) before any of them can be used. */
@@ -602,23 +722,10 @@ static int vfio_open_group(struct nvr_vfio_dev *vd)
 {
 	struct vfio_group_status st = { .argsz = sizeof(st) };
 	char path[64];
-	struct stat sb;
 	int err, version;
 
-	snprintf(path, sizeof(path), "/dev/vfio/%d", vd->group_id);
-	if (stat(path, &sb) < 0) {
-		char noiommu[64];
-
-		snprintf(noiommu, sizeof(noiommu), "/dev/vfio/noiommu-%d", vd->group_id);
-		if (stat(noiommu, &sb) == 0) {
-			/* The no-IOMMU model plugs in here (VFIO_NOIOMMU_IOMMU and
-			 * physical addresses): not written yet. */
-			nvr_log(NVR_LOG_ERR, "%s: %s is a no-IOMMU group; nvring supports only IOMMU-backed "
-				"VFIO for now: enable the IOMMU (intel_iommu=on / amd_iommu=on)",
-				vd->pci.bdf, noiommu);
-			return -ENOTSUP;
-		}
-		err = -errno;
+	err = nvr_vfio_group_node(VFIO_DEV_DIR, vd->group_id, path, sizeof(path), &vd->noiommu);
+	if (err) {
 		nvr_log(NVR_LOG_ERR, "%s is bound to vfio-pci but %s is missing (%s): is devtmpfs mounted "
 			"on /dev?", vd->pci.bdf, path, strerror(-err));
 		return err;
@@ -754,7 +861,7 @@ int nvr_vfio_open(const char *bdf_in, struct nvr_pci_dev **out)
 	vd = calloc(1, sizeof(*vd));
 	if (!vd)
 		return -ENOMEM;
-	vd->container = vd->group = vd->device = vd->req_fd = -1;
+	vd->container = vd->group = vd->device = vd->req_fd = vd->pagemap = -1;
 	vd->group_id = fn.iommu_group;
 	memcpy(vd->pci.bdf, bdf, sizeof(vd->pci.bdf));
 	vd->pci.ops = &vfio_type1_ops;
@@ -764,7 +871,12 @@ int nvr_vfio_open(const char *bdf_in, struct nvr_pci_dev **out)
 	err = vfio_open_group(vd);
 	if (err)
 		goto fail;
-	err = type1_setup(vd);
+	if (vd->noiommu) {
+		vd->pci.ops = &vfio_noiommu_ops;
+		err = noiommu_setup(vd);
+	} else {
+		err = type1_setup(vd);
+	}
 	if (err)
 		goto fail;
 	iommu_inited = true;
@@ -775,8 +887,14 @@ int nvr_vfio_open(const char *bdf_in, struct nvr_pci_dev **out)
 	err = nvr_pci_dma_init(&vd->pci);
 	if (err)
 		goto fail;
-	/* type1 pins what it maps and charges it to RLIMIT_MEMLOCK. */
-	vd->pci.dma_flags |= NVR_DMA_BACKEND_PINS;
+	if (vd->noiommu) {
+		vd->pci.dma_flags |= NVR_DMA_NEED_HUGEPAGES;
+		nvr_log(NVR_LOG_WARN, "%s: VFIO no-IOMMU mode (unsafe): no IOMMU confines the device, which "
+			"can DMA anywhere in memory; DMA memory must be hugepages", bdf);
+	} else {
+		/* type1 pins what it maps and charges it to RLIMIT_MEMLOCK. */
+		vd->pci.dma_flags |= NVR_DMA_BACKEND_PINS;
+	}
 	*out = &vd->pci;
 	return 0;
 fail:

@@ -136,9 +136,10 @@ enum nvr_io_op {
  * (NVMe 2.0 §3.5.1), identifies it and its namespaces and asks for I/O
  * queues. Errors: -EINVAL NULL argument; -ENODEV no such PCI function
  * (or it reads all ones: gone); -ENXIO not bound to vfio-pci; -EBUSY IOMMU
- * group not viable; -EACCES/-EPERM no permission on /dev/vfio; -ENOTSUP
- * no usable IOMMU (a no-IOMMU group, no type1 v2 backend); -ENOMEM memory
- * or RLIMIT_MEMLOCK too low; -EOPNOTSUPP the controller lacks the NVM
+ * group not viable; -EACCES/-EPERM no permission on /dev/vfio (no-IOMMU
+ * mode: not root); -ENOTSUP no usable IOMMU model (no type1 v2 backend, a
+ * no-IOMMU group whose vfio lacks the mode); -ENOMEM memory or
+ * RLIMIT_MEMLOCK too low (no-IOMMU mode: no hugepages); -EOPNOTSUPP the controller lacks the NVM
  * command set or its minimum memory page (CAP.MPSMIN) exceeds 4 KiB;
  * -ETIMEDOUT the controller did not become ready within CAP.TO, or an
  * admin command timed out; -EIO controller fatal status (CSTS.CFS); an
@@ -344,7 +345,9 @@ NVR_API int nvr_dma_free(struct nvr_ctrlr *ctrlr, void *buf);
  * Errors: -EINVAL NULL, misaligned or empty; -EEXIST overlaps DMA memory
  * without lying inside one mapping or allocation; -ENOMEM memlock or IOVA
  * space; -ENOSPC VFIO's 65,535-mapping limit; -EFAULT the kernel could
- * not pin the pages (not memory of this process, e.g. unmapped or PROT_NONE).
+ * not pin the pages (not memory of this process, e.g. unmapped or PROT_NONE;
+ * in VFIO no-IOMMU mode also read-only memory, and a range that is not
+ * physically contiguous: register hugepage memory there, see README).
  */
 NVR_API int nvr_dma_register(struct nvr_ctrlr *ctrlr, void *va, size_t len);
 /**

@@ -30,6 +30,14 @@ if [ -z "$progs" ]; then
 fi
 echo "[ INFO     ] kernel device: ${kdev:-none} ($kbytes bytes); nvring: ${nvr_why:-nvring run --device $bdf -- PROG /dev/nvring0n1}"
 
+# Programs that register buffers of plain memory larger than a page: in VFIO
+# no-IOMMU mode (boot N) that memory is not one bus range.
+noiommu_refuses() {
+    ls /dev/vfio/noiommu-* >/dev/null 2>&1 || return 1
+    case $1 in uring_fixed|uring_diffstream) return 0 ;; esac
+    return 1
+}
+
 # Show a run's output in the log, indented.
 show() { sed "s/^/    $1| /" "$2"; }
 
@@ -53,6 +61,9 @@ for name in $progs; do
     t_run "${name}_nvring"
     if [ -n "$nvr_why" ]; then
         say "$nvr_why"; t_skip "${name}_nvring"
+    elif noiommu_refuses "$name"; then
+        say "skipped: VFIO no-IOMMU mode gives the device physical addresses, so registered buffers must be physically contiguous (hugepage memory); $name registers plain 4 KiB pages (refused: EFAULT)"
+        t_skip "${name}_nvring"
     else
         timeout "$prog_tmo" nvring run --device "$bdf" -- "$p" /dev/nvring0n1 >"$tmp/n.out" 2>"$tmp/n.err"
         nst=$?

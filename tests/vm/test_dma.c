@@ -5,7 +5,10 @@
  * the kernel's own account in /proc/self/smaps; NVR_ATTACH_NO_HUGEPAGES;
  * many allocations (aligned, zeroed, disjoint, consistent bus addresses);
  * an allocation larger than one 2 MiB chunk; application memory registered
- * with nvr_dma_register() used for I/O.
+ * with nvr_dma_register() used for I/O. In VFIO no-IOMMU mode (boot N) the
+ * device gets physical addresses: registered memory must be physically
+ * contiguous (hugepage memory), and DMA memory is hugepages or nothing
+ * (the fault_noiommu_* cases).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,7 +16,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "tests/vm/vm_util.h"
 #include "tests/vm/vm_io.h"
@@ -139,7 +144,11 @@ static void test_register(void **state)
 {
 	struct vm_ctrlr *v = VM_CTRLR(0);
 	size_t len = 64 * 1024;
-	uint8_t *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* No-IOMMU mode: only physically contiguous memory is one bus range;
+	 * a hugepage is (4 KiB pages are by chance only). */
+	size_t maplen = vm_noiommu() ? 2u << 20 : len;
+	uint8_t *mem = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS |
+			    (vm_noiommu() ? MAP_HUGETLB : 0), -1, 0);
 	struct vm_io *io = vm_io_open(state, v, 0, len, 53);
 	uint32_t nlb = (uint32_t)(32 * 1024 / v->ns.lba_size);
 	uint64_t lba = vm_rand_range(&io->rng, 0, v->ns.nlba - nlb);
@@ -170,7 +179,98 @@ static void test_register(void **state)
 	assert_int_equal(nvr_dma_unregister(v->ctrlr, mem), 0);
 	assert_int_equal(nvr_read(io->qp, v->nsid, mem, lba, nlb, vm_wait_cb, &w), -EFAULT);
 	assert_int_equal(nvr_dma_iova(v->ctrlr, mem, PAGE, &iova), -EFAULT);
-	munmap(mem, len);
+	munmap(mem, maplen);
+}
+
+/* Physical address of the page at @va (root reads PFNs), 0 if unknown. */
+static uint64_t phys_of(const void *va)
+{
+	uint64_t e = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+
+	if (fd >= 0 && pread(fd, &e, 8, (off_t)((uintptr_t)va / PAGE * 8)) != 8)
+		e = 0;
+	if (fd >= 0)
+		close(fd);
+	return (e >> 63) ? (e & ((1ull << 55) - 1)) * PAGE : 0;
+}
+
+/* No-IOMMU mode: nothing translates for the device, so two pages that are
+ * not physically adjacent cannot be registered as one range (-EFAULT, as
+ * for memory VFIO type1 cannot pin); each page alone can. The two pages
+ * are put in descending physical order (swapped with mremap if they
+ * happened to be adjacent), so the case is the same every run. */
+static void fault_noiommu_register_not_contiguous(void **state)
+{
+	struct vm_ctrlr *v = VM_CTRLR(0);
+	uint8_t *mem = mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	uint64_t iova;
+
+	if (!vm_noiommu())
+		skip();          /* type1 maps any pages as one range */
+	assert_true(mem != MAP_FAILED);
+	memset(mem, 1, 3 * PAGE);
+	if (phys_of(mem + PAGE) == phys_of(mem) + PAGE) {
+		/* Page 0 -> spare slot 2, page 1 -> 0, old page 0 -> 1. */
+		assert_true(mremap(mem, PAGE, PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, mem + 2 * PAGE) != MAP_FAILED);
+		assert_true(mremap(mem + PAGE, PAGE, PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, mem) != MAP_FAILED);
+		assert_true(mremap(mem + 2 * PAGE, PAGE, PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, mem + PAGE) != MAP_FAILED);
+	}
+	assert_true(phys_of(mem) != 0);
+	assert_true(phys_of(mem + PAGE) != phys_of(mem) + PAGE);
+	assert_int_equal(nvr_dma_register(v->ctrlr, mem, 2 * PAGE), -EFAULT);
+	assert_int_equal(nvr_dma_iova(v->ctrlr, mem, PAGE, &iova), -EFAULT);
+	assert_int_equal(nvr_dma_register(v->ctrlr, mem + PAGE, PAGE), 0);
+	assert_int_equal(nvr_dma_iova(v->ctrlr, mem + PAGE, PAGE, &iova), 0);
+	assert_int_equal(iova, phys_of(mem + PAGE));   /* the bus address is physical */
+	assert_int_equal(nvr_dma_unregister(v->ctrlr, mem + PAGE), 0);
+	munmap(mem, 3 * PAGE);
+}
+
+/* Memory the process cannot write is not DMA memory in either mode (type1
+ * cannot pin it for writing; no-IOMMU refuses it rather than let the
+ * device write a read-only page or the shared zero page). */
+static void fault_noiommu_register_readonly(void **state)
+{
+	struct vm_ctrlr *v = VM_CTRLR(0);
+	uint8_t *mem = mmap(NULL, 2 * PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(mem != MAP_FAILED);
+	assert_int_equal(nvr_dma_register(v->ctrlr, mem, 2 * PAGE), -EFAULT);
+	assert_int_equal(mprotect(mem, 2 * PAGE, PROT_NONE), 0);
+	assert_int_equal(nvr_dma_register(v->ctrlr, mem, 2 * PAGE), -EFAULT);
+	munmap(mem, 2 * PAGE);
+}
+
+/* No-IOMMU mode: an allocation over one hugepage is one bus range only
+ * because its hugepages are physically adjacent, in order (pci/noiommu.c
+ * gathers them): check every page's physical address against it. */
+static void fault_noiommu_large_alloc_contiguous(void **state)
+{
+	struct vm_ctrlr *v = VM_CTRLR(0);
+	size_t len = 6u << 20;
+	uint8_t *buf;
+	uint64_t iova;
+
+	(void)state;
+	if (!vm_noiommu())
+		skip();          /* the IOMMU makes any pages one range */
+	assert_int_equal(nvr_dma_alloc(v->ctrlr, len, (void **)&buf), 0);
+	assert_int_equal(nvr_dma_iova(v->ctrlr, buf, len, &iova), 0);
+	for (size_t off = 0; off < len; off += PAGE)
+		if (phys_of(buf + off) != iova + off)
+			fail_msg("page +%zu is at physical 0x%llx, bus address 0x%llx", off,
+				 (unsigned long long)phys_of(buf + off), (unsigned long long)(iova + off));
+	assert_int_equal(nvr_dma_free(v->ctrlr, buf), 0);
+}
+
+static unsigned noiommu_warnings;
+
+static void count_warnings(void *arg, int level, const char *msg)
+{
+	if (level == NVR_LOG_WARN && strstr(msg, "VFIO no-IOMMU mode (unsafe)"))
+		noiommu_warnings++;
 }
 
 /* NVR_ATTACH_NO_HUGEPAGES: 4 KiB pages whatever the guest offers. Runs
@@ -185,6 +285,8 @@ static void test_no_hugepages_flag(void **state)
 	int rc;
 
 	(void)state;
+	if (vm_noiommu())
+		skip();          /* fault_noiommu_no_hugepages_flag */
 	assert_int_equal(nvr_ctrlr_detach(v->ctrlr), 0);
 	v->ctrlr = NULL;
 	v->attach_rc = -ENODEV;   /* until re-attached below */
@@ -205,6 +307,34 @@ static void test_no_hugepages_flag(void **state)
 	assert_string_equal(v->info->bdf, v->bdf);
 }
 
+/* No-IOMMU mode: 4 KiB pages would be DMA'd by physical address with
+ * nothing pinning them in place: NVR_ATTACH_NO_HUGEPAGES makes attach fail
+ * (-ENOMEM, one line naming the fix) rather than fall back to them. Runs
+ * last, re-attaching controller 0. */
+static void fault_noiommu_no_hugepages_flag(void **state)
+{
+	struct vm_ctrlr *v = VM_CTRLR(0);
+	struct nvr_ctrlr_opts opts = { .flags = NVR_ATTACH_NO_HUGEPAGES };
+	struct nvr_ctrlr *c = NULL;
+
+	(void)state;
+	if (!vm_noiommu())
+		skip();          /* test_no_hugepages_flag */
+	assert_int_equal(nvr_ctrlr_detach(v->ctrlr), 0);
+	v->ctrlr = NULL;
+	v->attach_rc = -ENODEV;
+	assert_int_equal(nvr_ctrlr_attach(v->bdf, &opts, &c), -ENOMEM);
+	/* Nothing was left open: a plain attach works at once, and says in
+	 * one warning line that the device is not confined. */
+	noiommu_warnings = 0;
+	nvr_set_log_hook(count_warnings, NULL);
+	v->attach_rc = nvr_ctrlr_attach(v->bdf, NULL, &v->ctrlr);
+	nvr_set_log_hook(NULL, NULL);
+	assert_int_equal(v->attach_rc, 0);
+	assert_int_equal(noiommu_warnings, 1);
+	v->info = nvr_ctrlr_get_info(v->ctrlr);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -212,7 +342,11 @@ int main(void)
 		cmocka_unit_test(test_many_allocations),
 		cmocka_unit_test_setup_teardown(test_large_allocation, vm_io_setup, vm_io_teardown),
 		cmocka_unit_test_setup_teardown(test_register, vm_io_setup, vm_io_teardown),
+		cmocka_unit_test(fault_noiommu_register_not_contiguous),
+		cmocka_unit_test(fault_noiommu_register_readonly),
+		cmocka_unit_test(fault_noiommu_large_alloc_contiguous),
 		cmocka_unit_test(test_no_hugepages_flag),
+		cmocka_unit_test(fault_noiommu_no_hugepages_flag),
 	};
 
 	return cmocka_run_group_tests_name("vm_dma", tests, vm_setup, vm_teardown);

@@ -15,6 +15,7 @@
 #define NVRING_TESTS_VM_UTIL_H
 
 #include <errno.h>
+#include <glob.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +114,17 @@ static inline bool vm_env_word(const char *var, int idx, char *out, size_t len)
 		}
 		s += n;
 	}
+}
+
+/* True when the guest's vfio controllers are in VFIO no-IOMMU mode: their
+ * group nodes are /dev/vfio/noiommu-N (what the library chooses by). */
+static inline bool vm_noiommu(void)
+{
+	glob_t g;
+	bool any = glob("/dev/vfio/noiommu-*", 0, NULL, &g) == 0 && g.gl_pathc > 0;
+
+	globfree(&g);
+	return any;
 }
 
 static inline long vm_env_long(const char *var, long dflt)
