@@ -14,7 +14,12 @@
  *
  * where G is the highest generation such that every write up to G had its
  * CQE before that FSYNC was submitted (the closing "." tells a whole line
- * from one cut by the kill). The host (tests/run-vm, durability_check)
+ * from one cut by the kill). stdout is the guest's ttyS1, which QEMU
+ * writes to a file on the host as the guest sends it (qemu/run streams it
+ * with tail -f); the line is flushed at once. A line still in the guest's
+ * tty buffer at the kill never reaches the host, which only makes the
+ * host's claim weaker, never wrong: everything the host reads was printed
+ * after its FSYNC CQE. The host (tests/run-vm, durability_check)
  * kills QEMU with SIGKILL at a seeded moment and then checks the image with
  * this program's --check mode: every block must hold the last generation
  * <= G that covered it, or a newer one of the same block; zero lost.
