@@ -6,7 +6,10 @@
  * The writer opens an nvring ring on the first vfio controller (liburing's
  * inline helpers over nvr_uring_queue_init(), as a program would), writes
  * the seeded stream of tests/vm/durable_gen.h at queue depth 16
- * (IORING_OP_WRITE and IORING_OP_WRITE_FIXED alternating) into the first
+ * (IORING_OP_WRITE and IORING_OP_WRITE_FIXED alternating; a write that
+ * overlaps one still in the device waits for it, since NVMe does not order
+ * outstanding commands and the last one submitted need not land last)
+ * into the first
  * DUR_REGION blocks of namespace 1, and after every 1-64 writes submits an
  * IORING_OP_FSYNC. When an FSYNC CQE arrives it prints
  *
@@ -232,6 +235,21 @@ static int queue_write(struct writer *w, unsigned slot)
 	return 0;
 }
 
+static bool overlaps_inflight(const struct writer *w, uint64_t gen)
+{
+	struct dur_write d = dur_write_of(w->seed, gen, DUR_REGION);
+
+	for (unsigned s = 0; s < QD; s++) {
+		if (!w->slot_gen[s])
+			continue;
+		struct dur_write o = dur_write_of(w->seed, w->slot_gen[s], DUR_REGION);
+
+		if (d.lba < o.lba + o.nlb && o.lba < d.lba + d.nlb)
+			return true;
+	}
+	return false;
+}
+
 /* Fill the free slots (FSYNCs in between), submit, wait for one CQE, reap
  * everything there. @fill false: only drain. */
 static int writer_step(struct writer *w, bool fill, bool print)
@@ -244,6 +262,12 @@ static int writer_step(struct writer *w, bool fill, bool print)
 		if (w->slot_gen[s])
 			continue;
 		if (w->max_gen && w->next_gen > w->max_gen)
+			break;
+		/* Never two overlapping writes in the device at once: NVMe does
+		 * not order outstanding commands, so the older one could land
+		 * last (seen: a block holding gen 382 after gen 389's CQE).
+		 * Wait for the one in the way; generations stay in order. */
+		if (overlaps_inflight(w, w->next_gen))
 			break;
 		if (w->until_fsync == 0) {
 			if (queue_fsync(w))
