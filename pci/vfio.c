@@ -526,7 +526,8 @@ static int vfio_open_group(struct nvr_vfio_dev *vd)
 				"(chown) and enough memlock", path, strerror(-err));
 		else if (err == -EBUSY)
 			nvr_log(NVR_LOG_ERR, "cannot open %s: the IOMMU group of %s is already open (by another "
-				"process, or by this one)", path, vd->pci.bdf);
+				"process, or by this one): detach the other handle or stop its process first",
+				path, vd->pci.bdf);
 		else
 			nvr_log(NVR_LOG_ERR, "cannot open %s: %s", path, strerror(-err));
 		return err;
