@@ -32,6 +32,8 @@
 #endif
 
 #define PAGE_MASK ((uintptr_t)NVR_DMA_PAGE_SIZE - 1)
+/* dma_flags bit of this file: the no-hugepages line was logged. */
+#define DMA_SAID_NO_HUGEPAGES 0x40000000
 
 int nvr_pci_dma_init(struct nvr_pci_dev *dev)
 {
@@ -170,6 +172,12 @@ static int chunk_new(struct nvr_pci_dev *dev, size_t size, bool internal,
 			dev->dma_flags & NVR_DMA_NO_HUGEPAGES ? "NVR_ATTACH_NO_HUGEPAGES forbids them"
 			: "none are free");
 		return -ENOMEM;
+	}
+	if (!p && !(dev->dma_flags & (NVR_DMA_NO_HUGEPAGES | DMA_SAID_NO_HUGEPAGES))) {
+		dev->dma_flags |= DMA_SAID_NO_HUGEPAGES;   /* once per device */
+		nvr_log(NVR_LOG_INFO, "%s: no free 2 MiB hugepages: DMA memory comes from locked "
+			"4 KiB pages instead (more IOMMU work); reserve some with "
+			"`echo 64 > /proc/sys/vm/nr_hugepages`", dev->bdf);
 	}
 	if (!p && (err = chunk_mmap_small(dev, size, &p)))
 		return err;

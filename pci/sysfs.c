@@ -394,3 +394,31 @@ int nvr_pci_bind(const char *bdf_in, const char *driver)
 	}
 	return err;
 }
+
+int nvr_pci_explain_not_viable(const char *bdf, int group, char *msg, size_t n)
+{
+	char members[32][16], list[384] = "";
+	size_t used = 0;
+	int count = nvr_pci_group_devices(group, members, 32), named = 0;
+
+	for (int i = 0; i < count && i < 32; i++) {
+		struct nvr_pci_fn fn;
+
+		if (!strcmp(members[i], bdf) || nvr_pci_fn_info(members[i], &fn))
+			continue;
+		/* Unbound functions and these drivers do not spoil a group. */
+		if (!fn.driver[0] || !strcmp(fn.driver, "vfio-pci") || !strcmp(fn.driver, "pci-stub"))
+			continue;
+		int w = snprintf(list + used, sizeof(list) - used, "%s%s (%s)", used ? ", " : "",
+				 members[i], fn.driver);
+
+		if (w < 0 || (size_t)w >= sizeof(list) - used)
+			break;
+		used += (size_t)w;
+		named++;
+	}
+	snprintf(msg, n, "%s: IOMMU group %d is not viable: %s %s also in it; bind every function "
+		 "of the group to vfio-pci (`nvring bind BDF`) or unbind it", bdf, group,
+		 named ? list : "other functions", named == 1 ? "is" : "are");
+	return named;
+}

@@ -13,6 +13,7 @@
 #ifndef NVRING_PCI_SYSFS_H
 #define NVRING_PCI_SYSFS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define NVR_PCI_CLASS_NVME 0x010802u  /* mass storage / NVM / NVMe */
@@ -70,5 +71,14 @@ int nvr_pci_bind(const char *bdf, const char *driver);
  * @max). Errors: -ENOENT no such group.
  */
 int nvr_pci_group_devices(int group, char (*bdfs)[16], unsigned max);
+
+/**
+ * nvr_pci_explain_not_viable() - the one-line reason, with its fix, why
+ * IOMMU group @group of @bdf is not viable: the other functions in it that
+ * are bound to a host driver (every function of a group must be bound to
+ * vfio-pci or pci-stub, or to no driver, before any can be used), into
+ * @msg (@n bytes). Returns how many functions it named.
+ */
+int nvr_pci_explain_not_viable(const char *bdf, int group, char *msg, size_t n);
 
 #endif

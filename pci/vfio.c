@@ -15,6 +15,7 @@
  * Every failure logs one line (nvr_log(), pci/log.h) saying what to do.
  */
 #include "pci/pci.h"
+#include "pci/holder.h"
 #include "pci/iova.h"
 #include "pci/log.h"
 #include "pci/noiommu.h"
@@ -43,6 +44,7 @@ struct nvr_vfio_dev {
 	struct nvr_pci_dev pci;        /* first: the ops cast back */
 	int container, group, device;  /* fds, -1 when closed */
 	int group_id;
+	int holder_fd;                 /* pci/holder.h lock, -1 if none */
 	uint32_t device_flags;         /* VFIO_DEVICE_FLAGS_* */
 	uint64_t config_offset;        /* config space region in the device fd */
 	pthread_mutex_t bar_lock;
@@ -571,6 +573,7 @@ static void vfio_release(struct nvr_vfio_dev *vd, bool dma_inited, bool iommu_in
 		close(vd->group);        /* detaches the group from the container */
 	if (vd->container >= 0)
 		close(vd->container);
+	nvr_holder_release(vd->holder_fd);   /* last: the device is free now */
 	pthread_mutex_destroy(&vd->bar_lock);
 	pthread_mutex_destroy(&vd->iova_lock);
 	free(vd);
@@ -686,36 +689,6 @@ static const struct nvr_pci_ops vfio_noiommu_ops = {
 	.close = vfio_close,
 };
 
-/* Say which other functions keep IOMMU group @group from being viable:
- * every function in a group must be bound to vfio-pci (or pci-stub, or to
- * no driver) before any of them can be used. */
-static void explain_not_viable(const char *bdf, int group)
-{
-	char members[32][16], list[384] = "";
-	size_t used = 0;
-	int n = nvr_pci_group_devices(group, members, 32), named = 0;
-
-	for (int i = 0; i < n && i < 32; i++) {
-		struct nvr_pci_fn fn;
-
-		if (!strcmp(members[i], bdf) || nvr_pci_fn_info(members[i], &fn))
-			continue;
-		/* Unbound functions and these drivers do not spoil a group. */
-		if (!fn.driver[0] || !strcmp(fn.driver, "vfio-pci") || !strcmp(fn.driver, "pci-stub"))
-			continue;
-		int w = snprintf(list + used, sizeof(list) - used, "%s%s (%s)", used ? ", " : "",
-				 members[i], fn.driver);
-
-		if (w < 0 || (size_t)w >= sizeof(list) - used)
-			break;
-		used += (size_t)w;
-		named++;
-	}
-	nvr_log(NVR_LOG_ERR, "%s: IOMMU group %d is not viable: %s %s also in it; "
-		"bind every function of the group to vfio-pci (`nvring bind BDF`) or unbind it",
-		bdf, group, named ? list : "other functions", named == 1 ? "is" : "are");
-}
-
 /* Open the group node and attach it to the container with the IOMMU model
  * its name selects: "N" is a real IOMMU group, "noiommu-N" has none. */
 static int vfio_open_group(struct nvr_vfio_dev *vd)
@@ -753,7 +726,8 @@ static int vfio_open_group(struct nvr_vfio_dev *vd)
 				"(chown) and enough memlock", path, strerror(-err));
 		else if (err == -EBUSY)
 			nvr_log(NVR_LOG_ERR, "cannot open %s: the IOMMU group of %s is already open (by another "
-				"process, or by this one)", path, vd->pci.bdf);
+				"process, or by this one): detach the other handle or stop its process first",
+				path, vd->pci.bdf);
 		else
 			nvr_log(NVR_LOG_ERR, "cannot open %s: %s", path, strerror(-err));
 		return err;
@@ -764,7 +738,10 @@ static int vfio_open_group(struct nvr_vfio_dev *vd)
 		return err;
 	}
 	if (!(st.flags & VFIO_GROUP_FLAGS_VIABLE)) {
-		explain_not_viable(vd->pci.bdf, vd->group_id);
+		char msg[512];
+
+		nvr_pci_explain_not_viable(vd->pci.bdf, vd->group_id, msg, sizeof(msg));
+		nvr_log(NVR_LOG_ERR, "%s", msg);
 		return -EBUSY;
 	}
 	if (ioctl(vd->group, VFIO_GROUP_SET_CONTAINER, &vd->container) < 0) {
@@ -857,10 +834,19 @@ int nvr_vfio_open(const char *bdf_in, struct nvr_pci_dev **out)
 	err = nvr_pci_memlock_check(NVR_DMA_CHUNK_SIZE);
 	if (err)
 		return err;
+	/* Another process on it: name it (VFIO's EBUSY would not). */
+	int holder_fd;
+
+	err = nvr_holder_claim(bdf, &holder_fd);
+	if (err)
+		return err;
 
 	vd = calloc(1, sizeof(*vd));
-	if (!vd)
+	if (!vd) {
+		nvr_holder_release(holder_fd);
 		return -ENOMEM;
+	}
+	vd->holder_fd = holder_fd;
 	vd->container = vd->group = vd->device = vd->req_fd = vd->pagemap = -1;
 	vd->group_id = fn.iommu_group;
 	memcpy(vd->pci.bdf, bdf, sizeof(vd->pci.bdf));

@@ -176,6 +176,11 @@ int cli_attach(const char *bdf, struct nvr_ctrlr **out)
 	const char *reason = last_line(held.buf);
 	char fix[256];
 
+	/* The library's line already names the holder, or the group's other
+	 * functions, and the fix: say it once. */
+	if (rc == -EBUSY && reason && (strstr(reason, " is in use by ") || strstr(reason, " is not viable")))
+		return cli_fail(EXIT_RUNTIME, "cannot attach: %s", reason);
+
 	/* attach_fix() strings use the address as their only argument. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"

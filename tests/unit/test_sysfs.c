@@ -312,6 +312,33 @@ static void test_bind_errors(void **state)
 	assert_int_equal(nvr_pci_bind("0000:00:03.0", "vfio-pci"), -ENOENT);
 }
 
+/* A group with a function on a host driver is not viable: the message
+ * names that function, its driver and the fix (issue 8, item 11; the VM's
+ * functions each have a group of their own, so this is tested here). */
+static void fault_limits_group_not_viable(void **state)
+{
+	char msg[512];
+
+	add_driver("e1000e");
+	add_fn("0000:00:04.0", "0x020000\n", "0x8086\n", "0x10d3\n", "e1000e", 3);
+	/* 00:01.0 (no driver) does not count; 00:04.0 (e1000e) does. */
+	assert_int_equal(nvr_pci_explain_not_viable("0000:00:02.0", 3, msg, sizeof(msg)), 1);
+	if (!strstr(msg, "0000:00:02.0: IOMMU group 3 is not viable: 0000:00:04.0 (e1000e) is also in it") ||
+	    !strstr(msg, "nvring bind"))
+		fail_msg("message: '%s'", msg);
+	assert_null(strstr(msg, "0000:00:01.0"));
+	/* From 00:01.0's side both others are bound to host drivers. */
+	assert_int_equal(nvr_pci_explain_not_viable("0000:00:01.0", 3, msg, sizeof(msg)), 2);
+	if (!strstr(msg, "0000:00:02.0 (nvme), 0000:00:04.0 (e1000e) are also in it"))
+		fail_msg("message: '%s'", msg);
+	/* Functions on vfio-pci do not spoil a group: nobody is named. */
+	add_fn("0000:00:06.0", "0x010802\n", "0x1b36\n", "0x0010\n", "vfio-pci", 5);
+	add_fn("0000:00:07.0", "0x010802\n", "0x1b36\n", "0x0010\n", "vfio-pci", 5);
+	assert_int_equal(nvr_pci_explain_not_viable("0000:00:06.0", 5, msg, sizeof(msg)), 0);
+	if (!strstr(msg, "other functions are also in it"))
+		fail_msg("message: '%s'", msg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -326,6 +353,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bind_unbound_and_already_bound, setup_tree,
 						teardown_tree),
 		cmocka_unit_test_setup_teardown(test_bind_errors, setup_tree, teardown_tree),
+		cmocka_unit_test_setup_teardown(fault_limits_group_not_viable, setup_tree, teardown_tree),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
