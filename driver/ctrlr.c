@@ -168,9 +168,10 @@ void nvr_ctrlr_fail_err(struct nvr_ctrlr *ctrlr, const char *why, int err)
 			 * driver's own queues stay mapped, never reused. */
 			int left = nvr_pci_dma_revoke(ctrlr->dev);
 			nvr_log(NVR_LOG_ERR, "%s: cannot quiesce the controller (%d): application "
-				"buffers unmapped from the IOMMU%s; the driver's DMA memory stays "
-				"mapped until detach", ctrlr->info.bdf, rc,
-				left ? " (some could not be)" : "");
+				"buffers %s; the driver's DMA memory stays mapped until detach",
+				ctrlr->info.bdf, rc,
+				left ? "NOT all unmapped from the IOMMU (no-IOMMU mode, or an unmap "
+				"failed): the device may still write them" : "unmapped from the IOMMU");
 			ctrlr->dma_unsafe = true;
 		}
 	}

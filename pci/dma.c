@@ -607,6 +607,10 @@ int nvr_pci_dma_revoke(struct nvr_pci_dev *dev)
 {
 	int left = 0;
 
+	/* Bus addresses are physical (no-IOMMU mode): nothing stands between
+	 * the device and memory, so nothing can be revoked. */
+	if (dev->dma_flags & NVR_DMA_NEED_HUGEPAGES)
+		return (int)dev->nmaps;
 	pthread_rwlock_wrlock(&dev->dma_lock);
 	gen_bump(dev);
 	for (unsigned i = 0; i < dev->nmaps; i++) {

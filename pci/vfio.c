@@ -687,6 +687,8 @@ static const struct nvr_pci_ops vfio_noiommu_ops = {
 	.dma_mem_huge = noiommu_mem_huge,
 	.reset = vfio_reset,
 	.close = vfio_close,
+	.removal_requested = vfio_removal_requested,
+	.release_device = vfio_release_device,
 };
 
 /* Open the group node and attach it to the container with the IOMMU model
