@@ -19,7 +19,10 @@ int nvr_queue_alloc_mem(struct nvr_queue *q, struct nvr_pci_dev *dev, uint16_t q
 	q->qid = qid;
 	q->entries = entries;
 	q->ntr = ntr;
-	rc = nvr_pci_dma_alloc_internal(dev, entries * sizeof(struct nvme_sqe), &sq, &q->sq_iova);
+	/* the device only reads SQs and PRP lists (and DSM ranges, which
+	 * live in the PRP pages): read-only for it */
+	rc = nvr_pci_dma_alloc_internal_ro(dev, entries * sizeof(struct nvme_sqe), &sq,
+					   &q->sq_iova);
 	if (rc)
 		return rc;
 	q->sq = sq;
@@ -28,8 +31,8 @@ int nvr_queue_alloc_mem(struct nvr_queue *q, struct nvr_pci_dev *dev, uint16_t q
 		return rc;
 	q->cq = cq;
 	if (prp) {
-		rc = nvr_pci_dma_alloc_internal(dev, (size_t)ntr * NVR_PAGE_SIZE, &q->prp_block,
-						&q->prp_block_iova);
+		rc = nvr_pci_dma_alloc_internal_ro(dev, (size_t)ntr * NVR_PAGE_SIZE, &q->prp_block,
+						   &q->prp_block_iova);
 		if (rc)
 			return rc;
 	}

@@ -154,10 +154,10 @@ static int chunk_mmap_small(const struct nvr_pci_dev *dev, size_t size, void **o
 
 /* A new chunk of @size bytes (a multiple of 2 MiB), mapped for DMA and put
  * in the table. Caller holds the write lock. */
-static int chunk_new(struct nvr_pci_dev *dev, size_t size, bool internal,
+static int chunk_new(struct nvr_pci_dev *dev, size_t size, bool internal, bool ro,
 		     struct nvr_dma_map **out)
 {
-	struct nvr_dma_map m = { .len = size, .owned = 1, .internal = internal };
+	struct nvr_dma_map m = { .len = size, .owned = 1, .internal = internal, .ro = ro };
 	void *p;
 	int err;
 
@@ -188,7 +188,9 @@ static int chunk_new(struct nvr_pci_dev *dev, size_t size, bool internal,
 		munmap(p, size);
 		return err;
 	}
-	if (internal && dev->ops->dma_map_internal)
+	if (ro && dev->ops->dma_map_internal_ro)
+		err = dev->ops->dma_map_internal_ro(dev, p, size, &m.iova);
+	else if (internal && dev->ops->dma_map_internal)
 		err = dev->ops->dma_map_internal(dev, p, size, &m.iova);
 	else
 		err = dev->ops->dma_map(dev, p, size, &m.iova);
@@ -339,7 +341,7 @@ static int hold_locked(struct nvr_pci_dev *dev, uintptr_t va, size_t len, uint64
 	return err;
 }
 
-static int dma_alloc(struct nvr_pci_dev *dev, size_t len, bool internal, void **va,
+static int dma_alloc(struct nvr_pci_dev *dev, size_t len, bool internal, bool ro, void **va,
 		     uint64_t *iova)
 {
 	struct nvr_dma_map *m = NULL;
@@ -356,18 +358,19 @@ static int dma_alloc(struct nvr_pci_dev *dev, size_t len, bool internal, void **
 		for (unsigned i = 0; i < dev->nmaps; i++) {
 			struct nvr_dma_map *c = &dev->maps[i];
 
-			if (c->owned && c->internal == internal && c->len == NVR_DMA_CHUNK_SIZE &&
+			if (c->owned && c->internal == internal && c->ro == ro &&
+			    c->len == NVR_DMA_CHUNK_SIZE &&
 			    c->len - c->used >= len) {
 				m = c;
 				break;
 			}
 		}
 		if (!m)
-			err = chunk_new(dev, NVR_DMA_CHUNK_SIZE, internal, &m);
+			err = chunk_new(dev, NVR_DMA_CHUNK_SIZE, internal, ro, &m);
 	} else {
 		size_t size = (len + NVR_DMA_CHUNK_SIZE - 1) & ~((size_t)NVR_DMA_CHUNK_SIZE - 1);
 
-		err = chunk_new(dev, size, internal, &m);
+		err = chunk_new(dev, size, internal, ro, &m);
 	}
 	if (!err) {
 		if (m->len > NVR_DMA_CHUNK_SIZE) {
@@ -395,12 +398,17 @@ static int dma_alloc(struct nvr_pci_dev *dev, size_t len, bool internal, void **
 
 int nvr_pci_dma_alloc(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t *iova)
 {
-	return dma_alloc(dev, len, false, va, iova);
+	return dma_alloc(dev, len, false, false, va, iova);
 }
 
 int nvr_pci_dma_alloc_internal(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t *iova)
 {
-	return dma_alloc(dev, len, true, va, iova);
+	return dma_alloc(dev, len, true, false, va, iova);
+}
+
+int nvr_pci_dma_alloc_internal_ro(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t *iova)
+{
+	return dma_alloc(dev, len, true, true, va, iova);
 }
 
 static int dma_free(struct nvr_pci_dev *dev, void *va, bool internal)

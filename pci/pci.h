@@ -33,6 +33,9 @@ struct nvr_pci_ops {
 	 * never hands out. NULL: internal memory is mapped with dma_map and
 	 * the window is empty. */
 	int  (*dma_map_internal)(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova);
+	/* Optional: as dma_map_internal, the device allowed to read only
+	 * (SQs, PRP lists); NULL: dma_map_internal is used. */
+	int  (*dma_map_internal_ro)(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova);
 	/* Optional: @size bytes (a multiple of 2 MiB) of hugepage memory that
 	 * dma_map can take as one range (no-IOMMU: physically contiguous) in
 	 * *va, or a negative errno. NULL: one MAP_HUGETLB mapping. */
@@ -74,6 +77,7 @@ struct nvr_dma_map {
 	unsigned  hugepage : 1;   /* backed by 2 MiB hugepages */
 	unsigned  internal : 1;   /* owned, for the driver only (dma_map_internal) */
 	unsigned  revoked : 1;    /* unmapped from the IOMMU by nvr_pci_dma_revoke() */
+	unsigned  ro : 1;         /* internal, device reads only (dma_map_internal_ro) */
 	size_t    used;           /* arena bump offset for owned chunks */
 	unsigned  live;           /* live sub-allocations in an owned chunk */
 	/* Holds (nvr_pci_dma_hold()) on this mapping; for an owned chunk the
@@ -143,6 +147,11 @@ int  nvr_pci_dma_alloc(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t 
  * freed by nvr_pci_dma_free() (those say -EFAULT / -EEXIST / -EINVAL).
  * Freed with nvr_pci_dma_free_internal(). */
 int  nvr_pci_dma_alloc_internal(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t *iova);
+/* The same for memory the device only reads (SQs, PRP lists): mapped
+ * read-only for it where the backend can (ops->dma_map_internal_ro), so a
+ * device writing there faults instead of corrupting commands. Freed with
+ * nvr_pci_dma_free_internal(). */
+int  nvr_pci_dma_alloc_internal_ro(struct nvr_pci_dev *dev, size_t len, void **va, uint64_t *iova);
 int  nvr_pci_dma_free(struct nvr_pci_dev *dev, void *va);
 int  nvr_pci_dma_free_internal(struct nvr_pci_dev *dev, void *va);
 

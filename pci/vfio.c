@@ -277,11 +277,12 @@ static struct nvr_iova *type1_alloc_of(struct nvr_vfio_dev *vd, uint64_t iova)
 }
 
 static int type1_map_from(struct nvr_vfio_dev *vd, struct nvr_iova *alloc, void *va, size_t len,
-			  uint64_t *iova)
+			  bool ro, uint64_t *iova)
 {
 	struct vfio_iommu_type1_dma_map map = {
 		.argsz = sizeof(map),
-		.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+		/* READ: the device may read the memory; WRITE: write it */
+		.flags = VFIO_DMA_MAP_FLAG_READ | (ro ? 0 : VFIO_DMA_MAP_FLAG_WRITE),
 		.vaddr = (uintptr_t)va,
 		.size = len,
 	};
@@ -316,14 +317,24 @@ static int type1_map_from(struct nvr_vfio_dev *vd, struct nvr_iova *alloc, void 
 
 static int type1_dma_map(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova)
 {
-	return type1_map_from(to_vfio(dev), &to_vfio(dev)->iova, va, len, iova);
+	return type1_map_from(to_vfio(dev), &to_vfio(dev)->iova, va, len, false, iova);
 }
 
 static int type1_dma_map_internal(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova)
 {
 	struct nvr_vfio_dev *vd = to_vfio(dev);
 
-	return type1_map_from(vd, vd->has_internal ? &vd->iova_internal : &vd->iova, va, len, iova);
+	return type1_map_from(vd, vd->has_internal ? &vd->iova_internal : &vd->iova, va, len,
+			      false, iova);
+}
+
+static int type1_dma_map_internal_ro(struct nvr_pci_dev *dev, void *va, size_t len,
+				     uint64_t *iova)
+{
+	struct nvr_vfio_dev *vd = to_vfio(dev);
+
+	return type1_map_from(vd, vd->has_internal ? &vd->iova_internal : &vd->iova, va, len,
+			      true, iova);
 }
 
 static int type1_dma_unmap(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t iova)
@@ -672,6 +683,7 @@ static const struct nvr_pci_ops vfio_type1_ops = {
 	.map_bar = vfio_map_bar,
 	.dma_map = type1_dma_map,
 	.dma_map_internal = type1_dma_map_internal,
+	.dma_map_internal_ro = type1_dma_map_internal_ro,
 	.dma_unmap = type1_dma_unmap,
 	.reset = vfio_reset,
 	.close = vfio_close,

@@ -241,7 +241,7 @@ static uint32_t cq_used(const struct nvme_model_cq *cq)
 static void post_cqe(struct nvme_model *m, const struct nvme_model_pcpl *p)
 {
 	struct nvme_model_cq *cq = &m->cq[p->cqid];
-	struct nvme_cqe *cqe = nvme_model_iova_va(m, cq->iova + (uint64_t)cq->tail * 16, 16);
+	struct nvme_cqe *cqe = nvme_model_iova_va_w(m, cq->iova + (uint64_t)cq->tail * 16, 16);
 	uint16_t st = p->status;
 	uint16_t wire = (uint16_t)(((st & 0xff) << 1) | (((st >> 8) & 0x7) << 9) |
 				   ((st & NVME_MODEL_DNR) ? 0x8000 : 0) |
@@ -516,6 +516,7 @@ static const struct nvr_pci_ops model_ops = {
 	.map_bar   = model_map_bar,
 	.dma_map   = nvme_model_dma_map,
 	.dma_map_internal = nvme_model_dma_map_internal,
+	.dma_map_internal_ro = nvme_model_dma_map_internal_ro,
 	.dma_unmap = nvme_model_dma_unmap,
 	.reset     = model_reset,
 	.close     = model_close,
@@ -733,7 +734,7 @@ struct nvme_model_stats nvme_model_get_stats(struct nvme_model *m)
 		LD(cq_doorbells), LD(bad_dbs), LD(prp_errors), LD(injected), LD(dropped),
 		LD(bytes_read), LD(bytes_written), LD(enables), LD(disables),
 		LD(shutdowns), LD(resets), LD(cq_full_waits), LD(io_sqs), LD(io_cqs),
-		LD(bad_unmaps), LD(reserved_cids), LD(wz_deac),
+		LD(bad_unmaps), LD(reserved_cids), LD(wz_deac), LD(ro_writes),
 #undef LD
 	};
 

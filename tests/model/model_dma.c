@@ -30,7 +30,7 @@ void nvme_model_internal_window(uint64_t *lo, uint64_t *hi)
 
 /* Map [va, va + len) at the lowest free IOVA in [lo, hi). */
 static int map_in(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t lo, uint64_t hi,
-		  uint64_t *iova)
+		  bool ro, uint64_t *iova)
 {
 	struct nvme_model *m = dev_model(dev);
 	uint64_t at = lo;
@@ -72,7 +72,7 @@ static int map_in(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t lo, ui
 		return -ENOSPC;
 	}
 	memmove(&m->maps[i + 1], &m->maps[i], (m->nmaps - i) * sizeof(m->maps[0]));
-	m->maps[i] = (struct nvme_model_map){ .va = va, .iova = at, .len = len };
+	m->maps[i] = (struct nvme_model_map){ .va = va, .iova = at, .len = len, .ro = ro };
 	m->nmaps++;
 	pthread_rwlock_unlock(&m->map_lock);
 	*iova = at;
@@ -81,12 +81,17 @@ static int map_in(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t lo, ui
 
 int nvme_model_dma_map(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova)
 {
-	return map_in(dev, va, len, IOVA_BASE, IOVA_LIMIT, iova);
+	return map_in(dev, va, len, IOVA_BASE, IOVA_LIMIT, false, iova);
 }
 
 int nvme_model_dma_map_internal(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova)
 {
-	return map_in(dev, va, len, IOVA_INTERNAL_BASE, IOVA_INTERNAL_LIMIT, iova);
+	return map_in(dev, va, len, IOVA_INTERNAL_BASE, IOVA_INTERNAL_LIMIT, false, iova);
+}
+
+int nvme_model_dma_map_internal_ro(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova)
+{
+	return map_in(dev, va, len, IOVA_INTERNAL_BASE, IOVA_INTERNAL_LIMIT, true, iova);
 }
 
 int nvme_model_dma_unmap(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t iova)
@@ -112,7 +117,7 @@ int nvme_model_dma_unmap(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t
 
 /* VA of [iova, iova + len) if that range lies inside one mapping, else
  * NULL. The pointer stays valid only while the host keeps the mapping. */
-void *nvme_model_iova_va(struct nvme_model *m, uint64_t iova, size_t len)
+static void *iova_lookup(struct nvme_model *m, uint64_t iova, size_t len, bool write)
 {
 	void *va = NULL;
 	unsigned lo = 0, hi;
@@ -128,13 +133,39 @@ void *nvme_model_iova_va(struct nvme_model *m, uint64_t iova, size_t len)
 		} else if (iova >= e->iova + e->len) {
 			lo = mid + 1;
 		} else {
-			if (len <= e->len - (iova - e->iova))
-				va = e->va + (iova - e->iova);
+			if (len <= e->len - (iova - e->iova)) {
+				if (write && e->ro)
+					nvme_model_count(&m->st.ro_writes, 1);
+				else
+					va = e->va + (iova - e->iova);
+			}
 			break;
 		}
 	}
 	pthread_rwlock_unlock(&m->map_lock);
 	return va;
+}
+
+void *nvme_model_iova_va(struct nvme_model *m, uint64_t iova, size_t len)
+{
+	return iova_lookup(m, iova, len, false);
+}
+
+void *nvme_model_iova_va_w(struct nvme_model *m, uint64_t iova, size_t len)
+{
+	return iova_lookup(m, iova, len, true);
+}
+
+bool nvme_model_iova_read_only(struct nvme_model *m, uint64_t iova)
+{
+	bool ro = false;
+
+	pthread_rwlock_rdlock(&m->map_lock);
+	for (unsigned i = 0; i < m->nmaps; i++)
+		if (iova >= m->maps[i].iova && iova - m->maps[i].iova < m->maps[i].len)
+			ro = m->maps[i].ro;
+	pthread_rwlock_unlock(&m->map_lock);
+	return ro;
 }
 
 struct seg {
@@ -149,9 +180,9 @@ static uint16_t prp_fail(struct nvme_model *m, uint16_t sc)
 }
 
 static uint16_t add_seg(struct nvme_model *m, struct seg *segs, unsigned *n,
-			uint64_t iova, size_t len)
+			uint64_t iova, size_t len, bool write)
 {
-	uint8_t *va = nvme_model_iova_va(m, iova, len);
+	uint8_t *va = write ? nvme_model_iova_va_w(m, iova, len) : nvme_model_iova_va(m, iova, len);
 
 	if (!va)
 		return prp_fail(m, NVME_SC_DATA_XFER_ERROR);
@@ -163,7 +194,7 @@ static uint16_t add_seg(struct nvme_model *m, struct seg *segs, unsigned *n,
  * §4.1.1: entries have offset 0; the last entry of a list page points to
  * the next list page when more entries follow). */
 static uint16_t walk_list(struct nvme_model *m, uint64_t list, size_t len,
-			  struct seg *segs, unsigned *n)
+			  struct seg *segs, unsigned *n, bool write)
 {
 	const uint64_t pmask = NVME_MODEL_PAGE - 1;
 
@@ -184,7 +215,7 @@ static uint16_t walk_list(struct nvme_model *m, uint64_t list, size_t len,
 		}
 		size_t chunk = len < NVME_MODEL_PAGE ? len : NVME_MODEL_PAGE;
 
-		st = add_seg(m, segs, n, e, chunk);
+		st = add_seg(m, segs, n, e, chunk, write);
 		if (st)
 			return st;
 		len -= chunk;
@@ -219,15 +250,15 @@ uint16_t nvme_model_prp_xfer(struct nvme_model *m, const struct nvme_sqe *sqe,
 	if (first > len)
 		first = len;
 	rest = len - first;
-	st = add_seg(m, segs, &n, prp1, first);
+	st = add_seg(m, segs, &n, prp1, first, to_host);
 	if (!st && rest && rest <= NVME_MODEL_PAGE) {
 		/* PRP2 is the second data page. */
 		st = (prp2 & pmask) ? prp_fail(m, NVME_SC_INVALID_PRP_OFFSET)
-				    : add_seg(m, segs, &n, prp2, rest);
+				    : add_seg(m, segs, &n, prp2, rest, to_host);
 	} else if (!st && rest) {
 		/* PRP2 points to a PRP list, qword aligned. */
 		st = (prp2 & 7) ? prp_fail(m, NVME_SC_INVALID_PRP_OFFSET)
-				: walk_list(m, prp2, rest, segs, &n);
+				: walk_list(m, prp2, rest, segs, &n, to_host);
 	}
 	for (unsigned i = 0; !st && i < n; i++) {
 		if (to_host)

@@ -33,6 +33,7 @@ struct nvme_model_map {
 	uint8_t  *va;
 	uint64_t  iova;
 	size_t    len;
+	bool      ro;        /* dma_map_internal_ro: the device may only read it */
 };
 
 struct nvme_model_sq {
@@ -85,7 +86,7 @@ struct nvme_model_counters {
 	_Atomic uint64_t cmds, admin_cmds, io_cmds, errors, sq_doorbells, cq_doorbells,
 		bad_dbs, prp_errors, injected, dropped, bytes_read, bytes_written,
 		enables, disables, shutdowns, resets, cq_full_waits, reserved_cids,
-		wz_deac;
+		wz_deac, ro_writes;
 	_Atomic uint32_t io_sqs, io_cqs, bad_unmaps;
 };
 
@@ -156,9 +157,13 @@ struct nvme_model_dev {
 /* model_dma.c */
 int  nvme_model_dma_map(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova);
 int  nvme_model_dma_map_internal(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova);
+int  nvme_model_dma_map_internal_ro(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t *iova);
 void nvme_model_internal_window(uint64_t *lo, uint64_t *hi);
 int  nvme_model_dma_unmap(struct nvr_pci_dev *dev, void *va, size_t len, uint64_t iova);
 void *nvme_model_iova_va(struct nvme_model *m, uint64_t iova, size_t len);
+/* The same for a device write: NULL (and stats.ro_writes++) if the range
+ * is mapped read-only. */
+void *nvme_model_iova_va_w(struct nvme_model *m, uint64_t iova, size_t len);
 uint16_t nvme_model_prp_xfer(struct nvme_model *m, const struct nvme_sqe *sqe,
 			     void *buf, size_t len, bool to_host);
 

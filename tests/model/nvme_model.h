@@ -114,6 +114,8 @@ struct nvme_model_stats {
 	uint32_t dma_maps;       /* live mappings in the model's IOVA table;
 				  * after ops->close, the ones nobody unmapped */
 	uint32_t bad_unmaps;     /* dma_unmap calls that matched no mapping */
+	uint64_t ro_writes;      /* device writes refused: the range is mapped
+				  * read-only (dma_map_internal_ro) */
 	uint64_t wz_deac;        /* Write Zeroes commands with DEAC set */
 	uint64_t reserved_cids;  /* commands fetched with CID FFFFh, which the
 				  * host should not use (NVMe 2.0 §4.2: the
@@ -221,6 +223,10 @@ int nvme_model_io_queue(struct nvme_model *m, uint16_t qid, struct nvme_model_io
  *  (data moves, PRPs checked: stats.prp_errors); its status (SCT << 8 |
  *  SC | NVME_MODEL_DNR), *dw0 its DW0. */
 uint16_t nvme_model_io_execute(struct nvme_model *m, const struct nvme_sqe *sqe, uint32_t *dw0);
+
+/** nvme_model_iova_read_only() - true if @iova lies in a mapping the host
+ *  made read-only for the device (dma_map_internal_ro). */
+bool nvme_model_iova_read_only(struct nvme_model *m, uint64_t iova);
 
 /** nvme_model_get_stats() - a snapshot of the counters. */
 struct nvme_model_stats nvme_model_get_stats(struct nvme_model *m);

@@ -375,6 +375,39 @@ static void test_io_translation_lock_free(void **state)
 	detach(&e);
 }
 
+/* ---- hardening: what the device only reads it cannot write --------------- */
+
+/* SQs and PRP list pages (admin and I/O) are mapped read-only for the
+ * device, CQs and data buffers are not; I/O with PRP lists works and the
+ * device never wrote where it may not. */
+static void test_device_reads_only_queues(void **state)
+{
+	struct env e;
+	struct nvr_qpair *qp;
+	uint8_t *buf;
+	struct done d = { 0 };
+
+	attach(&e, NULL, NULL);
+	assert_int_equal(nvr_qpair_alloc(e.c, 8, &qp), 0);
+	assert_true(nvme_model_iova_read_only(e.m, e.c->adminq.q.sq_iova));
+	assert_false(nvme_model_iova_read_only(e.m, e.c->adminq.q.cq_iova));
+	assert_true(nvme_model_iova_read_only(e.m, qp->q.sq_iova));
+	assert_true(nvme_model_iova_read_only(e.m, qp->q.prp_block_iova));
+	assert_false(nvme_model_iova_read_only(e.m, qp->q.cq_iova));
+	assert_int_equal(nvr_dma_alloc(e.c, 128 << 10, (void **)&buf), 0);
+	uint64_t iova;
+	assert_int_equal(nvr_dma_iova(e.c, buf, 1, &iova), 0);
+	assert_false(nvme_model_iova_read_only(e.m, iova));
+	assert_int_equal(nvr_write(qp, 1, buf, 0, 256, on_done, &d), 0);   /* a PRP list */
+	assert_int_equal(nvr_read(qp, 1, buf, 0, 256, on_done, &d), 0);
+	assert_int_equal(wait_for(qp, &d, 2), 0);
+	assert_int_equal(d.res, 0);
+	assert_int_equal(nvme_model_get_stats(e.m).ro_writes, 0);
+	assert_int_equal(nvr_qpair_free(qp), 0);
+	nvr_dma_free(e.c, buf);
+	detach(&e);
+}
+
 /* ---- finding: small ones ------------------------------------------------------ */
 
 /* Admin command IDs go round every generation of every tracker without
@@ -483,6 +516,7 @@ int main(void)
 		cmocka_unit_test(test_tracker_cap),
 		cmocka_unit_test(test_internal_iova_refused),
 		cmocka_unit_test(test_io_translation_lock_free),
+		cmocka_unit_test(test_device_reads_only_queues),
 		cmocka_unit_test(test_admin_cid_skips_reserved),
 		cmocka_unit_test(test_admin_status_mapped),
 		cmocka_unit_test(test_callback_submits),
