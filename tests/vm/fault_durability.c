@@ -115,8 +115,8 @@ static void writer_close(struct writer *w)
 		nvr_uring_queue_exit(&w->ring);
 	if (w->nsfd >= 0)
 		nvr_ns_close(w->nsfd);
-	if (w->slots && w->slots != MAP_FAILED)
-		munmap(w->slots, QD * w->slot_len);
+	if (w->slots)
+		nvr_dma_free(w->c, w->slots);
 	if (w->c)
 		nvr_ctrlr_detach(w->c);
 	free(w->acked);
@@ -149,10 +149,12 @@ static int writer_open(struct writer *w, uint64_t seed, bool no_fsync)
 		return fail_w(w, "nvr_uring_queue_init: %s", strerror(-rc));
 	w->ring_up = true;
 	w->slot_len = (size_t)DUR_MAX_NLB * w->ns.lba_size;
-	w->slots = mmap(NULL, QD * w->slot_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-			-1, 0);
-	if (w->slots == MAP_FAILED)
-		return fail_w(w, "mmap: %s", strerror(errno));
+	/* DMA memory, registered: physically contiguous in no-IOMMU mode
+	 * too, where registering plain pages is refused */
+	if ((rc = nvr_dma_alloc(w->c, QD * w->slot_len, (void **)&w->slots)) < 0) {
+		w->slots = NULL;
+		return fail_w(w, "nvr_dma_alloc: %s", strerror(-rc));
+	}
 	struct iovec iov = { w->slots, QD * w->slot_len };
 	if ((rc = nvr_uring_register(w->ring.ring_fd, IORING_REGISTER_BUFFERS, &iov, 1)) < 0 ||
 	    (rc = nvr_uring_register(w->ring.ring_fd, IORING_REGISTER_FILES, &w->nsfd, 1)) < 0)

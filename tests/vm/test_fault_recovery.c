@@ -76,8 +76,9 @@ static void rig_up(struct rig *g, const char *bdf, uint32_t tmo_ms, unsigned dep
 	assert_true(g->nsfd >= 0);
 	assert_int_equal(nvr_uring_queue_init(g->c, depth, &g->ring, NULL), 0);
 	g->memlen = memlen;
-	g->mem = mmap(NULL, memlen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_true(g->mem != MAP_FAILED);
+	/* DMA memory, registered: no-IOMMU mode refuses to register plain
+	 * pages (not physically contiguous) */
+	assert_int_equal(nvr_dma_alloc(g->c, memlen, (void **)&g->mem), 0);
 	struct iovec iov = { g->mem, memlen };
 	assert_int_equal(nvr_uring_register(g->ring.ring_fd, IORING_REGISTER_BUFFERS, &iov, 1), 0);
 	assert_int_equal(nvr_uring_register(g->ring.ring_fd, IORING_REGISTER_FILES, &g->nsfd, 1), 0);
@@ -89,7 +90,7 @@ static void rig_down(struct rig *g)
 
 	nvr_uring_queue_exit(&g->ring);
 	assert_true(ms_now() - t0 < 60000);   /* close() is bounded */
-	munmap(g->mem, g->memlen);
+	assert_int_equal(nvr_dma_free(g->c, g->mem), 0);
 	nvr_ns_close(g->nsfd);
 	assert_int_equal(nvr_ctrlr_detach(g->c), 0);
 }
