@@ -80,17 +80,6 @@ static void adminq_reap(struct nvr_adminq *aq)
 		nvr_queue_ring_cq(&aq->q);   /* entries are few: hand them back at once */
 }
 
-void nvr_adminq_poll(struct nvr_ctrlr *ctrlr)
-{
-	struct nvr_adminq *aq = &ctrlr->adminq;
-
-	if (pthread_mutex_trylock(&aq->lock))
-		return;
-	if (!nvr_ctrlr_failed(ctrlr) && aq->q.cq)
-		adminq_reap(aq);
-	pthread_mutex_unlock(&aq->lock);
-}
-
 void nvr_adminq_cancel_all(struct nvr_ctrlr *ctrlr)
 {
 	struct nvr_adminq *aq = &ctrlr->adminq;

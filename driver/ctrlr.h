@@ -207,9 +207,6 @@ int  nvr_admin_exec(struct nvr_ctrlr *ctrlr, struct nvme_sqe *cmd, uint32_t *dw0
  * the controller failed. */
 int  nvr_admin_submit(struct nvr_ctrlr *ctrlr, const struct nvme_sqe *cmd,
 		      struct nvr_admin_op *op);
-/* Reap admin completions if nobody else is (trylock): asynchronous
- * commands' callbacks run. */
-void nvr_adminq_poll(struct nvr_ctrlr *ctrlr);
 /* End every admin command in flight as "host aborted" and rewind the
  * queue: only while the controller is disabled (the reset). */
 void nvr_adminq_cancel_all(struct nvr_ctrlr *ctrlr);

@@ -26,8 +26,6 @@
 /* ... and, with nothing outstanding, for a removal only (a read() each). */
 #define NVR_IDLE_CHECK_INTERVAL 65536
 
-#define NVR_QP_ATTN_FAILED  0x1u   /* fail_err set */
-#define NVR_QP_ATTN_DELAYED 0x2u   /* retries waiting out a CRD delay */
 
 /* ---- requests ---------------------------------------------------------- */
 
@@ -178,7 +176,6 @@ static __attribute__((noinline)) void cmd_failed(struct nvr_qpair *qp, struct nv
 			tr->resend = true;
 			tr->seen_ms = nvr_now_ms() + delay;   /* resend at */
 			qp->ndelayed++;
-			qp->attention |= NVR_QP_ATTN_DELAYED;
 		} else {
 			nvr_queue_repost(&qp->q, tr);
 		}
@@ -215,8 +212,6 @@ static void resend_delayed(struct nvr_qpair *qp)
 			nvr_queue_repost(&qp->q, tr);
 		}
 	}
-	if (!qp->ndelayed)
-		qp->attention &= ~NVR_QP_ATTN_DELAYED;
 }
 
 /* End every command and request with @err (controller failed: -EIO, a
@@ -227,7 +222,6 @@ static void fail_all(struct nvr_qpair *qp, int err)
 {
 	if (!qp->fail_err)
 		qp->fail_err = err;
-	qp->attention |= NVR_QP_ATTN_FAILED;
 	for (uint32_t i = 0; i < qp->q.ntr; i++) {
 		struct nvr_tracker *tr = &qp->q.tr[i];
 		struct nvr_req *req = tr->req;
@@ -321,6 +315,20 @@ static __attribute__((noinline)) void periodic_check(struct nvr_qpair *qp)
 	timeout_scan(qp);
 }
 
+/* Every so many polls: while commands are outstanding, periodic_check();
+ * idle, only whether a removal waits for us to let the device go. */
+static inline void poll_tick(struct nvr_qpair *qp)
+{
+	uint32_t n = ++qp->polls;
+
+	if (qp->q.nfree_tr < qp->q.ntr) {
+		if (unlikely(n % NVR_CHECK_INTERVAL == 0))
+			periodic_check(qp);
+	} else if (unlikely(n % NVR_IDLE_CHECK_INTERVAL == 0)) {
+		nvr_ctrlr_check_removed(qp->ctrlr);
+	}
+}
+
 /*
  * After a controller reset (ctrlr->reset_seq moved on): the controller has
  * no I/O queues any more and did nothing with the commands that were in
@@ -398,7 +406,7 @@ static __attribute__((noinline)) int poll_work(struct nvr_qpair *qp, uint32_t ma
 		if (qp->fail_err)
 			return qp->fail_err;
 	}
-	if (unlikely(qp->attention & NVR_QP_ATTN_DELAYED))
+	if (unlikely(qp->ndelayed))
 		resend_delayed(qp);
 	if (qp->q.sq_tail != qp->q.sq_db_tail)
 		nvr_queue_ring(&qp->q);
@@ -407,8 +415,7 @@ static __attribute__((noinline)) int poll_work(struct nvr_qpair *qp, uint32_t ma
 	/* the CQ head doorbell goes with the next ring */
 	if (unlikely(qp->pending_head && qp->q.nfree_tr))
 		resume_pending(qp);
-	if (qp->q.nfree_tr < qp->q.ntr && unlikely(++qp->polls % NVR_CHECK_INTERVAL == 0))
-		periodic_check(qp);
+	poll_tick(qp);
 	if (unlikely(nvr_ctrlr_failed(ctrlr))) {
 		fail_all(qp, ctrlr->fail_errno);
 		return qp->fail_err;
@@ -428,19 +435,11 @@ NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max)
 	 * reset, nothing unrung, no request waiting, and the next CQ entry's
 	 * phase tag still old. What is left of poll_work() for it is the
 	 * periodic check. */
-	if (unlikely(qp->attention || seq != qp->reset_seq || qp->q.sq_tail != qp->q.sq_db_tail ||
-		     qp->pending_head || nvr_queue_cqe_ready(&qp->q) || nvr_ctrlr_failed(ctrlr)))
+	if (unlikely(qp->fail_err || qp->ndelayed || seq != qp->reset_seq ||
+		     qp->q.sq_tail != qp->q.sq_db_tail || qp->pending_head ||
+		     nvr_queue_cqe_ready(&qp->q) || nvr_ctrlr_failed(ctrlr)))
 		return poll_work(qp, max, seq);
-	++qp->polls;
-	if (unlikely(qp->q.nfree_tr == qp->q.ntr && qp->polls % NVR_IDLE_CHECK_INTERVAL == 0))
-		nvr_ctrlr_check_removed(ctrlr);   /* idle, but a removal waits for us */
-	if (qp->q.nfree_tr < qp->q.ntr && unlikely(qp->polls % NVR_CHECK_INTERVAL == 0)) {
-		periodic_check(qp);
-		if (unlikely(nvr_ctrlr_failed(ctrlr) ||
-			     atomic_load_explicit(&ctrlr->reset_seq, memory_order_acquire) != seq))
-			return poll_work(qp, max,
-					 atomic_load_explicit(&ctrlr->reset_seq, memory_order_acquire));
-	}
+	poll_tick(qp);   /* what it finds (a reset, a failure) the next poll acts on */
 	return 0;
 }
 

@@ -58,10 +58,6 @@ struct nvr_qpair {
 	struct nvr_ctrlr  *ctrlr;
 	uint16_t           qid;
 	bool               sq_created, cq_created;
-	/* Anything but the plain poll to do: fail_err set, retries waiting
-	 * out a delay (NVR_QP_ATTN_*); tested with the other empty-poll
-	 * conditions in one go. */
-	uint32_t           attention;
 	uint32_t           reset_seq;           /* ctrlr->reset_seq acted on */
 
 	struct nvr_req    *reqs;

@@ -95,6 +95,17 @@ void nvr_queue_free_mem(struct nvr_queue *q, struct nvr_pci_dev *dev, bool dma_u
  * use the queues (disabled, or not created yet). */
 void nvr_queue_rewind(struct nvr_queue *q);
 
+/* @cid with the next generation: differs from every earlier CID of its
+ * tracker but the last 62. */
+static inline uint16_t nvr_cid_next(uint16_t cid)
+{
+	uint32_t gen = (uint32_t)(cid >> NVR_CID_IDX_BITS) + 1;
+
+	if (gen == NVR_CID_GENS)
+		gen = 0;
+	return (uint16_t)(gen << NVR_CID_IDX_BITS | (cid & NVR_CID_IDX_MASK));
+}
+
 /* The oldest free tracker, or NULL. Its command is the caller's to fill
  * (tr->cmd, CID aside) before nvr_queue_post(). */
 static inline struct nvr_tracker *nvr_queue_tracker_get(struct nvr_queue *q)
@@ -107,12 +118,8 @@ static inline struct nvr_tracker *nvr_queue_tracker_get(struct nvr_queue *q)
 		q->free_head = 0;
 	q->nfree_tr--;
 	struct nvr_tracker *tr = &q->tr[idx];
-	/* next generation: the CID differs from every earlier use but the
-	 * last 62 of this tracker's */
-	uint32_t gen = (uint32_t)(tr->cid >> NVR_CID_IDX_BITS) + 1;
-	if (gen == NVR_CID_GENS)
-		gen = 0;
-	tr->cid = (uint16_t)(gen << NVR_CID_IDX_BITS | idx);
+
+	tr->cid = nvr_cid_next(tr->cid);
 	tr->retries = 0;
 	tr->aborted = false;
 	tr->resend = false;
@@ -147,11 +154,7 @@ static inline void nvr_queue_post(struct nvr_queue *q, struct nvr_tracker *tr)
  * of the old one cannot then be taken for the new one. */
 static inline void nvr_queue_repost(struct nvr_queue *q, struct nvr_tracker *tr)
 {
-	uint32_t gen = (uint32_t)(tr->cid >> NVR_CID_IDX_BITS) + 1;
-
-	if (gen == NVR_CID_GENS)
-		gen = 0;
-	tr->cid = (uint16_t)(gen << NVR_CID_IDX_BITS | (tr->cid & NVR_CID_IDX_MASK));
+	tr->cid = nvr_cid_next(tr->cid);
 	tr->seen_ms = 0;
 	tr->aborted = false;
 	nvr_queue_post(q, tr);
