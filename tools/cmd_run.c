@@ -223,12 +223,26 @@ int cmd_run(int argc, char **argv)
 		path = "/dev/nvring0n1";
 	if (path[0] != '/')
 		return cli_usage("run", "--path wants an absolute path, got '%s'", path);
-	int rc = check_holder(bdf);
-	if (rc)
-		return rc;
-	rc = check_memlock();
-	if (rc)
-		return rc;
+	/* An owner serving the controller (`nvring serve`) holds it and pins
+	 * the memory: then neither check applies; the program's shim connects. */
+	struct nvr_ctrlr *owner;
+	int lvl = nvr_set_log_level(NVR_LOG_OFF);   /* our own line says it */
+	int rc = nvr_ctrlr_connect_bdf(bdf, &owner);
+	nvr_set_log_level(lvl);
+	if (rc == -EACCES)
+		return cli_fail(EXIT_RUNTIME, "%s is served by an owner process that does not allow "
+				"uid %u: its owner can add `--allow-uid %u` to `nvring serve`", bdf,
+				(unsigned)getuid(), (unsigned)getuid());
+	if (rc == 0) {
+		nvr_ctrlr_detach(owner);
+	} else {
+		rc = check_holder(bdf);
+		if (rc)
+			return rc;
+		rc = check_memlock();
+		if (rc)
+			return rc;
+	}
 
 	char prog[PATH_MAX], shim[PATH_MAX];
 	rc = find_program(argv[i], prog, sizeof(prog));
