@@ -119,7 +119,7 @@ fi
 # cannot reach another process's files (README, "Many processes").
 t_run serve_progs_match_kernel
 pbad=0; pn=0
-for name in uring_rw uring_fork uring_fixed uring_links uring_timeout uring_threads uring_vectored uring_drain uring_eventfd uring_overflow raw_cat; do
+for name in uring_rw uring_fork uring_fixed uring_links uring_timeout uring_threads uring_vectored uring_drain uring_eventfd uring_overflow uring_hostile raw_cat; do
     p=$shim_dir/$name
     [ -x "$p" ] || continue
     pn=$((pn + 1))
