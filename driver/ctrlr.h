@@ -152,6 +152,27 @@ bool nvr_remote_dead(const struct nvr_ctrlr *c);
 /* Called on the first connection of a new process (a fork child). */
 void nvr_remote_set_new_process(struct nvr_ctrlr *c, void (*fn)(struct nvr_ctrlr *c));
 int  nvr_remote_detach(struct nvr_ctrlr *c);
+/* The owner's process has exited (asks its pidfd; marks the controller
+ * dead then). */
+bool nvr_remote_check_owner(struct nvr_ctrlr *c);
+/* Our descriptor bound to @nsid at the owner, for remote queue pairs. */
+int  nvr_remote_ns_fd(struct nvr_ctrlr *c, uint32_t nsid);
+/* nvr_dma_alloc()/free() on a connected controller: zeroed page-aligned
+ * memory of ours (the owner copies data in and out of it). */
+int  nvr_remote_mem_alloc(struct nvr_ctrlr *c, size_t len, void **buf);
+int  nvr_remote_mem_free(struct nvr_ctrlr *c, void *buf);
+/* driver/remote_qpair.c: the queue-pair calls on a connected controller. */
+struct nvr_qpair;
+struct iovec;
+enum nvr_io_op;
+int  nvr_remote_qpair_alloc(struct nvr_ctrlr *c, uint32_t entries, struct nvr_qpair **out);
+int  nvr_remote_qpair_free(struct nvr_qpair *qp);
+int  nvr_remote_qpair_poll(struct nvr_qpair *qp, uint32_t max);
+void nvr_remote_qpair_kick(struct nvr_qpair *qp);
+uint32_t nvr_remote_qpair_depth(const struct nvr_qpair *qp);
+int  nvr_remote_qpair_io(struct nvr_qpair *qp, enum nvr_io_op op, uint32_t nsid, uint64_t lba,
+			 uint32_t nlb, const struct iovec *iov, int iovcnt, nvr_cb cb, void *cb_arg);
+
 int  nvr_remote_socket_path(const char *bdf, char *out, size_t len);
 
 /* CSTS check, one MMIO read (not for every poll): all ones (the device is

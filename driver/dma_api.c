@@ -7,8 +7,8 @@
 
 NVR_API int nvr_dma_alloc(struct nvr_ctrlr *ctrlr, size_t len, void **buf)
 {
-	if (ctrlr && ctrlr->remote)
-		return -EOPNOTSUPP;   /* served by an owner: no device here */
+	if (ctrlr && ctrlr->remote)   /* the owner copies: plain memory */
+		return buf && len ? nvr_remote_mem_alloc(ctrlr, len, buf) : -EINVAL;
 	uint64_t iova;
 
 	if (!ctrlr || !buf || len == 0)
@@ -19,7 +19,7 @@ NVR_API int nvr_dma_alloc(struct nvr_ctrlr *ctrlr, size_t len, void **buf)
 NVR_API int nvr_dma_free(struct nvr_ctrlr *ctrlr, void *buf)
 {
 	if (ctrlr && ctrlr->remote)
-		return -EOPNOTSUPP;   /* served by an owner: no device here */
+		return nvr_remote_mem_free(ctrlr, buf);
 	if (!ctrlr || !buf)
 		return -EINVAL;
 	return nvr_pci_dma_free(ctrlr->dev, buf);

@@ -222,6 +222,12 @@ NVR_API int nvr_io(struct nvr_qpair *qp, enum nvr_io_op op, uint32_t nsid, uint6
 		   uint32_t nlb, const struct nvr_seg *segs, unsigned nseg,
 		   nvr_cb cb, void *cb_arg)
 {
+	if (unlikely(qp->remote)) {
+		/* no bus addresses on a connected controller */
+		if (nseg || segs)
+			return -EOPNOTSUPP;
+		return nvr_remote_qpair_io(qp, op, nsid, lba, nlb, NULL, 0, cb, cb_arg);
+	}
 	const struct nvr_ns *ns = nvr_ctrlr_find_ns(qp->ctrlr, nsid);
 	struct nvr_req *req;
 	int rc;
@@ -280,6 +286,10 @@ static int rw_buf(struct nvr_qpair *qp, enum nvr_io_op op, uint32_t nsid, const 
 
 	if (unlikely(!ns || nlb == 0))
 		return -EINVAL;
+	if (unlikely(qp->remote)) {
+		struct iovec v = { (void *)buf, (size_t)nlb << ns->lba_shift };
+		return nvr_remote_qpair_io(qp, op, nsid, lba, nlb, &v, 1, cb, cb_arg);
+	}
 	uint64_t bytes = (uint64_t)nlb << ns->lba_shift;
 	if (likely(bytes <= NVR_SEG_MAX_LEN)) {
 		/* one segment: what buf_segs() makes, without the array */
@@ -320,6 +330,14 @@ static int rw_vec(struct nvr_qpair *qp, enum nvr_io_op op, uint32_t nsid,
 
 	if (unlikely(!ns || !iov || iovcnt <= 0))
 		return -EINVAL;
+	if (unlikely(qp->remote)) {
+		for (int i = 0; i < iovcnt; i++)
+			total += iov[i].iov_len;
+		if (!total || (total & ((1u << ns->lba_shift) - 1)))
+			return -EINVAL;
+		return nvr_remote_qpair_io(qp, op, nsid, lba, (uint32_t)(total >> ns->lba_shift), iov,
+					   iovcnt, cb, cb_arg);
+	}
 	for (int i = 0; i < iovcnt; i++) {
 		if (iov[i].iov_len == 0)
 			continue;

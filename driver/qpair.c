@@ -132,6 +132,10 @@ static inline bool qp_may_ring(struct nvr_qpair *qp)
 
 NVR_API void nvr_qpair_kick(struct nvr_qpair *qp)
 {
+	if (unlikely(qp->remote)) {
+		nvr_remote_qpair_kick(qp);
+		return;
+	}
 	if (qp->q.sq_tail == qp->q.sq_db_tail || unlikely(!qp_may_ring(qp)))
 		return;
 	nvr_queue_ring(&qp->q);
@@ -425,6 +429,8 @@ static __attribute__((noinline)) int poll_work(struct nvr_qpair *qp, uint32_t ma
 
 NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max)
 {
+	if (unlikely(qp->remote))
+		return nvr_remote_qpair_poll(qp, max);
 	struct nvr_ctrlr *ctrlr = qp->ctrlr;
 	/* Acquire: a reset's end (or "failed") is published after the
 	 * controller was brought back (or quiesced), so what this queue pair
@@ -447,6 +453,10 @@ NVR_API int nvr_qpair_get_stats(const struct nvr_qpair *qp, struct nvr_qpair_sta
 {
 	if (!qp || !st)
 		return -EINVAL;
+	if (qp->remote) {
+		memset(st, 0, sizeof(*st));   /* the owner's to count */
+		return 0;
+	}
 	*st = qp->stats;
 	st->bad_cids = qp->q.bad_cids;
 	return 0;
@@ -487,7 +497,7 @@ static int qpair_init_mem(struct nvr_qpair *qp, uint32_t entries)
 NVR_API int nvr_qpair_alloc(struct nvr_ctrlr *ctrlr, uint32_t entries, struct nvr_qpair **out)
 {
 	if (ctrlr && ctrlr->remote)
-		return -EOPNOTSUPP;   /* served by an owner: no device here */
+		return nvr_remote_qpair_alloc(ctrlr, entries, out);   /* an owner's (remote_qpair.c) */
 	struct nvr_qpair *qp;
 	uint16_t qid;
 	int rc;
@@ -610,6 +620,8 @@ NVR_API int nvr_qpair_free(struct nvr_qpair *qp)
 
 	if (!qp)
 		return -EINVAL;
+	if (qp->remote)
+		return nvr_remote_qpair_free(qp);
 	nvr_ctrlr_enter(qp->ctrlr);   /* a reset midway would make the deletions miss */
 	rc = nvr_qpair_delete_sq(qp);
 	rc2 = nvr_qpair_delete_cq(qp);
@@ -625,5 +637,7 @@ NVR_API int nvr_qpair_free(struct nvr_qpair *qp)
 
 NVR_API uint32_t nvr_qpair_depth(const struct nvr_qpair *qp)
 {
+	if (qp->remote)
+		return nvr_remote_qpair_depth(qp);
 	return qp->q.ntr;
 }

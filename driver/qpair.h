@@ -54,6 +54,9 @@ struct nvr_req {
 };
 
 struct nvr_qpair {
+	/* on a connected controller: an SQPOLL ring in the owner
+	 * (driver/remote_qpair.c); nothing below is used then */
+	struct nvr_rqp    *remote;
 	struct nvr_queue   q;                   /* SQ, CQ, trackers: the engine */
 	struct nvr_ctrlr  *ctrlr;
 	uint16_t           qid;

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -40,6 +41,9 @@ struct nvr_remote {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	pid_t owner_pid;
 	int owner_pidfd;
+	pthread_mutex_t ns_lock;      /* nsfd, mem */
+	struct rmem { void *va; size_t len; struct rmem *next; } *mem;
+	int nsfd[NVS_MAX_NS];         /* the remote queue pairs' namespace fds (by index) */
 	pthread_key_t key;            /* this thread's struct conn */
 	_Atomic bool dead;
 	_Atomic uint32_t gen_seen;    /* fork generation of the last hello */
@@ -264,8 +268,8 @@ int nvr_remote_call(struct nvr_ctrlr *c, struct nvs_msg *m, const void *pl, size
 	int fd = conn_get(c);
 	if (fd < 0) {
 		if (fd == -ECONNREFUSED || fd == -ENOENT || fd == -ECONNRESET) {
-			atomic_store(&rm->dead, true);
 			owner_wait_exit(rm);
+			atomic_store(&rm->dead, true);
 			return -ENODEV;
 		}
 		return fd;
@@ -283,8 +287,10 @@ int nvr_remote_call(struct nvr_ctrlr *c, struct nvs_msg *m, const void *pl, size
 		if (n == 0 || n == -ECONNRESET || n == -EPIPE) {
 			nvr_log(NVR_LOG_ERR, "%s: the owner process is gone: its rings complete "
 				"with -ENODEV", rm->path);
-			atomic_store_explicit(&rm->dead, true, memory_order_release);
+			/* dead only once it has exited: then nothing of it is
+			 * still to come (see nvr_remote_dead()'s users) */
 			owner_wait_exit(rm);
+			atomic_store_explicit(&rm->dead, true, memory_order_release);
 			return -ENODEV;
 		}
 		return n < 0 ? (int)n : -EPROTO;
@@ -295,6 +301,57 @@ int nvr_remote_call(struct nvr_ctrlr *c, struct nvs_msg *m, const void *pl, size
 bool nvr_remote_dead(const struct nvr_ctrlr *c)
 {
 	return atomic_load_explicit(&c->remote->dead, memory_order_acquire);
+}
+
+bool nvr_remote_check_owner(struct nvr_ctrlr *c)
+{
+	struct nvr_remote *rm = c->remote;
+	if (atomic_load_explicit(&rm->dead, memory_order_acquire))
+		return true;
+	bool gone;
+	if (rm->owner_pidfd >= 0) {
+		struct pollfd p = { .fd = rm->owner_pidfd, .events = POLLIN };
+		gone = poll(&p, 1, 0) > 0;
+	} else {
+		gone = kill(rm->owner_pid, 0) < 0 && errno == ESRCH;
+	}
+	if (gone) {
+		nvr_log(NVR_LOG_ERR, "%s: the owner process is gone: its queue pairs complete with "
+			"-ENODEV", rm->path);
+		atomic_store_explicit(&rm->dead, true, memory_order_release);
+	}
+	return gone;
+}
+
+int nvr_remote_ns_fd(struct nvr_ctrlr *c, uint32_t nsid)
+{
+	struct nvr_remote *rm = c->remote;
+	if (!nsid)
+		return 0;
+	uint32_t i = 0;
+	while (i < c->nns && c->ns[i].info.nsid != nsid)
+		i++;
+	if (i == c->nns)
+		return -EINVAL;
+	pthread_mutex_lock(&rm->ns_lock);
+	int fd = rm->nsfd[i];
+	if (fd <= 0) {
+		fd = memfd_create("nvring-ns", MFD_CLOEXEC);
+		if (fd >= 0) {
+			struct nvs_msg m = { .op = NVS_NS_BIND, .a = { fd, nsid } };
+			int rc = nvr_remote_call(c, &m, NULL, 0, NULL, 0, -1, NULL);
+			if (rc < 0) {
+				close(fd);
+				fd = rc;
+			} else {
+				rm->nsfd[i] = fd;
+			}
+		} else {
+			fd = -errno;
+		}
+	}
+	pthread_mutex_unlock(&rm->ns_lock);
+	return fd;
 }
 
 void nvr_remote_set_new_process(struct nvr_ctrlr *c, void (*fn)(struct nvr_ctrlr *c))
@@ -326,6 +383,7 @@ NVR_API int nvr_ctrlr_connect(const char *path, struct nvr_ctrlr **out)
 		return -ENOMEM;
 	}
 	snprintf(rm->path, sizeof(rm->path), "%s", path);
+	pthread_mutex_init(&rm->ns_lock, NULL);
 	rm->owner_pid = (pid_t)h.owner_pid;
 	rm->owner_pidfd = (int)syscall(SYS_pidfd_open, rm->owner_pid, 0);
 	if (rm->owner_pidfd >= 0)
@@ -371,6 +429,46 @@ NVR_API int nvr_ctrlr_open(const char *bdf, const struct nvr_ctrlr_opts *opts,
 	return rc == -ENOENT ? nvr_ctrlr_attach(bdf, opts, out) : rc;
 }
 
+int nvr_remote_mem_alloc(struct nvr_ctrlr *c, size_t len, void **buf)
+{
+	struct nvr_remote *rm = c->remote;
+	size_t bytes = (len + 4095) & ~(size_t)4095;
+	struct rmem *m = malloc(sizeof(*m));
+	void *va = bytes >= len ? mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+					MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
+	if (!m || va == MAP_FAILED) {
+		free(m);
+		return -ENOMEM;
+	}
+	m->va = va;
+	m->len = bytes;
+	pthread_mutex_lock(&rm->ns_lock);
+	m->next = rm->mem;
+	rm->mem = m;
+	pthread_mutex_unlock(&rm->ns_lock);
+	*buf = va;
+	return 0;
+}
+
+int nvr_remote_mem_free(struct nvr_ctrlr *c, void *buf)
+{
+	struct nvr_remote *rm = c->remote;
+	struct rmem *m = NULL;
+	pthread_mutex_lock(&rm->ns_lock);
+	for (struct rmem **pp = &rm->mem; *pp; pp = &(*pp)->next)
+		if ((*pp)->va == buf) {
+			m = *pp;
+			*pp = m->next;
+			break;
+		}
+	pthread_mutex_unlock(&rm->ns_lock);
+	if (!m)
+		return -EINVAL;
+	munmap(m->va, m->len);
+	free(m);
+	return 0;
+}
+
 /* nvr_ctrlr_detach() of a connected controller: connections go. */
 int nvr_remote_detach(struct nvr_ctrlr *c)
 {
@@ -385,6 +483,15 @@ int nvr_remote_detach(struct nvr_ctrlr *c)
 	 * destructor runs on a deleted key */
 	if (rm->owner_pidfd >= 0)
 		close(rm->owner_pidfd);
+	for (uint32_t i = 0; i < NVS_MAX_NS; i++)
+		if (rm->nsfd[i] > 0)
+			close(rm->nsfd[i]);
+	while (rm->mem) {
+		struct rmem *m = rm->mem;
+		rm->mem = m->next;
+		munmap(m->va, m->len);
+		free(m);
+	}
 	free(c->ns);
 	free(rm);
 	free(c);

@@ -159,10 +159,16 @@ NVR_API int nvr_ctrlr_attach(const char *bdf, const struct nvr_ctrlr_opts *opts,
  * every ring living in the owner, which builds every NVMe command from the
  * ring's SQEs and moves data between the device and this process's memory
  * itself, as the kernel does; nvr_ctrlr_get_info() (bdf, vwc, max_xfer,
- * nn) and nvr_ns_get_info() answer from what the owner reported. The
- * queue-pair and DMA calls (nvr_qpair_alloc(), nvr_dma_*()) need the
- * device in this process and return -EOPNOTSUPP; so do reset and log
- * pages. nvr_ctrlr_detach() ends the connection. Threads each get their
+ * nn) and nvr_ns_get_info() answer from what the owner reported.
+ * Queue pairs work too: each is a polling (SQPOLL) ring in the owner, so
+ * submitting and nvr_qpair_poll() make no system call while the owner's
+ * poller is awake; nvr_read()/nvr_write()/readv/writev/flush/write zeroes/
+ * deallocate behave as on an attached controller, except that completions
+ * report the errno only (cpl->res; cpl->status is 0) and "DMA memory"
+ * (nvr_dma_alloc()) is plain memory of this process: there are no bus
+ * addresses here, so nvr_io() with segments, nvr_dma_iova(),
+ * nvr_dma_register()/hold() return -EOPNOTSUPP, as do reset and log pages.
+ * nvr_ctrlr_detach() ends the connection. Threads each get their
  * own connection on first use; a fork() child gets its own and keeps the
  * rings and namespace descriptors it inherited.
  * If the owner dies, every ring's commands in flight complete with -ENODEV

@@ -20,6 +20,9 @@
  *   serve_refused_eacces         a refused client gets -EACCES
  *   serve_fork_child_shares_ring a fork child uses its parent's ring and
  *                                its own, and its exit leaves the parent's
+ *   serve_embedded_qpair_io      the embedded API's queue pairs on a
+ *                                connected controller: read, write, readv,
+ *                                flush, write zeroes, deallocate, errors
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -489,6 +492,72 @@ static void test_serve_fork_child_shares_ring(void **state)
 	free(buf);
 }
 
+struct done { int n; int res[16]; };
+static void on_done(void *arg, const struct nvr_cpl *cpl)
+{
+	struct done *d = arg;
+	d->res[d->n++ % 16] = cpl->res;
+}
+
+static void wait_done(struct nvr_qpair *qp, struct done *d, int want)
+{
+	for (long i = 0; d->n < want && i < 50000000; i++)
+		assert_true(nvr_qpair_poll(qp, 0) >= 0);
+	assert_int_equal(d->n, want);
+}
+
+static void test_serve_embedded_qpair_io(void **state)
+{
+	(void)state;
+	struct nvr_ctrlr *c;
+	assert_int_equal(nvr_ctrlr_connect(sock_path, &c), 0);
+	struct nvr_qpair *qp;
+	assert_int_equal(nvr_qpair_alloc(c, 32, &qp), 0);
+	assert_true(nvr_qpair_depth(qp) >= 8);
+	uint8_t *w, *r;
+	assert_int_equal(nvr_dma_alloc(c, 16384, (void **)&w), 0);
+	assert_int_equal(nvr_dma_alloc(c, 16384, (void **)&r), 0);
+	fill(w, 16384, 21);
+	struct done d = { 0 };
+	assert_int_equal(nvr_write(qp, 1, w, 100, 32, on_done, &d), 0);   /* 16 KiB */
+	assert_int_equal(nvr_flush(qp, 1, on_done, &d), 0);
+	wait_done(qp, &d, 2);
+	assert_int_equal(d.res[0], 0);
+	assert_int_equal(d.res[1], 0);
+	struct iovec iov[2] = { { r, 8192 }, { r + 8192, 8192 } };
+	d.n = 0;
+	assert_int_equal(nvr_readv(qp, 1, iov, 2, 100, on_done, &d), 0);
+	wait_done(qp, &d, 1);
+	assert_int_equal(d.res[0], 0);
+	assert_memory_equal(r, w, 16384);
+	d.n = 0;
+	assert_int_equal(nvr_write_zeroes(qp, 1, 104, 8, on_done, &d), 0);
+	assert_int_equal(nvr_read(qp, 1, r, 100, 32, on_done, &d), 0);
+	wait_done(qp, &d, 2);
+	assert_int_equal(d.res[0], 0);
+	assert_int_equal(d.res[1], 0);
+	static const uint8_t zero[4096];
+	assert_memory_equal(r, w, 2048);
+	assert_memory_equal(r + 2048, zero, 4096);
+	assert_memory_equal(r + 6144, w + 6144, 16384 - 6144);
+	/* errors: past the end (the owner's -EINVAL... as the kernel's), no
+	 * bus addresses here, no such namespace */
+	d.n = 0;
+	assert_int_equal(nvr_read(qp, 1, r, NS_BLOCKS, 8, on_done, &d), 0);
+	wait_done(qp, &d, 1);
+	assert_true(d.res[0] < 0);
+	struct nvr_seg seg = { 0x1000, 4096 };
+	assert_int_equal(nvr_io(qp, NVR_IO_READ, 1, 0, 8, &seg, 1, on_done, &d), -EOPNOTSUPP);
+	assert_int_equal(nvr_read(qp, 9, r, 0, 8, on_done, &d), -EINVAL);
+	uint64_t iova;
+	assert_int_equal(nvr_dma_iova(c, r, 4096, &iova), -EOPNOTSUPP);
+	assert_int_equal(nvr_dma_free(c, r + 4096), -EINVAL);
+	assert_int_equal(nvr_qpair_free(qp), 0);
+	assert_int_equal(nvr_dma_free(c, w), 0);
+	assert_int_equal(nvr_dma_free(c, r), 0);
+	assert_int_equal(nvr_ctrlr_detach(c), 0);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -498,6 +567,7 @@ int main(void)
 		cmocka_unit_test(test_serve_client_killed_releases),
 		cmocka_unit_test(test_serve_fork_child_shares_ring),
 		cmocka_unit_test(test_serve_refused_eacces),
+		cmocka_unit_test(test_serve_embedded_qpair_io),
 		cmocka_unit_test(test_serve_owner_killed_enodev),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
