@@ -141,6 +141,8 @@ static void rring_post(struct ur_rring *rr, uint64_t user_data)
 static void rring_flush_backlog(struct ur_rring *rr)
 {
 	unsigned n = rr->nbacklog, done = 0;
+	if (!n)
+		return;
 	rr->nbacklog = 0;
 	for (; done < n; done++) {
 		const struct io_uring_params *p = &rr->p;

@@ -282,7 +282,9 @@ int cmd_serve(int argc, char **argv)
 		rc = cli_attach(s->bdf, &s->ctrlr);
 		if (rc)
 			goto out;
-		snprintf(s->path, sizeof(s->path), "%.80s/%.15s.sock", rundir, s->bdf);
+		char bdf[16];
+		memcpy(bdf, s->bdf, sizeof(bdf));
+		snprintf(s->path, sizeof(s->path), "%.80s/%.15s.sock", rundir, bdf);
 		s->lfd = listen_at(s->path, mode, group);
 		if (s->lfd < 0) {
 			rc = cli_fail(EXIT_RUNTIME, "cannot listen on %s: %s", s->path,
