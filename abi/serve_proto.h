@@ -77,7 +77,11 @@ struct nvs_msg {
 	uint32_t op;          /* enum nvs_op (request); the same op (reply) */
 	uint32_t len;         /* payload bytes after this header */
 	int64_t  a[6];        /* request arguments */
-	int64_t  ret;         /* reply: result, the kernel's convention */
+	int64_t  ret;         /* reply: result, the kernel's convention.
+			       * Request: the CPU the caller runs on + 1, or 0
+			       * (the owner serves the call on that CPU: a
+			       * hand-over between two CPUs costs far more than
+			       * one on the same CPU, see abi/serve.c) */
 };
 
 /* Largest payload: a hello reply. */

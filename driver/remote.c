@@ -276,6 +276,8 @@ int nvr_remote_call(struct nvr_ctrlr *c, struct nvs_msg *m, const void *pl, size
 	}
 	uint32_t op = m->op;
 	m->len = (uint32_t)plen;
+	int cpu = sched_getcpu();
+	m->ret = cpu >= 0 ? cpu + 1 : 0;
 	ssize_t n = xfer(fd, true, m, (void *)pl, plen, &sendfd);
 	if (n >= 0)
 		n = reply_wait(fd, m, rpl, rmax, rfd);
