@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -579,6 +580,20 @@ NVR_API int nvr_serve_conn(struct nvr_ctrlr *ctrlr, int sock, const char *bdf)
 					  "1): upgrade the program's nvring";
 		send_reply(sock, &m, -EPROTO, why, sizeof(why), -1);
 		return -EPROTO;
+	}
+	if (m.a[2]) {
+		/* can we reach its memory? (a uid we may not ptrace: no) */
+		uint64_t got = 0;
+		struct iovec l = { &got, sizeof(got) }, r = { (void *)(uintptr_t)m.a[2], sizeof(got) };
+		if (process_vm_readv(cred.pid, &l, 1, &r, 1, 0) != sizeof(got) || got != NVS_MAGIC) {
+			char why[200];
+			snprintf(why, sizeof(why), "the owner (uid %u) cannot reach the memory of uid %u "
+				 "(%s): run nvring serve as root, or as the clients' uid",
+				 (unsigned)geteuid(), (unsigned)cred.uid, strerror(errno));
+			send_reply(sock, &m, -EACCES, why, strlen(why) + 1, -1);
+			nvr_log(NVR_LOG_WARN, "serve: refused pid %d: %s", (int)cred.pid, why);
+			return -EACCES;
+		}
 	}
 	int err = 0;
 	pthread_mutex_lock(&serve_lock);

@@ -40,9 +40,12 @@
 #define NVS_VERSION 1u
 
 enum nvs_op {
-	/* a[0] = NVS_MAGIC, a[1] = NVS_VERSION. Reply: ret 0 and
-	 * struct nvs_hello_reply as payload, or -EACCES/-EPROTO and a text
-	 * line (NUL-terminated) as payload. Must be a connection's first. */
+	/* a[0] = NVS_MAGIC, a[1] = NVS_VERSION, a[2] = the address of a
+	 * uint64_t holding NVS_MAGIC in the client (or 0): the owner reads it
+	 * to check that it can reach the client's memory at all. Reply: ret 0
+	 * and struct nvs_hello_reply as payload, or -EACCES/-EPROTO and a
+	 * text line (NUL-terminated) as payload. Must be a connection's
+	 * first. */
 	NVS_HELLO = 1,
 	/* a[0] = entries; payload: struct io_uring_params (in). Reply: ret =
 	 * ring id (>= 0) or -errno; payload: struct io_uring_params (out);
