@@ -199,11 +199,8 @@ NVR_API int nvr_uring_set_fd_floor(int floor)
 	return 0;
 }
 
-int ur_memfd(const char *name)
+int ur_fd_raise(int fd)
 {
-	int fd = memfd_create(name, MFD_CLOEXEC);
-	if (fd < 0)
-		return -errno;
 	int floor = atomic_load_explicit(&ur_fd_floor, memory_order_relaxed);
 	if (floor > 0 && fd < floor) {
 		int hi = fcntl(fd, F_DUPFD_CLOEXEC, floor);
@@ -214,6 +211,14 @@ int ur_memfd(const char *name)
 		fd = hi;
 	}
 	return fd;
+}
+
+int ur_memfd(const char *name)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	return ur_fd_raise(fd);
 }
 
 struct ur_ring *ur_ring_get_fail(int fd, const struct ur_obj *o, int *err)

@@ -27,6 +27,9 @@
 #define NVR_CHECK_INTERVAL 1024
 /* ... and, with nothing outstanding, for a removal only (a read() each). */
 #define NVR_IDLE_CHECK_INTERVAL 65536
+/* Create I/O CQ's Invalid Interrupt Vector (NVMe 2.0 §5.4, SCT 1, SC 08h),
+ * as nvr_admin_cmd() returns a status. */
+#define NVR_SC_INVALID_IRQ_VECTOR (NVME_SCT_CMD_SPECIFIC << 8 | 0x08)
 
 
 /* ---- requests ---------------------------------------------------------- */
@@ -635,9 +638,9 @@ NVR_API int nvr_qpair_alloc(struct nvr_ctrlr *ctrlr, uint32_t entries, struct nv
 	qp->reset_seq = atomic_load_explicit(&ctrlr->reset_seq, memory_order_acquire);
 	/* The CQ must exist before an SQ can name it (§5.5). */
 	rc = nvr_admin_create_cq(ctrlr, qid, entries, qp->q.cq_iova, qp->iv);
-	if (rc > 0 && qp->iv >= 0) {
-		/* A controller that refuses the vector (Invalid Interrupt
-		 * Vector, or IEN at all) still gets a polled queue. */
+	if (rc == NVR_SC_INVALID_IRQ_VECTOR && qp->iv >= 0) {
+		/* A controller that refuses the vector its MSI-X table
+		 * offered still gets a polled queue. */
 		nvr_log(NVR_LOG_INFO, "%s: Create I/O CQ %u with MSI-X vector %d refused "
 			"(status 0x%x): the queue is polled", ctrlr->info.bdf, qid, qp->iv, rc);
 		qp->iv = qp->irq_fd = -1;
