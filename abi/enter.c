@@ -132,7 +132,36 @@ static void ur_backoff(unsigned *idle)
 #define UR_SLEEP_MAX_MS  1000       /* an idle sleeper still looks at the device each second */
 
 static bool ur_pure_poll;           /* NVRING_POLL set */
-static int64_t ur_spin_fixed = -1;  /* NVRING_SPIN_US, ns; -1: adaptive */
+static int64_t ur_spin_fixed = -1;  /* NVRING_SPIN_US, in ticks; -1: adaptive */
+static unsigned ur_spin_pct = 50;   /* NVRING_SPIN_PCT: the spin, in % of the mean */
+static uint64_t ur_spin_cap;        /* UR_SPIN_MAX_NS in ticks */
+
+/* The spin's clock: the TSC where there is one. clock_gettime() is a vDSO
+ * read on most machines but a system call and an emulated HPET read in a
+ * TCG guest, which made a clock-timed spin cost more than the I/O. */
+static inline uint64_t ur_ticks(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	return __builtin_ia32_rdtsc();
+#else
+	return now_ns();
+#endif
+}
+
+/* Ticks per ns, measured once over 1 ms (the first wait of the process). */
+static double ur_tick_rate(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	uint64_t n0 = now_ns(), t0 = ur_ticks(), n1;
+	do
+		n1 = now_ns();
+	while (n1 - n0 < 1000000);
+	double rate = (double)(ur_ticks() - t0) / (double)(n1 - n0);
+	return rate > 0.01 && rate < 100 ? rate : 1;
+#else
+	return 1;
+#endif
+}
 static pthread_once_t ur_wait_once = PTHREAD_ONCE_INIT;
 static pthread_key_t ur_wake_key;
 static bool ur_wake_key_ok;
@@ -148,12 +177,21 @@ static void ur_wait_init(void)
 {
 	const char *e = getenv("NVRING_POLL");
 	ur_pure_poll = e && *e && strcmp(e, "0") != 0;
+	double rate = ur_tick_rate();
+	ur_spin_cap = (uint64_t)(UR_SPIN_MAX_NS * rate);
 	e = getenv("NVRING_SPIN_US");
 	if (e && *e) {
 		char *end;
 		long us = strtol(e, &end, 10);
 		if (*end == '\0' && us >= 0 && us <= 10000000)
-			ur_spin_fixed = us * 1000;
+			ur_spin_fixed = (int64_t)((double)us * 1000 * rate);
+	}
+	e = getenv("NVRING_SPIN_PCT");
+	if (e && *e) {
+		char *end;
+		long pct = strtol(e, &end, 10);
+		if (*end == '\0' && pct >= 0 && pct <= 1000)
+			ur_spin_pct = (unsigned)pct;
 	}
 	ur_wake_key_ok = pthread_key_create(&ur_wake_key, ur_wake_fd_close) == 0;
 }
@@ -195,17 +233,17 @@ static uint64_t ur_spin_budget(const struct ur_ring *r)
 {
 	if (ur_spin_fixed >= 0)
 		return (uint64_t)ur_spin_fixed;
-	uint64_t half = r->wait_avg_ns / 2;
-	return half < UR_SPIN_MAX_NS ? half : UR_SPIN_MAX_NS;
+	uint64_t part = r->wait_avg_ns / 100 * ur_spin_pct;
+	return part < ur_spin_cap ? part : ur_spin_cap;
 }
 
 /* A wait that began (found nothing with commands in the device) at
- * @since saw a completion now: into the mean, weight 1/8. */
+ * @since (ticks) saw a completion now: into the mean, weight 1/8. */
 static void ur_wait_sample(struct ur_ring *r, uint64_t since)
 {
 	if (!since)
 		return;
-	uint64_t d = now_ns() - since;
+	uint64_t d = ur_ticks() - since;
 	r->wait_avg_ns = r->wait_avg_ns ? r->wait_avg_ns - r->wait_avg_ns / 8 + d / 8 : d;
 }
 
@@ -227,7 +265,7 @@ static void ur_sleep(struct ur_ring *r, unsigned min, uint64_t deadline, uint32_
 {
 	struct pollfd pfd[3];
 	int n = 0, tmo = UR_SLEEP_MAX_MS, wfd = ur_thread_wake_fd();
-	uint64_t cnt, now = now_ns();
+	uint64_t cnt, now = 0;
 	struct ur_sleeper me = { .fd = wfd };
 
 	if (wfd < 0) {   /* no eventfd: sleep the way polling does */
@@ -235,14 +273,16 @@ static void ur_sleep(struct ur_ring *r, unsigned min, uint64_t deadline, uint32_
 		nanosleep(&ts, NULL);
 		return;
 	}
-	/* only this thread reads it: a stale count would end the sleep early */
-	while (read(wfd, &cnt, sizeof(cnt)) == (ssize_t)sizeof(cnt))
-		;
 	pfd[n++] = (struct pollfd){ .fd = wfd, .events = POLLIN };
-	if (deadline)
+	/* the clock only when a deadline needs it (see ur_ticks()) */
+	if (deadline) {
+		now = now_ns();
 		ur_tmo_lower(&tmo, now, deadline);
+	}
 	ur_lock(&r->lock);
 	if (!sqpoll) {
+		if (r->timeouts && !now)
+			now = now_ns();
 		for (struct ur_req *t = r->timeouts; t; t = t->tmo_next)
 			if (t->tmo_ns)
 				ur_tmo_lower(&tmo, now, t->tmo_ns);
@@ -271,6 +311,12 @@ static void ur_sleep(struct ur_ring *r, unsigned min, uint64_t deadline, uint32_
 	ur_unlock(&r->lock);
 
 	poll(pfd, (nfds_t)n, tmo);   /* EINTR: a handler ran; the caller looks again */
+	/* only this thread reads its fd: drained when it fired (one read
+	 * takes the whole count); a write that lands after this ends the
+	 * next sleep at once, a harmless extra look */
+	if (pfd[0].revents & POLLIN && read(wfd, &cnt, sizeof(cnt)) < 0) {
+		/* EAGAIN: drained already */
+	}
 
 	ur_lock(&r->lock);
 	for (struct ur_sleeper **p = &r->sleepers; *p; p = &(*p)->next)
@@ -336,7 +382,7 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
 				continue;   /* commands complete in microseconds */
 			}
 			if (busy) {
-				uint64_t now = now_ns();
+				uint64_t now = ur_ticks();
 				if (!wait_start) {
 					wait_start = now;
 					spin_until = now + ur_spin_budget(r);

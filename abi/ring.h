@@ -349,7 +349,8 @@ struct ur_ring {
 	int       sq_cpu;
 	/* Interrupt-driven waiting (enter.c): the waiters asleep now (under
 	 * the lock), and the recent mean time a wait with I/O in the device
-	 * took to see a completion (the spin before sleeping is half of it). */
+	 * took to see a completion, in the spin's ticks (TSC; the spin
+	 * before sleeping is a share of it). */
 	struct ur_sleeper *sleepers;
 	uint64_t  wait_avg_ns;
 	struct ur_lock lock;       /* the kernel's uring_lock: submission, each reap

@@ -76,6 +76,7 @@ struct nvr_qpair {
 	int                iv;
 	int                irq_fd;
 	uint64_t           next_check_ms;       /* nvr_qpair_irq_arm()'s health checks */
+	uint32_t           arms;                /* nvr_qpair_irq_arm() calls */
 	struct nvr_qpair_stats stats;
 };
 
