@@ -21,12 +21,16 @@
  *    every thread) over the S seconds as a share of one core, for both
  *    modes.
  *
+ * The measuring thread is pinned to vCPU --cpu (default 0, as nvbench pins
+ * its thread 0; -1: not pinned).
+ *
  * Prints a table and, between "=== irqbench json begin/end", one JSON
  * object. Measures only; asserts nothing.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,7 +298,7 @@ int main(int argc, char **argv)
 {
 	const char *bdf = NULL;
 	double secs = 2, idle_secs = 5;
-	int rounds = 3, idle_rings = 4;
+	int rounds = 3, idle_rings = 4, cpu = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--bdf") && i + 1 < argc)
 			bdf = argv[++i];
@@ -306,9 +310,11 @@ int main(int argc, char **argv)
 			idle_secs = atof(argv[++i]);
 		else if (!strcmp(argv[i], "--idle-rings") && i + 1 < argc)
 			idle_rings = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--cpu") && i + 1 < argc)
+			cpu = atoi(argv[++i]);
 		else {
 			fprintf(stderr, "usage: irqbench --bdf BDF [--secs S] [--rounds N] "
-				"[--idle-secs S] [--idle-rings N]\n");
+				"[--idle-secs S] [--idle-rings N] [--cpu N]\n");
 			return 2;
 		}
 	}
@@ -319,12 +325,19 @@ int main(int argc, char **argv)
 	uint32_t *lat = malloc(MAX_LAT * sizeof(*lat));
 	if (!lat)
 		return 1;
+	if (cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set))
+			fprintf(stderr, "irqbench: cannot pin to CPU %d\n", cpu);
+	}
 	tsc_calibrate();
 	static const char *mode_name[2] = { "irq", "poll" };
 	double v[2][5][64];   /* mode, metric (iops mean p50 p99 cpu), round */
 	int good[2] = { 0, 0 }, bad = 0;
-	printf("irqbench: %s, QD1 %u B randread, %d rounds of %.2f s, modes alternate\n", bdf, BS,
-	       rounds, secs);
+	printf("irqbench: %s, QD1 %u B randread, %d rounds of %.2f s, modes alternate, cpu %d\n",
+	       bdf, BS, rounds, secs, cpu);
 	for (int round = 0; round < rounds; round++) {
 		for (int k = 0; k < 2; k++) {
 			int m = (round + k) % 2;   /* round r starts with mode r mod 2 */
