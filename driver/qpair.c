@@ -598,11 +598,17 @@ static int qpair_init_mem(struct nvr_qpair *qp, uint32_t entries)
 
 NVR_API int nvr_qpair_alloc(struct nvr_ctrlr *ctrlr, uint32_t entries, struct nvr_qpair **out)
 {
+	return nvr_qpair_alloc_flags(ctrlr, entries, 0, out);
+}
+
+NVR_API int nvr_qpair_alloc_flags(struct nvr_ctrlr *ctrlr, uint32_t entries, uint32_t flags,
+				  struct nvr_qpair **out)
+{
 	struct nvr_qpair *qp;
 	uint16_t qid;
 	int rc;
 
-	if (!ctrlr || !out)
+	if (!ctrlr || !out || (flags & ~NVR_QPAIR_IRQ))
 		return -EINVAL;
 	*out = NULL;
 	if (nvr_ctrlr_failed(ctrlr))
@@ -631,9 +637,11 @@ NVR_API int nvr_qpair_alloc(struct nvr_ctrlr *ctrlr, uint32_t entries, struct nv
 	}
 	qp->ctrlr = ctrlr;
 	qp->qid = qid;
-	/* its own vector if the controller has one for it (ctrlr.c) */
+	/* its own vector if asked for and the controller has one for it
+	 * (ctrlr.c); else no interrupts at all: a polled queue pair would
+	 * only pay for them */
 	qp->iv = qp->irq_fd = -1;
-	if (qid < ctrlr->nirq) {
+	if ((flags & NVR_QPAIR_IRQ) && qid < ctrlr->nirq) {
 		qp->iv = qid;
 		qp->irq_fd = ctrlr->irq_fds[qid];
 	}

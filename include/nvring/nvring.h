@@ -65,8 +65,8 @@ struct nvr_ctrlr_opts {
 };
 #define NVR_ATTACH_NO_HUGEPAGES 0x1  /* DMA memory from locked 4 KiB pages only */
 /* No interrupts: every queue pair is only polled (also NVRING_POLL=1 in the
- * environment). Without it, I/O queue pairs get an MSI-X vector each while
- * the controller has enough (see nvr_qpair_wait()). */
+ * environment). Without it, queue pairs allocated with NVR_QPAIR_IRQ get an
+ * MSI-X vector each while the controller has enough (nvr_qpair_wait()). */
 #define NVR_ATTACH_POLL         0x2
 
 /* What the controller said about itself. Strings are NUL-terminated with
@@ -231,6 +231,20 @@ NVR_API int nvr_ns_get_info(const struct nvr_ctrlr *ctrlr, uint32_t nsid,
  */
 NVR_API int nvr_qpair_alloc(struct nvr_ctrlr *ctrlr, uint32_t entries, struct nvr_qpair **out);
 
+/**
+ * nvr_qpair_alloc_flags() - nvr_qpair_alloc() with NVR_QPAIR_* @flags.
+ * NVR_QPAIR_IRQ: the completion queue gets an MSI-X vector of its own
+ * (interrupts enabled), so that its owner may sleep in nvr_qpair_wait()
+ * instead of polling; without a vector for it (see nvr_qpair_wait()) the
+ * queue pair is polled only, which is no error. Without the flag (and in
+ * nvr_qpair_alloc()) the queue raises no interrupts: a queue pair that is
+ * only ever polled does not pay for them. Errors as nvr_qpair_alloc(),
+ * and -EINVAL for an unknown flag.
+ */
+#define NVR_QPAIR_IRQ 0x1u
+NVR_API int nvr_qpair_alloc_flags(struct nvr_ctrlr *ctrlr, uint32_t entries, uint32_t flags,
+				  struct nvr_qpair **out);
+
 /** nvr_qpair_free() - delete the queue pair (SQ then CQ). Outstanding
  *  commands complete with -ECANCELED (-EIO on a failed controller). The
  *  queue pair is freed even when a Delete command fails; that error is
@@ -256,11 +270,11 @@ NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max);
  * nvr_qpair_wait() - sleep until @qp has something for nvr_qpair_poll(),
  * instead of spinning on it.
  *
- * I/O queue pairs are created with interrupts enabled (IEN) and an MSI-X
- * vector of their own, routed to an eventfd, when the controller has a
- * vector for them (its MSI-X table holds at least qid + 1 entries) and
- * neither NVR_ATTACH_POLL nor NVRING_POLL=1 asked for polling; the others
- * are polled only. nvr_qpair_wait() first looks whether @qp has work
+ * I/O queue pairs allocated with NVR_QPAIR_IRQ are created with
+ * interrupts enabled (IEN) and an MSI-X vector of their own, routed to an
+ * eventfd, when the controller has a vector for them (its MSI-X table
+ * holds at least qid + 1 entries) and neither NVR_ATTACH_POLL nor
+ * NVRING_POLL=1 asked for polling; the others are polled only. nvr_qpair_wait() first looks whether @qp has work
  * (a completion posted, commands not yet rung, a reset to recover from, a
  * retry due, a failed controller) and returns 1 at once if so; else it
  * sleeps until the queue pair's interrupt fires or @timeout_ms passes

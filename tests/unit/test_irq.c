@@ -104,7 +104,7 @@ static void test_irq_completion_signals_vector_eventfd(void **state)
 
 	attach_cfg(&e, NULL, NULL);
 	assert_int_equal(nvme_model_get_stats(e.m).irq_vectors, e.c->info.max_io_qpairs + 1);
-	assert_int_equal(nvr_qpair_alloc(e.c, 16, &qp), 0);
+	assert_int_equal(nvr_qpair_alloc_flags(e.c, 16, NVR_QPAIR_IRQ, &qp), 0);
 	int fd = nvr_qpair_irq_fd(qp);
 	assert_true(fd >= 0);
 	seed(&e, 3, 0x21);
@@ -142,7 +142,7 @@ static void test_irq_wait_wakes_for_late_completion(void **state)
 	struct cnt done = { 0 };
 
 	attach_cfg(&e, NULL, NULL);
-	assert_int_equal(nvr_qpair_alloc(e.c, 16, &qp), 0);
+	assert_int_equal(nvr_qpair_alloc_flags(e.c, 16, NVR_QPAIR_IRQ, &qp), 0);
 	nvme_model_delay_cpl(e.m, 30000);
 	seed(&e, 9, 0x5a);
 	assert_int_equal(nvr_dma_alloc(e.c, 4096, &buf), 0);
@@ -165,6 +165,24 @@ static void test_irq_wait_wakes_for_late_completion(void **state)
 	tu_detach(&e);
 }
 
+/* nvr_qpair_alloc() (no NVR_QPAIR_IRQ): no interrupts, even with vectors
+ * free; completions signal nothing. */
+static void test_irq_plain_alloc_raises_no_interrupts(void **state)
+{
+	(void)state;
+	struct tu_env e;
+	struct nvr_qpair *qp;
+
+	attach_cfg(&e, NULL, NULL);
+	assert_int_equal(nvr_qpair_alloc(e.c, 16, &qp), 0);
+	assert_int_equal(nvr_qpair_irq_fd(qp), -ENOTSUP);
+	read_polled(e.c, qp, &e, 12, 0x24);
+	assert_int_equal(nvme_model_get_stats(e.m).irqs, 0);
+	assert_int_equal(nvr_qpair_free(qp), 0);
+	assert_int_equal(nvr_qpair_alloc_flags(e.c, 16, 0x80, &qp), -EINVAL);
+	tu_detach(&e);
+}
+
 /* No MSI-X at all: every queue pair is polled, and works. */
 static void test_irq_fallback_without_msix(void **state)
 {
@@ -175,7 +193,7 @@ static void test_irq_fallback_without_msix(void **state)
 
 	attach_cfg(&e, &cfg, NULL);
 	assert_int_equal(nvme_model_get_stats(e.m).irq_vectors, 0);
-	assert_int_equal(nvr_qpair_alloc(e.c, 16, &qp), 0);
+	assert_int_equal(nvr_qpair_alloc_flags(e.c, 16, NVR_QPAIR_IRQ, &qp), 0);
 	assert_int_equal(nvr_qpair_irq_fd(qp), -ENOTSUP);
 	assert_int_equal(nvr_qpair_wait(qp, 10), -ENOTSUP);
 	int tmo = -1;
@@ -198,7 +216,7 @@ static void test_irq_too_few_vectors_polls_the_rest(void **state)
 	attach_cfg(&e, &cfg, NULL);
 	assert_int_equal(nvme_model_get_stats(e.m).irq_vectors, 3);
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(nvr_qpair_alloc(e.c, 16, &qp[i]), 0);
+		assert_int_equal(nvr_qpair_alloc_flags(e.c, 16, NVR_QPAIR_IRQ, &qp[i]), 0);
 	int with = 0;
 	for (int i = 0; i < 3; i++) {
 		int fd = nvr_qpair_irq_fd(qp[i]);
@@ -222,7 +240,7 @@ static void test_irq_poll_forced_by_flag_and_env(void **state)
 
 	attach_cfg(&e, NULL, &opts);
 	assert_int_equal(nvme_model_get_stats(e.m).irq_vectors, 0);
-	assert_int_equal(nvr_qpair_alloc(e.c, 16, &qp), 0);
+	assert_int_equal(nvr_qpair_alloc_flags(e.c, 16, NVR_QPAIR_IRQ, &qp), 0);
 	assert_int_equal(nvr_qpair_irq_fd(qp), -ENOTSUP);
 	read_polled(e.c, qp, &e, 5, 0x11);
 	assert_int_equal(nvr_qpair_free(qp), 0);
@@ -232,7 +250,7 @@ static void test_irq_poll_forced_by_flag_and_env(void **state)
 	attach_cfg(&e, NULL, NULL);
 	unsetenv("NVRING_POLL");
 	assert_int_equal(nvme_model_get_stats(e.m).irq_vectors, 0);
-	assert_int_equal(nvr_qpair_alloc(e.c, 16, &qp), 0);
+	assert_int_equal(nvr_qpair_alloc_flags(e.c, 16, NVR_QPAIR_IRQ, &qp), 0);
 	assert_int_equal(nvr_qpair_irq_fd(qp), -ENOTSUP);
 	assert_int_equal(nvr_qpair_free(qp), 0);
 	tu_detach(&e);
@@ -249,7 +267,7 @@ static void test_irq_reset_keeps_vector(void **state)
 	struct cnt done = { 0 };
 
 	attach_cfg(&e, NULL, NULL);
-	assert_int_equal(nvr_qpair_alloc(e.c, 16, &qp), 0);
+	assert_int_equal(nvr_qpair_alloc_flags(e.c, 16, NVR_QPAIR_IRQ, &qp), 0);
 	int fd = nvr_qpair_irq_fd(qp);
 	assert_true(fd >= 0);
 	read_polled(e.c, qp, &e, 6, 0x61);
@@ -318,6 +336,45 @@ static void test_irq_ring_wait_delivers_late_read(void **state)
 	check_block(buf, 0x77);
 	assert_true(nvme_model_get_stats(e.m).irqs > irqs);
 	nvme_model_delay_cpl(e.m, 0);
+	tu_ring_exit(&r);
+	nvr_ns_close(ns);
+	free(buf);
+	tu_detach(&e);
+}
+
+/* An IOPOLL ring polls, as the kernel's: its queue pair raises no
+ * interrupts; a plain ring's does. */
+static void test_irq_iopoll_ring_has_no_interrupts(void **state)
+{
+	(void)state;
+	struct tu_env e;
+	struct tu_ring r;
+	struct io_uring_cqe c;
+	uint8_t *buf = aligned_alloc(4096, 4096);
+
+	attach_cfg(&e, NULL, NULL);
+	int ns = nvr_ns_open(e.c, 1);
+	struct io_uring_params p = { .flags = IORING_SETUP_IOPOLL };
+	assert_true(tu_ring_init(&r, e.c, 8, &p) >= 0);
+	seed(&e, 14, 0x3c);
+	prep_read(&r, 5, ns, buf, 512, 14 * 512);
+	tu_flush(&r);
+	assert_int_equal(tu_enter(&r, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0), 1);
+	for (int i = 0; i < 1000000 && !tu_cqe(&r, &c); i++)
+		tu_enter(&r, 0, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+	assert_int_equal(c.user_data, 5);
+	assert_int_equal(c.res, 512);
+	check_block(buf, 0x3c);
+	assert_int_equal(nvme_model_get_stats(e.m).irqs, 0);
+	tu_ring_exit(&r);
+
+	assert_true(tu_ring_init(&r, e.c, 8, NULL) >= 0);   /* plain: interrupts */
+	prep_read(&r, 6, ns, buf, 512, 14 * 512);
+	tu_flush(&r);
+	assert_int_equal(tu_enter(&r, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0), 1);
+	assert_true(tu_cqe(&r, &c));
+	assert_int_equal(c.res, 512);
+	assert_true(nvme_model_get_stats(e.m).irqs >= 1);
 	tu_ring_exit(&r);
 	nvr_ns_close(ns);
 	free(buf);
@@ -432,11 +489,13 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_irq_completion_signals_vector_eventfd),
 		cmocka_unit_test(test_irq_wait_wakes_for_late_completion),
+		cmocka_unit_test(test_irq_plain_alloc_raises_no_interrupts),
 		cmocka_unit_test(test_irq_fallback_without_msix),
 		cmocka_unit_test(test_irq_too_few_vectors_polls_the_rest),
 		cmocka_unit_test(test_irq_poll_forced_by_flag_and_env),
 		cmocka_unit_test(test_irq_reset_keeps_vector),
 		cmocka_unit_test(test_irq_ring_wait_delivers_late_read),
+		cmocka_unit_test(test_irq_iopoll_ring_has_no_interrupts),
 		cmocka_unit_test(test_irq_ring_idle_wait_times_out),
 		cmocka_unit_test(test_irq_ring_timer_fires_during_sleep),
 		cmocka_unit_test(test_irq_ring_sleeper_woken_by_other_thread),

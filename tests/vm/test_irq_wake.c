@@ -21,11 +21,25 @@
 
 #define ROUNDS 32
 
+/* vm_io_open() with its queue pair swapped for one with NVR_QPAIR_IRQ. */
+static struct vm_io *irq_io_open(void **state, struct vm_ctrlr *v, uint64_t salt)
+{
+	struct vm_io *io = vm_io_open(state, v, 0, 4096, salt);
+	int rc;
+
+	assert_int_equal(nvr_qpair_free(io->qp), 0);
+	io->qp = NULL;
+	rc = nvr_qpair_alloc_flags(v->ctrlr, 0, NVR_QPAIR_IRQ, &io->qp);
+	if (rc < 0)
+		fail_msg("nvr_qpair_alloc_flags(%s, IRQ): %s", v->bdf, strerror(-rc));
+	return io;
+}
+
 /* The queue pair has a vector, and a read's completion signals it before
  * anyone polls: the eventfd is seen by poll() alone. */
 static void irq_completion_fires_vector_eventfd(void **state)
 {
-	struct vm_io *io = vm_io_open(state, VM_CTRLR(0), 0, 4096, 1);
+	struct vm_io *io = irq_io_open(state, VM_CTRLR(0), 1);
 	int fd = nvr_qpair_irq_fd(io->qp);
 
 	if (fd < 0)
@@ -53,7 +67,7 @@ static void irq_completion_fires_vector_eventfd(void **state)
 /* nvr_qpair_wait() until each read completes, then the poll reaps it. */
 static void irq_qpair_wait_sleeps_until_completion(void **state)
 {
-	struct vm_io *io = vm_io_open(state, VM_CTRLR(0), 0, 4096, 2);
+	struct vm_io *io = irq_io_open(state, VM_CTRLR(0), 2);
 	int woken = 0;
 
 	for (int i = 0; i < ROUNDS; i++) {
