@@ -310,7 +310,12 @@ static void ur_sleep(struct ur_ring *r, unsigned min, uint64_t deadline, uint32_
 	r->sleepers = &me;
 	ur_unlock(&r->lock);
 
+	/* poll() is a cancellation point, io_uring_enter(2) is not: a
+	 * cancelled waiter would leave its node on the list */
+	int cancel_state;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
 	poll(pfd, (nfds_t)n, tmo);   /* EINTR: a handler ran; the caller looks again */
+	pthread_setcancelstate(cancel_state, NULL);
 	/* only this thread reads its fd: drained when it fired (one read
 	 * takes the whole count); a write that lands after this ends the
 	 * next sleep at once, a harmless extra look */
