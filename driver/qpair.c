@@ -492,12 +492,14 @@ NVR_API int nvr_qpair_irq_arm(struct nvr_qpair *qp, int *timeout_ms)
 	}
 	busy = qp->q.nfree_tr < qp->q.ntr;
 	/* The clock costs a system call in some guests (TCG: an emulated
-	 * HPET read): while busy, sleeps are short and many, so it is read
-	 * every 8th arm only, and the sleep bounded by the check interval
-	 * without it (the checks run at most 8 intervals late). */
+	 * HPET read): while busy, sleeps are many and usually ended by the
+	 * interrupt within microseconds, so it is read every 8th arm only,
+	 * the sleeps in between bounded by an eighth of the check interval:
+	 * the checks (the command timeout among them) are never more than
+	 * one interval late even when nothing completes. */
 	if (busy && (++qp->arms & 7) && !qp->ndelayed) {
-		if (*timeout_ms < 0 || *timeout_ms > NVR_SLEEP_CHECK_MS)
-			*timeout_ms = NVR_SLEEP_CHECK_MS;
+		if (*timeout_ms < 0 || *timeout_ms > NVR_SLEEP_CHECK_MS / 8)
+			*timeout_ms = NVR_SLEEP_CHECK_MS / 8;
 		now = 0;
 	} else {
 		now = nvr_now_ms();
