@@ -173,6 +173,19 @@ static void ur_wake_fd_close(void *p)
 	ur_wake_fd = -1;
 }
 
+/* A forked child shares the parent thread's wake eventfd (the object, not
+ * a copy): its reads could take wakes meant for the parent. The child's
+ * (only) thread makes its own on its first sleep. */
+static void ur_wake_fd_atfork_child(void)
+{
+	if (ur_wake_fd >= 0) {
+		close(ur_wake_fd);
+		ur_wake_fd = -1;
+		if (ur_wake_key_ok)
+			pthread_setspecific(ur_wake_key, NULL);
+	}
+}
+
 static void ur_wait_init(void)
 {
 	const char *e = getenv("NVRING_POLL");
@@ -194,6 +207,7 @@ static void ur_wait_init(void)
 			ur_spin_pct = (unsigned)pct;
 	}
 	ur_wake_key_ok = pthread_key_create(&ur_wake_key, ur_wake_fd_close) == 0;
+	pthread_atfork(NULL, NULL, ur_wake_fd_atfork_child);
 }
 
 /* This thread's wake eventfd (made on its first sleep, closed when the
