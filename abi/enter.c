@@ -8,16 +8,21 @@
  * submit while others wait in GETEVENTS or register; the ring's lock
  * (r->lock, the kernel's uring_lock) is held for each submission and each
  * reap pass, never across a backoff, so a waiter never holds up a
- * submitter for longer than one pass. Waiting spins on the queue pair while commands
- * are in the device (they complete in microseconds) and backs off to short
- * sleeps when nothing is in flight (then only a timeout can end the wait,
- * as in the kernel).
+ * submitter for longer than one pass. Waiting spins on the queue pair for
+ * a short adaptive time while commands are in the device, then sleeps on
+ * its interrupt (see ur_wait()); with nothing in flight it sleeps at once
+ * (then only a timeout, or another thread, can end the wait, as in the
+ * kernel).
  */
 #include <errno.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -110,12 +115,254 @@ static void ur_backoff(unsigned *idle)
 	}
 }
 
+/* ---- waiting: spin briefly, then sleep on the interrupt -----------------
+ *
+ * The kernel's hybrid polling the other way round: a wait with commands in
+ * the device spins for about half the recent mean time such a wait took
+ * (capped), then sleeps in poll() on the queue pair's interrupt eventfd
+ * (nvr_qpair_irq_arm()), the thread's own wake eventfd (written by whoever
+ * posts CQEs or submits while it sleeps: another thread, the SQPOLL
+ * poller) and the hidden kernel ring's fd, with a timeout that keeps the
+ * wait's deadline and the ring's timers (r->timeouts) on time. A wait with
+ * nothing in the device does not spin at all. NVRING_POLL=1 (or a queue
+ * pair without a vector) keeps the old pure polling: spin, yield, 20 us
+ * sleeps. NVRING_SPIN_US=N fixes the spin at N us (bench/).
+ */
+#define UR_SPIN_MAX_NS   100000ull  /* the adaptive spin's cap */
+#define UR_SLEEP_MAX_MS  1000       /* an idle sleeper still looks at the device each second */
+
+static bool ur_pure_poll;           /* NVRING_POLL set */
+static int64_t ur_spin_fixed = -1;  /* NVRING_SPIN_US, in ticks; -1: adaptive */
+static unsigned ur_spin_pct = 50;   /* NVRING_SPIN_PCT: the spin, in % of the mean */
+static uint64_t ur_spin_cap;        /* UR_SPIN_MAX_NS in ticks */
+
+/* The spin's clock: the TSC where there is one. clock_gettime() is a vDSO
+ * read on most machines but a system call and an emulated HPET read in a
+ * TCG guest, which made a clock-timed spin cost more than the I/O. */
+static inline uint64_t ur_ticks(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	return __builtin_ia32_rdtsc();
+#else
+	return now_ns();
+#endif
+}
+
+/* Ticks per ns, measured once over 1 ms (the first wait of the process). */
+static double ur_tick_rate(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	uint64_t n0 = now_ns(), t0 = ur_ticks(), n1;
+	do
+		n1 = now_ns();
+	while (n1 - n0 < 1000000);
+	double rate = (double)(ur_ticks() - t0) / (double)(n1 - n0);
+	return rate > 0.01 && rate < 100 ? rate : 1;
+#else
+	return 1;
+#endif
+}
+static pthread_once_t ur_wait_once = PTHREAD_ONCE_INIT;
+static pthread_key_t ur_wake_key;
+static bool ur_wake_key_ok;
+static __thread int ur_wake_fd = -1;
+
+static void ur_wake_fd_close(void *p)
+{
+	close((int)(intptr_t)p - 1);
+	ur_wake_fd = -1;
+}
+
+/* A forked child shares the parent thread's wake eventfd (the object, not
+ * a copy): its reads could take wakes meant for the parent. The child's
+ * (only) thread makes its own on its first sleep. */
+static void ur_wake_fd_atfork_child(void)
+{
+	if (ur_wake_fd >= 0) {
+		close(ur_wake_fd);
+		ur_wake_fd = -1;
+		if (ur_wake_key_ok)
+			pthread_setspecific(ur_wake_key, NULL);
+	}
+}
+
+static void ur_wait_init(void)
+{
+	const char *e = getenv("NVRING_POLL");
+	ur_pure_poll = e && *e && strcmp(e, "0") != 0;
+	double rate = ur_tick_rate();
+	ur_spin_cap = (uint64_t)(UR_SPIN_MAX_NS * rate);
+	e = getenv("NVRING_SPIN_US");
+	if (e && *e) {
+		char *end;
+		long us = strtol(e, &end, 10);
+		if (*end == '\0' && us >= 0 && us <= 10000000)
+			ur_spin_fixed = (int64_t)((double)us * 1000 * rate);
+	}
+	e = getenv("NVRING_SPIN_PCT");
+	if (e && *e) {
+		char *end;
+		long pct = strtol(e, &end, 10);
+		if (*end == '\0' && pct >= 0 && pct <= 1000)
+			ur_spin_pct = (unsigned)pct;
+	}
+	ur_wake_key_ok = pthread_key_create(&ur_wake_key, ur_wake_fd_close) == 0;
+	pthread_atfork(NULL, NULL, ur_wake_fd_atfork_child);
+}
+
+/* This thread's wake eventfd (made on its first sleep, closed when the
+ * thread exits), or a negative errno. */
+static int ur_thread_wake_fd(void)
+{
+	if (ur_wake_fd >= 0)
+		return ur_wake_fd;
+	if (!ur_wake_key_ok)
+		return -ENOMEM;
+	int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	fd = ur_fd_raise(fd);   /* out of the program's way, as the ring memfds */
+	if (fd < 0)
+		return fd;
+	if (pthread_setspecific(ur_wake_key, (void *)(intptr_t)(fd + 1))) {
+		close(fd);
+		return -ENOMEM;
+	}
+	ur_wake_fd = fd;
+	return fd;
+}
+
+/* Under the lock: every sleeper looks again. */
+void ur_wake_sleepers(struct ur_ring *r)
+{
+	uint64_t one = 1;
+	for (struct ur_sleeper *s = r->sleepers; s; s = s->next)
+		if (write(s->fd, &one, sizeof(one)) < 0) {
+			/* the count is at its maximum: it is awake anyway */
+		}
+}
+
+/* How long a wait with commands in the device spins before sleeping. */
+static uint64_t ur_spin_budget(const struct ur_ring *r)
+{
+	if (ur_spin_fixed >= 0)
+		return (uint64_t)ur_spin_fixed;
+	uint64_t part = r->wait_avg_ns / 100 * ur_spin_pct;
+	return part < ur_spin_cap ? part : ur_spin_cap;
+}
+
+/* A wait that began (found nothing with commands in the device) at
+ * @since (ticks) saw a completion now: into the mean, weight 1/8. */
+static void ur_wait_sample(struct ur_ring *r, uint64_t since)
+{
+	if (!since)
+		return;
+	uint64_t d = ur_ticks() - since;
+	r->wait_avg_ns = r->wait_avg_ns ? r->wait_avg_ns - r->wait_avg_ns / 8 + d / 8 : d;
+}
+
+/* Milliseconds from now until @at (ns, CLOCK_MONOTONIC), rounded up so a
+ * sleep never ends before it; lowers *tmo. */
+static void ur_tmo_lower(int *tmo, uint64_t now, uint64_t at)
+{
+	uint64_t ms = at > now ? (at - now + 999999) / 1000000 : 0;
+	if (*tmo < 0 || ms < (uint64_t)*tmo)
+		*tmo = (int)ms;
+}
+
+/* Sleep until something may have changed for a waiter of @min CQEs (an
+ * interrupt, a wake from another thread, a kernel ring CQE, a timer or
+ * @deadline). Returns at once if the lock-held look finds it ready or the
+ * queue pair has work. */
+static void ur_sleep(struct ur_ring *r, unsigned min, uint64_t deadline, uint32_t timeouts,
+		     bool sqpoll)
+{
+	struct pollfd pfd[4];
+	int n = 0, tmo = UR_SLEEP_MAX_MS, wfd = ur_thread_wake_fd();
+	uint64_t cnt, now = 0;
+	struct ur_sleeper me = { .fd = wfd };
+
+	if (wfd < 0) {   /* no eventfd: sleep the way polling does */
+		struct timespec ts = { 0, 20000 };
+		nanosleep(&ts, NULL);
+		return;
+	}
+	pfd[n++] = (struct pollfd){ .fd = wfd, .events = POLLIN };
+	/* served: the client's death wakes us too (ur_wait() then sees it) */
+	if (r->client && ur_tls_client) {
+		if (ur_tls_client->pidfd >= 0)
+			pfd[n++] = (struct pollfd){ .fd = ur_tls_client->pidfd, .events = POLLIN };
+		else if (tmo < 0 || tmo > 100)
+			tmo = 100;
+	}
+	/* the clock only when a deadline needs it (see ur_ticks()) */
+	if (deadline) {
+		now = now_ns();
+		ur_tmo_lower(&tmo, now, deadline);
+	}
+	ur_lock(&r->lock);
+	if (!sqpoll) {
+		if (r->timeouts && !now)
+			now = now_ns();
+		for (struct ur_req *t = r->timeouts; t; t = t->tmo_next)
+			if (t->tmo_ns)
+				ur_tmo_lower(&tmo, now, t->tmo_ns);
+		/* clears the interrupt's count, then looks: a CQE it misses
+		 * signals the fd after this */
+		int rc = nvr_qpair_irq_arm(r->qp, &tmo);
+		if (rc == 1 || (rc < 0 && r->in_device) || r->retry.head || r->done.head ||
+		    r->defer.head) {
+			ur_unlock(&r->lock);
+			return;   /* work for the reap, or nothing to sleep on */
+		}
+		if (rc == 0)
+			pfd[n++] = (struct pollfd){ .fd = nvr_qpair_irq_fd(r->qp), .events = POLLIN };
+		if (r->kring_inflight && ur_kring_fd(r) >= 0)
+			pfd[n++] = (struct pollfd){ .fd = ur_kring_fd(r), .events = POLLIN };
+	}
+	/* the last look under the lock: whatever is posted after it finds
+	 * us on the list (ur_cq_tail_release()) */
+	if (ur_cq_ready(r) >= min || atomic_load_explicit(&r->has_overflow, memory_order_relaxed) ||
+	    __atomic_load_n(&r->cq_timeouts, __ATOMIC_RELAXED) != timeouts) {
+		ur_unlock(&r->lock);
+		return;
+	}
+	me.next = r->sleepers;
+	r->sleepers = &me;
+	ur_unlock(&r->lock);
+
+	/* poll() is a cancellation point, io_uring_enter(2) is not: a
+	 * cancelled waiter would leave its node on the list */
+	int cancel_state;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+	poll(pfd, (nfds_t)n, tmo);   /* EINTR: a handler ran; the caller looks again */
+	pthread_setcancelstate(cancel_state, NULL);
+	/* only this thread reads its fd: drained when it fired (one read
+	 * takes the whole count); a write that lands after this ends the
+	 * next sleep at once, a harmless extra look */
+	if (pfd[0].revents & POLLIN && read(wfd, &cnt, sizeof(cnt)) < 0) {
+		/* EAGAIN: drained already */
+	}
+
+	ur_lock(&r->lock);
+	for (struct ur_sleeper **p = &r->sleepers; *p; p = &(*p)->next)
+		if (*p == &me) {
+			*p = me.next;
+			break;
+		}
+	ur_unlock(&r->lock);
+}
+
 /* io_cqring_wait(): wait until @min CQEs are ready or @deadline passes. */
 static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
 {
 	bool sqpoll = r->flags & IORING_SETUP_SQPOLL;
 	unsigned idle = 0;
 	int ret = 0;
+	uint64_t wait_start = 0, spin_until = 0;
+	pthread_once(&ur_wait_once, ur_wait_init);
+	/* pure polling: asked for, or a queue pair without a vector */
+	bool poll_only = ur_pure_poll || (!sqpoll && nvr_qpair_irq_fd(r->qp) < 0);
 	/* io_should_wake(): a timeout that fires ends the wait too */
 	uint32_t timeouts = __atomic_load_n(&r->cq_timeouts, __ATOMIC_RELAXED);
 	/* The kernel posts completions that interrupts delivered (task work)
@@ -135,8 +382,10 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
 			ur_unlock(&r->lock);
 		}
 		if (ur_cq_ready(r) >= min ||
-		    __atomic_load_n(&r->cq_timeouts, __ATOMIC_RELAXED) != timeouts)
+		    __atomic_load_n(&r->cq_timeouts, __ATOMIC_RELAXED) != timeouts) {
+			ur_wait_sample(r, wait_start);
 			return 0;
+		}
 		if (deadline && now_ns() >= deadline) {
 			ret = -ETIME;
 			break;
@@ -145,21 +394,43 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
 			ur_lock(&r->lock);
 			uint32_t before = r->cq_tail;
 			ur_reap(r);
-			bool progress = r->cq_tail != before || r->in_device;
+			bool progress = r->cq_tail != before;
+			bool busy = r->in_device || r->retry.head;
 			ur_unlock(&r->lock);
 			if (progress) {
+				ur_wait_sample(r, wait_start);
+				wait_start = 0;
 				idle = 0;
 				continue;
+			}
+			if (busy && poll_only) {
+				idle = 0;
+				continue;   /* commands complete in microseconds */
+			}
+			if (busy) {
+				uint64_t now = ur_ticks();
+				if (!wait_start) {
+					wait_start = now;
+					spin_until = now + ur_spin_budget(r);
+				}
+				if (now < spin_until) {
+					ur_cpu_relax();
+					continue;
+				}
 			}
 		}
 		/* served: a client killed while we wait for it is noticed
 		 * (its pidfd), so that its rings can be closed */
-		if (__builtin_expect(r->client != NULL, 0) && !(idle & 255) && ur_tls_client &&
+		if (__builtin_expect(r->client != NULL, 0) && (!poll_only || !(idle & 255)) &&
+		    ur_tls_client &&
 		    ur_client_gone(ur_tls_client)) {
 			ret = -ENODEV;
 			break;
 		}
-		ur_backoff(&idle);
+		if (poll_only)
+			ur_backoff(&idle);
+		else
+			ur_sleep(r, min, deadline, timeouts, sqpoll);
 	}
 	return ur_cq_ready(r) ? 0 : ret;
 }
@@ -287,6 +558,9 @@ static __attribute__((noinline)) int ur_enter_submit(struct ur_ring *r, unsigned
 	if (r->done.head || r->retry.head)
 		ur_reap(r);
 	nvr_qpair_kick(r->qp);   /* one doorbell for the batch */
+	/* a waiter asleep with nothing in the device has something now */
+	if (__builtin_expect(r->sleepers != NULL, 0))
+		ur_wake_sleepers(r);
 	*reaped = !(flags & IORING_ENTER_GETEVENTS) && r->in_device && (unsigned)ret == to_submit;
 	if (*reaped)
 		ur_reap(r);

@@ -220,19 +220,6 @@ NVR_API int nvr_uring_set_fd_floor(int floor)
 	return 0;
 }
 
-int ur_memfd(const char *name)
-{
-	return ur_memfd_flags(name, 0);
-}
-
-int ur_memfd_flags(const char *name, unsigned flags)
-{
-	int fd = memfd_create(name, MFD_CLOEXEC | flags);
-	if (fd < 0)
-		return -errno;
-	return ur_fd_raise(fd);
-}
-
 int ur_fd_raise(int fd)
 {
 	int floor = atomic_load_explicit(&ur_fd_floor, memory_order_relaxed);
@@ -245,6 +232,19 @@ int ur_fd_raise(int fd)
 		fd = hi;
 	}
 	return fd;
+}
+
+int ur_memfd(const char *name)
+{
+	return ur_memfd_flags(name, 0);
+}
+
+int ur_memfd_flags(const char *name, unsigned flags)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC | flags);
+	if (fd < 0)
+		return -errno;
+	return ur_fd_raise(fd);
 }
 
 struct ur_ring *ur_ring_get_fail(int fd, const struct ur_obj *o, int *err)

@@ -68,6 +68,11 @@ static void kring_free(struct ur_kring *k)
 	free(k);
 }
 
+int ur_kring_fd(const struct ur_ring *r)
+{
+	return r->kring ? r->kring->fd : -1;
+}
+
 static struct ur_kring *kring_get(struct ur_ring *r)
 {
 	if (r->kring)

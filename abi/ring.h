@@ -264,6 +264,13 @@ static inline void ur_unlock(struct ur_lock *l)
 		ur_unlock_wake(l);
 }
 
+/* A thread asleep in enter's wait (enter.c), on the ring's list while it
+ * sleeps: whoever posts CQEs or submits writes its eventfd. */
+struct ur_sleeper {
+	struct ur_sleeper *next;
+	int fd;                    /* the thread's own wake eventfd */
+};
+
 struct ur_ring {
 	struct ur_obj obj;
 	struct nvr_ctrlr *ctrlr;
@@ -361,6 +368,12 @@ struct ur_ring {
 	_Atomic uint32_t sq_wake;  /* futex word: bumped by SQ_WAKEUP */
 	uint32_t  sq_idle_ms;
 	int       sq_cpu;
+	/* Interrupt-driven waiting (enter.c): the waiters asleep now (under
+	 * the lock), and the recent mean time a wait with I/O in the device
+	 * took to see a completion, in the spin's ticks (TSC; the spin
+	 * before sleeping is a share of it). */
+	struct ur_sleeper *sleepers;
+	uint64_t  wait_avg_ns;
 	struct ur_lock lock;       /* the kernel's uring_lock: submission, each reap
 				    * pass, register; SQPOLL: the poller per pass, and
 				    * register/flush callers from other threads */
@@ -434,11 +447,17 @@ static inline uint32_t ur_cq_head_acquire(struct ur_ring *r)
 /* Our CQ tail: release, so the CQE contents are visible before the tail
  * that makes them the application's. */
 void ur_eventfd_signal(struct ur_ring *r);      /* register.c */
+void ur_wake_sleepers(struct ur_ring *r);       /* enter.c */
+/* Under the ring's lock (as every CQ tail update is): the sleepers list
+ * is read under it too, so a waiter that checked the CQ under the lock and
+ * then went on the list is woken by any CQE posted after its check. */
 static inline void ur_cq_tail_release(struct ur_ring *r)
 {
 	atomic_store_explicit(r->cq_ktail, r->cq_tail, memory_order_release);
 	if (r->eventfd >= 0 && r->cq_tail != r->eventfd_tail)
 		ur_eventfd_signal(r);
+	if (__builtin_expect(r->sleepers != NULL, 0))
+		ur_wake_sleepers(r);
 }
 
 /* SQ flags are read by the application at any time and also changed by the
@@ -548,6 +567,7 @@ int  ur_kring_prep(struct ur_ring *r, struct ur_req *req, const struct io_uring_
 void ur_kring_issue(struct ur_ring *r, struct ur_req *req);
 void ur_kring_reap(struct ur_ring *r);
 void ur_kring_close(struct ur_ring *r);
+int  ur_kring_fd(const struct ur_ring *r);      /* pollable, or -1: no kernel ring */
 bool ur_kring_op_supported(struct ur_ring *r, unsigned op);   /* forwarded: the kernel's probe */
 
 /* register.c */

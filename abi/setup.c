@@ -311,7 +311,11 @@ static int ur_setup(struct nvr_ctrlr *ctrlr, unsigned entries, struct io_uring_p
 	uint32_t depth = r->cq_entries;
 	if (ci && ci->max_io_entries && depth > ci->max_io_entries)
 		depth = ci->max_io_entries;
-	ret = nvr_qpair_alloc(ctrlr, depth, &r->qp);
+	/* a vector for rings whose waits may sleep: not IOPOLL rings (they
+	 * poll, as the kernel's) nor SQPOLL ones (the poller owns the queue) */
+	ret = nvr_qpair_alloc_flags(ctrlr, depth,
+				    (p->flags & (IORING_SETUP_IOPOLL | IORING_SETUP_SQPOLL)) ? 0
+				    : NVR_QPAIR_IRQ, &r->qp);
 	if (ret < 0) {
 		r->qp = NULL;
 		goto fail;

@@ -234,13 +234,17 @@ int nvr_admin_set_features(struct nvr_ctrlr *ctrlr, uint8_t fid, uint32_t cdw11,
 }
 
 /* Create I/O Completion Queue (NVMe 2.0 §5.4): physically contiguous,
- * interrupts off — nvring polls. */
-int nvr_admin_create_cq(struct nvr_ctrlr *ctrlr, uint16_t qid, uint32_t entries, uint64_t iova)
+ * interrupts on with MSI-X vector @iv, or off (@iv < 0: the queue is only
+ * polled). */
+int nvr_admin_create_cq(struct nvr_ctrlr *ctrlr, uint16_t qid, uint32_t entries, uint64_t iova,
+			int iv)
 {
+	/* CDW11: IV in bits 31:16, IEN bit 1, PC bit 0 (§5.4) */
 	struct nvme_sqe c = {
 		.opc = NVME_ADM_CREATE_CQ, .prp1 = iova,
 		.cdw10 = (entries - 1) << 16 | qid,
-		.cdw11 = NVME_QUEUE_PHYS_CONTIG,
+		.cdw11 = NVME_QUEUE_PHYS_CONTIG |
+			 (iv >= 0 ? (uint32_t)iv << 16 | NVME_CQ_IRQ_ENABLED : 0),
 	};
 
 	return nvr_admin_cmd(ctrlr, &c, NULL);

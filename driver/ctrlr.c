@@ -447,9 +447,60 @@ static void opts_defaults(struct nvr_ctrlr_opts *o, const struct nvr_ctrlr_opts 
 	}
 }
 
+/* NVRING_POLL=1 (any value but empty or "0"): no interrupts, as
+ * NVR_ATTACH_POLL. */
+static bool poll_forced(const struct nvr_ctrlr *ctrlr)
+{
+	const char *env = getenv("NVRING_POLL");
+
+	return (ctrlr->opts.flags & NVR_ATTACH_POLL) || (env && *env && strcmp(env, "0") != 0);
+}
+
+/*
+ * Route MSI-X vectors to eventfds: vector 0 (the admin queue's, polled)
+ * and one per I/O queue pair the controller granted, as many as the MSI-X
+ * table has; queue pairs beyond it are polled only. All at once: VFIO on
+ * kernels before 6.5 cannot add vectors to an enabled set. Best effort:
+ * without vectors every queue pair is polled, as before interrupts.
+ */
+static void ctrlr_irq_setup(struct nvr_ctrlr *ctrlr)
+{
+	const struct nvr_pci_ops *ops = ctrlr->dev->ops;
+	unsigned have, want = ctrlr->info.max_io_qpairs + 1u, n;
+	int rc;
+
+	if (poll_forced(ctrlr) || !ops->irq_vectors || !ops->irq_enable)
+		return;
+	have = ops->irq_vectors(ctrlr->dev);
+	n = have < want ? have : want;
+	if (n > NVR_PCI_MAX_IRQS)
+		n = NVR_PCI_MAX_IRQS;
+	if (n < 2) {
+		nvr_log(NVR_LOG_INFO, "%s: %u MSI-X vector(s): no interrupt for any I/O queue, "
+			"they are polled", ctrlr->info.bdf, have);
+		return;
+	}
+	ctrlr->irq_fds = calloc(n, sizeof(*ctrlr->irq_fds));
+	if (!ctrlr->irq_fds)
+		return;
+	rc = ops->irq_enable(ctrlr->dev, n, ctrlr->irq_fds);
+	if (rc) {
+		free(ctrlr->irq_fds);
+		ctrlr->irq_fds = NULL;
+		return;
+	}
+	ctrlr->nirq = n;
+	if (n < want)
+		nvr_log(NVR_LOG_INFO, "%s: %u MSI-X vectors for %u I/O queue pairs: queue pairs %u "
+			"and up are polled only", ctrlr->info.bdf, have, want - 1, n);
+}
+
 /* Free what attach built; the device is closed last. */
 static void ctrlr_release(struct nvr_ctrlr *ctrlr)
 {
+	if (ctrlr->nirq && ctrlr->dev->ops->irq_disable)
+		ctrlr->dev->ops->irq_disable(ctrlr->dev);
+	free(ctrlr->irq_fds);
 	nvr_adminq_fini(ctrlr);
 	nvr_ctrlr_dma_free(ctrlr, ctrlr->scratch);
 	free(ctrlr->ns);
@@ -560,6 +611,7 @@ int nvr_ctrlr_attach_dev(struct nvr_pci_dev *dev, const struct nvr_ctrlr_opts *o
 	rc = identify_namespaces(ctrlr);
 	if (rc)
 		goto fail;
+	ctrlr_irq_setup(ctrlr);
 	*out = ctrlr;
 	return 0;
 

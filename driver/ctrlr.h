@@ -124,6 +124,17 @@ struct nvr_ctrlr {
 	uint32_t              nfree_qids;
 	struct nvr_qpair    **qpairs;
 
+	/* MSI-X (pci ops irq_*): nirq vectors routed to eventfds, vector v
+	 * signalling irq_fds[v]. Vector 0 is the admin queue's (which is
+	 * polled: its fd is never waited on); I/O queue pair qid has vector
+	 * qid if qid < nirq, else none (polled). nirq 0: everything polled
+	 * (no MSI-X, too few vectors, NVR_ATTACH_POLL or NVRING_POLL=1).
+	 * Fixed after attach: a reset keeps the vectors (MSI-X lives in PCI
+	 * config space, which CC.EN does not touch and VFIO restores after
+	 * a function reset). */
+	int                  *irq_fds;
+	uint32_t              nirq;
+
 	void                 *scratch;            /* 4 KiB for Identify data */
 	uint64_t              scratch_iova;
 };
@@ -254,8 +265,9 @@ int  nvr_admin_identify(struct nvr_ctrlr *ctrlr, uint8_t cns, uint8_t csi, uint3
 			uint64_t iova);
 int  nvr_admin_set_features(struct nvr_ctrlr *ctrlr, uint8_t fid, uint32_t cdw11,
 			    uint32_t *dw0);
+/* @iv: the MSI-X vector of the CQ (IEN=1), or -1 for none (IEN=0). */
 int  nvr_admin_create_cq(struct nvr_ctrlr *ctrlr, uint16_t qid, uint32_t entries,
-			 uint64_t iova);
+			 uint64_t iova, int iv);
 int  nvr_admin_create_sq(struct nvr_ctrlr *ctrlr, uint16_t qid, uint32_t entries,
 			 uint64_t iova, uint16_t cqid);
 int  nvr_admin_delete_queue(struct nvr_ctrlr *ctrlr, uint8_t opc, uint16_t qid);

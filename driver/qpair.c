@@ -7,9 +7,11 @@
  * after a reset. See qpair.h; the queue mechanics are driver/queue.h's.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "driver/ctrlr.h"
 #include "driver/mmio.h"
@@ -25,6 +27,9 @@
 #define NVR_CHECK_INTERVAL 1024
 /* ... and, with nothing outstanding, for a removal only (a read() each). */
 #define NVR_IDLE_CHECK_INTERVAL 65536
+/* Create I/O CQ's Invalid Interrupt Vector (NVMe 2.0 §5.4, SCT 1, SC 08h),
+ * as nvr_admin_cmd() returns a status. */
+#define NVR_SC_INVALID_IRQ_VECTOR (NVME_SCT_CMD_SPECIFIC << 8 | 0x08)
 
 
 /* ---- requests ---------------------------------------------------------- */
@@ -356,7 +361,7 @@ static void recover(struct nvr_qpair *qp, uint32_t seq)
 		nvr_ctrlr_leave(ctrlr);
 		return;   /* another reset came: the next poll recovers from it */
 	}
-	rc = nvr_admin_create_cq(ctrlr, qp->qid, qp->q.entries, qp->q.cq_iova);
+	rc = nvr_admin_create_cq(ctrlr, qp->qid, qp->q.entries, qp->q.cq_iova, qp->iv);
 	if (rc == 0) {
 		qp->cq_created = true;
 		rc = nvr_admin_create_sq(ctrlr, qp->qid, qp->q.entries, qp->q.sq_iova, qp->qid);
@@ -449,6 +454,115 @@ NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max)
 	return 0;
 }
 
+/* ---- interrupt-driven waiting ---------------------------------------------- */
+
+/* Health checks while the owner sleeps instead of polling (the poll count
+ * behind poll_tick() hardly moves then): the controller's status while
+ * commands are outstanding, a removal while idle. */
+#define NVR_SLEEP_CHECK_MS      100
+#define NVR_SLEEP_IDLE_CHECK_MS 1000
+
+static void lower_timeout(int *timeout_ms, uint64_t now, uint64_t at)
+{
+	uint64_t d = at > now ? at - now : 0;
+
+	if (d > INT32_MAX)
+		d = INT32_MAX;
+	if (*timeout_ms < 0 || (uint64_t)*timeout_ms > d)
+		*timeout_ms = (int)d;
+}
+
+NVR_API int nvr_qpair_irq_fd(const struct nvr_qpair *qp)
+{
+	if (!qp)
+		return -EINVAL;
+	return qp->irq_fd >= 0 ? qp->irq_fd : -ENOTSUP;
+}
+
+NVR_API int nvr_qpair_irq_arm(struct nvr_qpair *qp, int *timeout_ms)
+{
+	struct nvr_ctrlr *ctrlr;
+	uint64_t now, cnt;
+	bool busy;
+
+	if (!qp || !timeout_ms)
+		return -EINVAL;
+	ctrlr = qp->ctrlr;
+	/* Clear the count first, then look: an interrupt for a CQE posted
+	 * after the look counts again and ends the sleep (MSI-X is written
+	 * after the CQE it announces, so a CQE the look misses is one whose
+	 * interrupt is still to come). A count that announced a CQE reaped
+	 * already just goes. */
+	if (qp->irq_fd >= 0 && read(qp->irq_fd, &cnt, sizeof(cnt)) < 0) {
+		/* EAGAIN: no count (one read takes all of it) */
+	}
+	busy = qp->q.nfree_tr < qp->q.ntr;
+	/* The clock costs a system call in some guests (TCG: an emulated
+	 * HPET read): while busy, sleeps are many and usually ended by the
+	 * interrupt within microseconds, so it is read every 8th arm only,
+	 * the sleeps in between bounded by an eighth of the check interval:
+	 * the checks (the command timeout among them) are never more than
+	 * one interval late even when nothing completes. */
+	if (busy && (++qp->arms & 7) && !qp->ndelayed) {
+		if (*timeout_ms < 0 || *timeout_ms > NVR_SLEEP_CHECK_MS / 8)
+			*timeout_ms = NVR_SLEEP_CHECK_MS / 8;
+		now = 0;
+	} else {
+		now = nvr_now_ms();
+	}
+	if (now && now >= qp->next_check_ms) {
+		qp->next_check_ms = now + (busy ? NVR_SLEEP_CHECK_MS : NVR_SLEEP_IDLE_CHECK_MS);
+		if (busy)
+			periodic_check(qp);
+		else
+			nvr_ctrlr_check_removed(ctrlr);
+	}
+	/* What makes nvr_qpair_poll() leave its empty path (acquire: as
+	 * there, a reset's end is published after the controller is back) */
+	uint32_t seq = atomic_load_explicit(&ctrlr->reset_seq, memory_order_acquire);
+	if (qp->fail_err || seq != qp->reset_seq || qp->q.sq_tail != qp->q.sq_db_tail ||
+	    (qp->pending_head && qp->q.nfree_tr) || nvr_queue_cqe_ready(&qp->q) ||
+	    nvr_ctrlr_failed(ctrlr))
+		return 1;
+	if (qp->ndelayed) {
+		uint64_t first = UINT64_MAX;
+
+		for (uint32_t i = 0; i < qp->q.ntr; i++) {
+			const struct nvr_tracker *tr = &qp->q.tr[i];
+
+			if (tr->req && tr->resend && tr->seen_ms < first)
+				first = tr->seen_ms;
+		}
+		if (first <= now)
+			return 1;
+		lower_timeout(timeout_ms, now, first);
+	}
+	if (now)
+		lower_timeout(timeout_ms, now, qp->next_check_ms);
+	return qp->irq_fd >= 0 ? 0 : -ENOTSUP;
+}
+
+NVR_API int nvr_qpair_wait(struct nvr_qpair *qp, int timeout_ms)
+{
+	struct pollfd pfd;
+	int rc, tmo = timeout_ms;
+
+	if (!qp)
+		return -EINVAL;
+	if (qp->irq_fd < 0)
+		return -ENOTSUP;
+	rc = nvr_qpair_irq_arm(qp, &tmo);
+	if (rc)
+		return rc;
+	pfd = (struct pollfd){ .fd = qp->irq_fd, .events = POLLIN };
+	rc = poll(&pfd, 1, tmo);
+	if (rc < 0)
+		return -errno;
+	/* a sleep cut short for the health checks is a timeout too: the
+	 * caller's next wait runs them */
+	return rc > 0 ? 1 : 0;
+}
+
 NVR_API int nvr_qpair_get_stats(const struct nvr_qpair *qp, struct nvr_qpair_stats *st)
 {
 	if (!qp || !st)
@@ -496,13 +610,19 @@ static int qpair_init_mem(struct nvr_qpair *qp, uint32_t entries)
 
 NVR_API int nvr_qpair_alloc(struct nvr_ctrlr *ctrlr, uint32_t entries, struct nvr_qpair **out)
 {
-	if (ctrlr && ctrlr->remote)
-		return nvr_remote_qpair_alloc(ctrlr, entries, out);   /* an owner's (remote_qpair.c) */
+	return nvr_qpair_alloc_flags(ctrlr, entries, 0, out);
+}
+
+NVR_API int nvr_qpair_alloc_flags(struct nvr_ctrlr *ctrlr, uint32_t entries, uint32_t flags,
+				  struct nvr_qpair **out)
+{
 	struct nvr_qpair *qp;
 	uint16_t qid;
 	int rc;
 
-	if (!ctrlr || !out)
+	if (ctrlr && ctrlr->remote)   /* an owner's (remote_qpair.c) */
+		return nvr_remote_qpair_alloc(ctrlr, entries, out);
+	if (!ctrlr || !out || (flags & ~NVR_QPAIR_IRQ))
 		return -EINVAL;
 	*out = NULL;
 	if (nvr_ctrlr_failed(ctrlr))
@@ -531,6 +651,14 @@ NVR_API int nvr_qpair_alloc(struct nvr_ctrlr *ctrlr, uint32_t entries, struct nv
 	}
 	qp->ctrlr = ctrlr;
 	qp->qid = qid;
+	/* its own vector if asked for and the controller has one for it
+	 * (ctrlr.c); else no interrupts at all: a polled queue pair would
+	 * only pay for them */
+	qp->iv = qp->irq_fd = -1;
+	if ((flags & NVR_QPAIR_IRQ) && qid < ctrlr->nirq) {
+		qp->iv = qid;
+		qp->irq_fd = ctrlr->irq_fds[qid];
+	}
 	rc = qpair_init_mem(qp, entries);
 	if (rc)
 		goto fail;
@@ -542,7 +670,15 @@ NVR_API int nvr_qpair_alloc(struct nvr_ctrlr *ctrlr, uint32_t entries, struct nv
 	nvr_ctrlr_enter(ctrlr);
 	qp->reset_seq = atomic_load_explicit(&ctrlr->reset_seq, memory_order_acquire);
 	/* The CQ must exist before an SQ can name it (§5.5). */
-	rc = nvr_admin_create_cq(ctrlr, qid, entries, qp->q.cq_iova);
+	rc = nvr_admin_create_cq(ctrlr, qid, entries, qp->q.cq_iova, qp->iv);
+	if (rc == NVR_SC_INVALID_IRQ_VECTOR && qp->iv >= 0) {
+		/* A controller that refuses the vector its MSI-X table
+		 * offered still gets a polled queue. */
+		nvr_log(NVR_LOG_INFO, "%s: Create I/O CQ %u with MSI-X vector %d refused "
+			"(status 0x%x): the queue is polled", ctrlr->info.bdf, qid, qp->iv, rc);
+		qp->iv = qp->irq_fd = -1;
+		rc = nvr_admin_create_cq(ctrlr, qid, entries, qp->q.cq_iova, -1);
+	}
 	if (rc) {
 		nvr_ctrlr_leave(ctrlr);
 		rc = nvr_admin_errno(rc);

@@ -73,6 +73,13 @@ struct nvr_qpair {
 	uint32_t           polls;               /* for the periodic checks */
 	uint64_t           next_scan_ms;        /* timeout scan not before */
 	uint32_t           ndelayed;            /* trackers whose retry waits (CRD) */
+	/* Interrupts: the CQ's MSI-X vector (ctrlr->irq_fds[iv] its eventfd),
+	 * kept across resets (recover() creates the CQ with it again); -1
+	 * with irq_fd -1: polled only. */
+	int                iv;
+	int                irq_fd;
+	uint64_t           next_check_ms;       /* nvr_qpair_irq_arm()'s health checks */
+	uint32_t           arms;                /* nvr_qpair_irq_arm() calls */
 	struct nvr_qpair_stats stats;
 };
 

@@ -61,7 +61,28 @@ struct nvr_pci_ops {
 	 * says "gone"), the device fd is closed. Once the device is quiesced
 	 * or gone; close() still releases the rest. */
 	void (*release_device)(struct nvr_pci_dev *dev);
+	/* Optional (NULL: no interrupts; the driver polls): the MSI-X table
+	 * size of the function (VFIO_DEVICE_GET_IRQ_INFO's count for the
+	 * MSI-X index), 0 if it has no MSI-X. */
+	unsigned (*irq_vectors)(struct nvr_pci_dev *dev);
+	/* Optional, with irq_vectors: enable MSI-X vectors 0..@n-1, each one
+	 * signalling its own eventfd (VFIO_DEVICE_SET_IRQS, DATA_EVENTFD |
+	 * ACTION_TRIGGER), returned in fds[0..n-1]: non-blocking, close-on-
+	 * exec, owned by the backend (closed by irq_disable or close; a
+	 * released device leaves them open and silent). Called at most once
+	 * until irq_disable: VFIO before Linux 6.5 cannot grow an enabled
+	 * MSI-X set, so every vector the driver will use is enabled here.
+	 * An eventfd counts interrupts; a spurious count is harmless (the
+	 * reader polls its queue anyway). -ENOTSUP, -EBUSY (enabled
+	 * already), or the ioctl's error. */
+	int  (*irq_enable)(struct nvr_pci_dev *dev, unsigned n, int *fds);
+	/* Optional: undo irq_enable (vectors off, eventfds closed). */
+	void (*irq_disable)(struct nvr_pci_dev *dev);
 };
+
+/* Most MSI-X vectors nvring enables: the admin queue's (0) and one per I/O
+ * queue pair up to this many. */
+#define NVR_PCI_MAX_IRQS 257u
 
 /* pci/dma.c carves small allocations from chunks of this size, each mapped
  * once; allocations are 4 KiB aligned and a multiple of 4 KiB. */

@@ -53,6 +53,10 @@ struct nvr_vfio_dev {
 	 * signals when it wants the device back; -1 if not registered. */
 	int req_fd;
 	atomic_bool removal;
+	/* MSI-X (VFIO_PCI_MSIX_IRQ_INDEX): one eventfd per enabled vector,
+	 * vector i signals irq_fds[i]; nirq 0 when not enabled. */
+	int *irq_fds;
+	unsigned nirq;
 
 	/* type1 IOMMU state */
 	pthread_mutex_t iova_lock;     /* dma_map may run outside dma_lock */
@@ -564,6 +568,8 @@ static int vfio_reset(struct nvr_pci_dev *dev)
 	return vfio_enable_command(vd);
 }
 
+static void irq_fds_close(struct nvr_vfio_dev *vd);
+
 /* Release everything @vd holds; fds at -1 and NULL BARs are skipped. */
 static void vfio_release(struct nvr_vfio_dev *vd, bool dma_inited, bool iommu_inited)
 {
@@ -580,6 +586,7 @@ static void vfio_release(struct nvr_vfio_dev *vd, bool dma_inited, bool iommu_in
 		close(vd->device);
 	if (vd->req_fd >= 0)
 		close(vd->req_fd);       /* after the device: that tears the trigger down */
+	irq_fds_close(vd);               /* so are the MSI-X triggers */
 	if (vd->group >= 0)
 		close(vd->group);        /* detaches the group from the container */
 	if (vd->container >= 0)
@@ -679,6 +686,101 @@ static void vfio_release_device(struct nvr_pci_dev *dev)
 	nvr_log(NVR_LOG_INFO, "%s: device released to the kernel", dev->bdf);
 }
 
+/* ---- MSI-X to eventfds ---------------------------------------------------
+ *
+ * Each vector the driver uses is routed to an eventfd: the kernel's
+ * vfio-pci interrupt handler signals it (eventfd_signal()), so a thread
+ * may sleep in poll() until its completion queue has news. Both IOMMU
+ * models take the same ioctls: no-IOMMU mode delivers MSI-X as type1
+ * does (interrupt remapping is a type1 matter, checked at VFIO_SET_IOMMU).
+ */
+
+static void irq_fds_close(struct nvr_vfio_dev *vd)
+{
+	for (unsigned i = 0; i < vd->nirq; i++)
+		if (vd->irq_fds[i] >= 0)
+			close(vd->irq_fds[i]);
+	free(vd->irq_fds);
+	vd->irq_fds = NULL;
+	vd->nirq = 0;
+}
+
+static unsigned vfio_irq_vectors(struct nvr_pci_dev *dev)
+{
+	struct nvr_vfio_dev *vd = to_vfio(dev);
+	struct vfio_irq_info info = { .argsz = sizeof(info), .index = VFIO_PCI_MSIX_IRQ_INDEX };
+
+	if (vd->device < 0 || ioctl(vd->device, VFIO_DEVICE_GET_IRQ_INFO, &info) < 0 ||
+	    !(info.flags & VFIO_IRQ_INFO_EVENTFD))
+		return 0;
+	return info.count;
+}
+
+static int vfio_irq_enable(struct nvr_pci_dev *dev, unsigned n, int *fds)
+{
+	struct nvr_vfio_dev *vd = to_vfio(dev);
+	struct vfio_irq_set *set;
+	size_t argsz = sizeof(*set) + (size_t)n * sizeof(int32_t);
+	int err = 0;
+
+	if (vd->nirq)
+		return -EBUSY;
+	if (!n || n > NVR_PCI_MAX_IRQS || vd->device < 0)
+		return -EINVAL;
+	vd->irq_fds = calloc(n, sizeof(*vd->irq_fds));
+	set = calloc(1, argsz);   /* the eventfds follow the header (flexible array) */
+	if (!vd->irq_fds || !set) {
+		free(vd->irq_fds);
+		vd->irq_fds = NULL;
+		free(set);
+		return -ENOMEM;
+	}
+	vd->nirq = n;
+	for (unsigned i = 0; i < n; i++)
+		vd->irq_fds[i] = -1;
+	for (unsigned i = 0; i < n && !err; i++) {
+		vd->irq_fds[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (vd->irq_fds[i] < 0)
+			err = -errno;
+	}
+	if (!err) {
+		*set = (struct vfio_irq_set){
+			.argsz = (uint32_t)argsz,
+			.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+			.index = VFIO_PCI_MSIX_IRQ_INDEX, .start = 0, .count = n,
+		};
+		memcpy(set->data, vd->irq_fds, (size_t)n * sizeof(int32_t));
+		if (ioctl(vd->device, VFIO_DEVICE_SET_IRQS, set) < 0) {
+			err = -errno;
+			nvr_log(NVR_LOG_WARN, "%s: cannot route %u MSI-X vectors to eventfds (%s): "
+				"its queues are polled", dev->bdf, n, strerror(-err));
+		}
+	}
+	free(set);
+	if (err) {
+		irq_fds_close(vd);
+		return err;
+	}
+	memcpy(fds, vd->irq_fds, (size_t)n * sizeof(*fds));
+	return 0;
+}
+
+static void vfio_irq_disable(struct nvr_pci_dev *dev)
+{
+	struct nvr_vfio_dev *vd = to_vfio(dev);
+	struct vfio_irq_set set = {
+		.argsz = sizeof(set),
+		.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
+		.index = VFIO_PCI_MSIX_IRQ_INDEX, .start = 0, .count = 0,   /* count 0: all off */
+	};
+
+	if (!vd->nirq)
+		return;
+	if (vd->device >= 0)
+		ioctl(vd->device, VFIO_DEVICE_SET_IRQS, &set);
+	irq_fds_close(vd);
+}
+
 static const struct nvr_pci_ops vfio_type1_ops = {
 	.map_bar = vfio_map_bar,
 	.dma_map = type1_dma_map,
@@ -689,6 +791,9 @@ static const struct nvr_pci_ops vfio_type1_ops = {
 	.close = vfio_close,
 	.removal_requested = vfio_removal_requested,
 	.release_device = vfio_release_device,
+	.irq_vectors = vfio_irq_vectors,
+	.irq_enable = vfio_irq_enable,
+	.irq_disable = vfio_irq_disable,
 };
 
 /* No internal window: every bus address is physical, nothing to carve. */
@@ -701,6 +806,9 @@ static const struct nvr_pci_ops vfio_noiommu_ops = {
 	.close = vfio_close,
 	.removal_requested = vfio_removal_requested,
 	.release_device = vfio_release_device,
+	.irq_vectors = vfio_irq_vectors,
+	.irq_enable = vfio_irq_enable,
+	.irq_disable = vfio_irq_disable,
 };
 
 /* Open the group node and attach it to the container with the IOMMU model

@@ -64,6 +64,10 @@ struct nvr_ctrlr_opts {
 				   * seconds, else 30 s as Linux's io_timeout) */
 };
 #define NVR_ATTACH_NO_HUGEPAGES 0x1  /* DMA memory from locked 4 KiB pages only */
+/* No interrupts: every queue pair is only polled (also NVRING_POLL=1 in the
+ * environment). Without it, queue pairs allocated with NVR_QPAIR_IRQ get an
+ * MSI-X vector each while the controller has enough (nvr_qpair_wait()). */
+#define NVR_ATTACH_POLL         0x2
 
 /* What the controller said about itself. Strings are NUL-terminated with
  * trailing blanks removed. */
@@ -270,6 +274,20 @@ NVR_API int nvr_ns_get_info(const struct nvr_ctrlr *ctrlr, uint32_t nsid,
  */
 NVR_API int nvr_qpair_alloc(struct nvr_ctrlr *ctrlr, uint32_t entries, struct nvr_qpair **out);
 
+/**
+ * nvr_qpair_alloc_flags() - nvr_qpair_alloc() with NVR_QPAIR_* @flags.
+ * NVR_QPAIR_IRQ: the completion queue gets an MSI-X vector of its own
+ * (interrupts enabled), so that its owner may sleep in nvr_qpair_wait()
+ * instead of polling; without a vector for it (see nvr_qpair_wait()) the
+ * queue pair is polled only, which is no error. Without the flag (and in
+ * nvr_qpair_alloc()) the queue raises no interrupts: a queue pair that is
+ * only ever polled does not pay for them. Errors as nvr_qpair_alloc(),
+ * and -EINVAL for an unknown flag.
+ */
+#define NVR_QPAIR_IRQ 0x1u
+NVR_API int nvr_qpair_alloc_flags(struct nvr_ctrlr *ctrlr, uint32_t entries, uint32_t flags,
+				  struct nvr_qpair **out);
+
 /** nvr_qpair_free() - delete the queue pair (SQ then CQ). Outstanding
  *  commands complete with -ECANCELED (-EIO on a failed controller). The
  *  queue pair is freed even when a Delete command fails; that error is
@@ -290,6 +308,52 @@ NVR_API uint32_t nvr_qpair_depth(const struct nvr_qpair *qp);
 NVR_API int nvr_qpair_poll(struct nvr_qpair *qp, uint32_t max);
 
 /** nvr_qpair_kick() - ring the SQ doorbell now without reaping. */
+
+/**
+ * nvr_qpair_wait() - sleep until @qp has something for nvr_qpair_poll(),
+ * instead of spinning on it.
+ *
+ * I/O queue pairs allocated with NVR_QPAIR_IRQ are created with
+ * interrupts enabled (IEN) and an MSI-X vector of their own, routed to an
+ * eventfd, when the controller has a vector for them (its MSI-X table
+ * holds at least qid + 1 entries) and neither NVR_ATTACH_POLL nor
+ * NVRING_POLL=1 asked for polling; the others are polled only. nvr_qpair_wait() first looks whether @qp has work
+ * (a completion posted, commands not yet rung, a reset to recover from, a
+ * retry due, a failed controller) and returns 1 at once if so; else it
+ * sleeps until the queue pair's interrupt fires or @timeout_ms passes
+ * (-1: no limit). Sleeps are cut short when the queue pair's own
+ * bookkeeping needs a poll (the command timeout scan, a retry delay, the
+ * health checks every 100 ms while commands are outstanding, a removal
+ * check every second): a timeout of its own returns 0 as well. A wake-up
+ * may be spurious (an interrupt for completions already reaped): the
+ * caller polls and waits again. Not thread safe, like nvr_qpair_poll():
+ * the queue pair's owner calls it. Completions are reaped only by
+ * nvr_qpair_poll() afterwards.
+ *
+ * Returns 1 (work, or an interrupt came), 0 (timed out), -ENOTSUP (the
+ * queue pair has no vector: poll it), -EINVAL (NULL), or another negative
+ * errno from poll(2) (-EINTR: a signal).
+ */
+NVR_API int nvr_qpair_wait(struct nvr_qpair *qp, int timeout_ms);
+
+/**
+ * nvr_qpair_irq_fd() - the eventfd @qp's interrupt signals (non-blocking,
+ * owned by the library: do not close or read it), for a caller that waits
+ * on other fds too (poll(2), epoll). Before sleeping on it call
+ * nvr_qpair_irq_arm(). -ENOTSUP if @qp has no vector (polled only).
+ */
+NVR_API int nvr_qpair_irq_fd(const struct nvr_qpair *qp);
+
+/**
+ * nvr_qpair_irq_arm() - get ready to sleep on nvr_qpair_irq_fd(): clear
+ * the fd's count, then look for work as nvr_qpair_wait() does. Returns 1
+ * if @qp has work now (poll instead of sleeping), 0 if sleeping is safe:
+ * a completion posted from now on signals the fd. *@timeout_ms (-1: none)
+ * is lowered to when the queue pair next needs a poll without an
+ * interrupt (see nvr_qpair_wait()). -ENOTSUP if @qp has no vector
+ * (*@timeout_ms still lowered: the health checks), -EINVAL for NULL.
+ */
+NVR_API int nvr_qpair_irq_arm(struct nvr_qpair *qp, int *timeout_ms);
 
 /* What a queue pair went through, since it was allocated. */
 struct nvr_qpair_stats {

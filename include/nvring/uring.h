@@ -30,6 +30,15 @@
  *    by the SQPOLL poller.
  *  - Nothing completes in the background except under IORING_SETUP_SQPOLL:
  *    a plain or IOPOLL ring reaps the device inside nvr_uring_enter().
+ *  - Waiting (GETEVENTS) on a plain ring spins briefly while commands are
+ *    in the device (half the ring's recent mean wait, at most 100 us), then
+ *    sleeps on the queue pair's MSI-X interrupt (nvr_qpair_wait()), and
+ *    with nothing in the device sleeps at once, until a completion, a
+ *    submission or CQE from another thread, a ring timer or the deadline.
+ *    IOPOLL rings poll, as the kernel's do. NVRING_POLL=1 (or
+ *    NVR_ATTACH_POLL) keeps pure polling. A registered eventfd is
+ *    signalled when CQEs are posted, which happens inside enter: a
+ *    program that waits only on the eventfd still has to enter to reap.
  *
  * Threads, as the kernel allows: one thread may submit while others wait
  * in enter(GETEVENTS) or reap CQEs, and another registers; the ring's lock

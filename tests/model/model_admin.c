@@ -170,8 +170,15 @@ static uint16_t create_cq(struct nvme_model *m, const struct nvme_sqe *sqe)
 		return st;
 	if (((cc >> 20) & 0xf) != 4)   /* CC.IOCQES must say 16 bytes */
 		return NVME_MODEL_ST_GEN(NVME_SC_INVALID_FIELD);
+	bool ien = sqe->cdw11 & NVME_CQ_IRQ_ENABLED;
+	uint16_t iv = (uint16_t)(sqe->cdw11 >> 16);
+	/* §5.4: an IV the controller does not support (beyond the MSI-X
+	 * table) is Invalid Interrupt Vector; with IEN clear IV is ignored */
+	if (ien && iv >= nvme_model_msix(m))
+		return NVME_MODEL_ST_CMD(NVME_MODEL_SC_INVALID_IRQ_VECTOR);
 	m->cq[qid] = (struct nvme_model_cq){ .live = true, .size = qsize + 1,
-					     .iova = sqe->prp1, .phase = 1 };
+					     .iova = sqe->prp1, .phase = 1,
+					     .ien = ien, .iv = ien ? iv : 0 };
 	nvme_model_queue_db_reset(m, qid, NVME_MODEL_DB_CQ);
 	atomic_fetch_add_explicit(&m->st.io_cqs, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&m->queue_gen, 1, memory_order_relaxed);

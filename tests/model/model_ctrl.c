@@ -6,10 +6,13 @@
  * One service thread does all the device side work.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tests/model/model_priv.h"
 
@@ -262,6 +265,21 @@ static void post_cqe(struct nvme_model *m, const struct nvme_model_pcpl *p)
 		cq->tail = 0;
 		cq->phase ^= 1;
 	}
+	/* MSI-X: the interrupt message after the entry, as PCIe orders a
+	 * posted MSI write behind the CQE's write (the eventfd write is a
+	 * system call: the entry is visible to whoever it wakes). */
+	if (cq->ien && cq->iv < atomic_load_explicit(&m->nirq, memory_order_acquire)) {
+		int fd = atomic_load_explicit(&m->irq_fds[cq->iv], memory_order_relaxed);
+		uint64_t one = 1;
+
+		/* counted first: whoever the write wakes sees it counted */
+		if (fd >= 0) {
+			nvme_model_count(&m->st.irqs, 1);
+			if (write(fd, &one, sizeof(one)) < 0) {
+				/* the count is at its maximum: the reader wakes anyway */
+			}
+		}
+	}
 	if (st & 0x7ff)
 		nvme_model_count(&m->st.errors, 1);
 }
@@ -487,6 +505,8 @@ static int model_reset(struct nvr_pci_dev *dev)
 	return atomic_load(&m->reset_req) ? -ETIMEDOUT : 0;
 }
 
+static void model_irq_close(struct nvme_model *m);
+
 static void stop_thread(struct nvme_model *m)
 {
 	if (m->thread_running) {
@@ -501,9 +521,66 @@ static void model_close(struct nvr_pci_dev *dev)
 	struct nvme_model *m = dev_model(dev);
 
 	stop_thread(m);
+	model_irq_close(m);
 	nvr_pci_dma_fini(dev);
 	m->dev = NULL;
 	free(dev);
+}
+
+static unsigned model_irq_vectors(struct nvr_pci_dev *dev)
+{
+	return nvme_model_msix(dev_model(dev));
+}
+
+static void model_irq_close(struct nvme_model *m)
+{
+	unsigned n = atomic_exchange_explicit(&m->nirq, 0, memory_order_acq_rel);
+
+	for (unsigned i = 0; i < n; i++) {
+		int fd = atomic_exchange_explicit(&m->irq_fds[i], -1, memory_order_relaxed);
+
+		if (fd >= 0)
+			close(fd);
+	}
+}
+
+/* What VFIO_DEVICE_SET_IRQS does for the MSI-X index: vectors 0..n-1 on,
+ * each writing its own eventfd. */
+static int model_irq_enable(struct nvr_pci_dev *dev, unsigned n, int *fds)
+{
+	struct nvme_model *m = dev_model(dev);
+
+	if (!n || n > nvme_model_msix(m))
+		return -EINVAL;
+	if (atomic_load(&m->nirq))
+		return -EBUSY;
+	for (unsigned i = 0; i < n; i++) {
+		int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+
+		if (fd < 0) {
+			int err = -errno;
+
+			for (unsigned j = 0; j < i; j++) {
+				atomic_store_explicit(&m->irq_fds[j], -1, memory_order_relaxed);
+				close(fds[j]);
+			}
+			return err;
+		}
+		fds[i] = fd;
+		atomic_store_explicit(&m->irq_fds[i], fd, memory_order_relaxed);
+	}
+	/* release: the fds are in place before the service thread sees n */
+	atomic_store_explicit(&m->nirq, n, memory_order_release);
+	return 0;
+}
+
+/* The service thread may be posting: it reads nirq first, so a vector
+ * goes dark before its fd is closed (a write to a closed or reused fd
+ * number could still race in a real program; tests disable only at
+ * close, with the thread stopped). */
+static void model_irq_disable(struct nvr_pci_dev *dev)
+{
+	model_irq_close(dev_model(dev));
 }
 
 /* Sticky, like a VFIO device request: once asked, the answer stays yes. */
@@ -521,6 +598,9 @@ static const struct nvr_pci_ops model_ops = {
 	.reset     = model_reset,
 	.close     = model_close,
 	.removal_requested = model_removal_requested,
+	.irq_vectors = model_irq_vectors,
+	.irq_enable = model_irq_enable,
+	.irq_disable = model_irq_disable,
 };
 
 /* ---- public API ---- */
@@ -541,6 +621,10 @@ static int cfg_fill(struct nvme_model *m, const struct nvme_model_cfg *in)
 		c.mqes = 255;
 	if (!c.max_ioq)
 		c.max_ioq = 8;
+	if (!c.msix)
+		c.msix = (uint16_t)(c.max_ioq + 1);
+	if (c.msix != NVME_MODEL_MSIX_NONE && c.msix > 2048)   /* PCI's MSI-X limit */
+		return -EINVAL;
 	if ((c.lba_shift != 9 && c.lba_shift != 12) || c.nns > NVME_MODEL_MAX_NS ||
 	    c.max_ioq >= NVME_MODEL_NDB || c.ns_blocks > (1ull << 40) >> c.lba_shift)
 		return -EINVAL;
@@ -572,8 +656,11 @@ int nvme_model_create(const struct nvme_model_cfg *cfg, struct nvme_model **mode
 	m->ns = calloc(m->cfg.nns, sizeof(*m->ns));
 	m->sq = calloc(m->cfg.max_ioq + 1u, sizeof(*m->sq));
 	m->cq = calloc(m->cfg.max_ioq + 1u, sizeof(*m->cq));
-	if (!m->bar || !m->ns || !m->sq || !m->cq)
+	m->irq_fds = calloc(nvme_model_msix(m) + 1u, sizeof(*m->irq_fds));
+	if (!m->bar || !m->ns || !m->sq || !m->cq || !m->irq_fds)
 		goto err;
+	for (unsigned i = 0; i < nvme_model_msix(m); i++)
+		atomic_init(&m->irq_fds[i], -1);
 	for (unsigned i = 0; i < m->cfg.nns; i++) {
 		m->ns[i] = calloc(1, m->ns_bytes);
 		if (!m->ns[i])
@@ -625,6 +712,9 @@ void nvme_model_destroy(struct nvme_model *m)
 	free(m->ns);
 	free(m->sq);
 	free(m->cq);
+	if (m->irq_fds)
+		model_irq_close(m);
+	free((void *)m->irq_fds);
 	free(m->pend);
 	free(m->maps);
 	free(m->bar);
@@ -734,9 +824,11 @@ struct nvme_model_stats nvme_model_get_stats(struct nvme_model *m)
 		LD(cq_doorbells), LD(bad_dbs), LD(prp_errors), LD(injected), LD(dropped),
 		LD(bytes_read), LD(bytes_written), LD(enables), LD(disables),
 		LD(shutdowns), LD(resets), LD(cq_full_waits), LD(io_sqs), LD(io_cqs),
-		LD(bad_unmaps), LD(reserved_cids), LD(wz_deac), LD(ro_writes),
+		LD(bad_unmaps), LD(reserved_cids), LD(wz_deac), LD(ro_writes), LD(irqs),
 #undef LD
 	};
+
+	s.irq_vectors = atomic_load_explicit(&m->nirq, memory_order_relaxed);
 
 	pthread_rwlock_rdlock(&m->map_lock);
 	s.dma_maps = m->nmaps;

@@ -54,6 +54,8 @@ struct nvme_model_cq {
 	uint8_t  phase;       /* phase tag of the entries being posted now */
 	uint32_t pending;     /* completions owed to this CQ, not yet posted */
 	uint32_t nsq;         /* SQs bound to it */
+	bool     ien;         /* created with interrupts enabled */
+	uint16_t iv;          /* its MSI-X vector */
 };
 
 /* A completion waiting for its due time (nvme_model_delay_cpl). */
@@ -86,7 +88,7 @@ struct nvme_model_counters {
 	_Atomic uint64_t cmds, admin_cmds, io_cmds, errors, sq_doorbells, cq_doorbells,
 		bad_dbs, prp_errors, injected, dropped, bytes_read, bytes_written,
 		enables, disables, shutdowns, resets, cq_full_waits, reserved_cids,
-		wz_deac, ro_writes;
+		wz_deac, ro_writes, irqs;
 	_Atomic uint32_t io_sqs, io_cqs, bad_unmaps;
 };
 
@@ -147,6 +149,12 @@ struct nvme_model {
 	/* Log pages (model_log.c); service thread only. */
 	struct nvme_model_log log;
 	atomic_bool removal_req;           /* nvme_model_request_removal() */
+
+	/* MSI-X: cfg.msix entries (0: none); irq_fds[v] the eventfd vector v
+	 * signals, -1 while not enabled. Written by the host (irq_enable,
+	 * before any CQ names the vector), read by the service thread. */
+	_Atomic int *irq_fds;
+	_Atomic uint32_t nirq;
 };
 
 struct nvme_model_dev {
@@ -184,6 +192,11 @@ void nvme_model_log_cpl(struct nvme_model *m, uint16_t sqid, const struct nvme_s
 enum { NVME_MODEL_DB_SQ = 0, NVME_MODEL_DB_CQ = 1 };
 void nvme_model_queue_db_reset(struct nvme_model *m, uint16_t qid, int which);
 void nvme_model_drop_pending_sq(struct nvme_model *m, uint16_t sqid);
+/* The MSI-X table size (0: no MSI-X). */
+static inline unsigned nvme_model_msix(const struct nvme_model *m)
+{
+	return m->cfg.msix == NVME_MODEL_MSIX_NONE ? 0 : m->cfg.msix;
+}
 
 static inline void nvme_model_count(_Atomic uint64_t *c, uint64_t n)
 {

@@ -53,7 +53,14 @@
  *   I/O queue exists), and SCT 1: Completion Queue Invalid, Invalid Queue
  *   Identifier, Invalid Queue Size, Invalid Queue Deletion.
  *
- * Gaps (on purpose): no interrupts, no SGLs, no metadata transfer (a
+ *  - MSI-X (cfg.msix vectors; default max_ioq + 1): the seam's irq_vectors
+ *    reports the table size, irq_enable routes vectors to eventfds; an I/O
+ *    CQ created with IEN (CDW11 bit 1) and IV (bits 31:16) gets 1 written
+ *    to its vector's eventfd after every CQE posted to it (stats.irqs).
+ *    An IV at or beyond the table size: Invalid Interrupt Vector. No
+ *    interrupts for the admin CQ (the driver polls it), no coalescing.
+ *
+ * Gaps (on purpose): no INTx/MSI, no SGLs, no metadata transfer (a
  * metadata LBA format can be reported, cfg.ms), no Async Event Requests, one controller per model.
  */
 #ifndef NVRING_TESTS_MODEL_NVME_MODEL_H
@@ -83,13 +90,17 @@ struct nvme_model_cfg {
 				  * namespace moves data only */
 	bool     meta_ext;       /* FLBAS bit 4: metadata at the end of each
 				  * block (extended LBA) rather than separate */
+	uint16_t msix;           /* MSI-X table size (default max_ioq + 1);
+				  * NVME_MODEL_MSIX_NONE: no MSI-X at all */
 	const char *sn, *mn;     /* Identify SN/MN (defaults "NVRMODEL0001",
 				  * "nvring model controller") */
 };
 #define NVME_MODEL_MDTS_NONE 0xff
+#define NVME_MODEL_MSIX_NONE 0xffff
 
 /* Model-local status codes nvme_spec.h does not carry (SCT 1). */
 #define NVME_MODEL_SC_INVALID_QUEUE_DELETION 0x0c
+#define NVME_MODEL_SC_INVALID_IRQ_VECTOR     0x08
 
 /* Counters since create. Read with nvme_model_get_stats(). */
 struct nvme_model_stats {
@@ -117,6 +128,8 @@ struct nvme_model_stats {
 	uint64_t ro_writes;      /* device writes refused: the range is mapped
 				  * read-only (dma_map_internal_ro) */
 	uint64_t wz_deac;        /* Write Zeroes commands with DEAC set */
+	uint64_t irqs;           /* MSI-X interrupts signalled (eventfd writes) */
+	uint32_t irq_vectors;    /* vectors enabled by irq_enable (0: none) */
 	uint64_t reserved_cids;  /* commands fetched with CID FFFFh, which the
 				  * host should not use (NVMe 2.0 §4.2: the
 				  * Error Information log means "no command") */
