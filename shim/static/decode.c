@@ -338,15 +338,26 @@ static bool chain_ok(const uint8_t *seg, size_t len, size_t from, size_t to)
 	return from == to;
 }
 
-enum st_site_why st_site_at(const uint8_t *seg, size_t len, size_t sys, struct st_site *s)
+static bool bit(const uint8_t *m, size_t t)
 {
+	return m[t >> 3] & (1u << (t & 7));
+}
+
+enum st_site_why st_site_at2(const uint8_t *seg, size_t len, size_t sys, const uint8_t *starts,
+			     struct st_site *s)
+{
+	/* a syscall the function's linear decode reached: anchors only at
+	 * instruction starts that decode found */
+	if (starts && !bit(starts, sys))
+		starts = NULL;
 	size_t lo = sys > 48 ? sys - 48 : 0;
 	size_t anchor = (size_t)-1;
 	struct x86_insn a = { 0 };
 
 	for (size_t d = sys; d-- > lo;) {
 		struct x86_insn in;
-		if (x86_decode(seg + d, len - d, &in) < 0 || !(in.flags & X86_SETRAX) ||
+		if ((starts && !bit(starts, d)) ||
+		    x86_decode(seg + d, len - d, &in) < 0 || !(in.flags & X86_SETRAX) ||
 		    (in.flags & (X86_BRANCH | X86_SYSCALL)) || d + in.len > sys)
 			continue;
 		if (chain_ok(seg, len, d + in.len, sys)) {
@@ -359,7 +370,7 @@ enum st_site_why st_site_at(const uint8_t *seg, size_t len, size_t sys, struct s
 		return ST_SITE_NO_ANCHOR;
 	/* `48 89 f8` holds `89 f8`: the first decode found may be a REX
 	 * instruction's tail; its REX form is the real one */
-	if (anchor > lo && (seg[anchor - 1] & 0xf0) == 0x40) {
+	if (!starts && anchor > lo && (seg[anchor - 1] & 0xf0) == 0x40) {
 		struct x86_insn in;
 		if (x86_decode(seg + anchor - 1, len - anchor + 1, &in) == 0 &&
 		    in.len == a.len + 1 && (in.flags & X86_SETRAX)) {
@@ -411,7 +422,8 @@ static void mark(uint8_t *map, size_t len, long t)
 		map[t >> 3] |= (uint8_t)(1u << (t & 7));
 }
 
-void st_targets_precise(const uint8_t *seg, size_t len, size_t from, size_t to, uint8_t *map)
+void st_targets_precise(const uint8_t *seg, size_t len, size_t from, size_t to, uint8_t *map,
+			uint8_t *starts)
 {
 	while (from < to && from < len) {
 		struct x86_insn in;
@@ -419,6 +431,8 @@ void st_targets_precise(const uint8_t *seg, size_t len, size_t from, size_t to, 
 			st_targets_any(seg, len, from, to, map);
 			return;
 		}
+		if (starts)
+			mark(starts, len, (long)from);
 		if (in.rel_size == 1)
 			mark(map, len, (long)(from + in.len) + (int8_t)seg[from + in.rel_off]);
 		else if (in.rel_size == 4)
@@ -433,6 +447,11 @@ void st_targets_any(const uint8_t *seg, size_t len, size_t from, size_t to, uint
 		mark(map, len, branch_target(seg, len, p));
 }
 
+enum st_site_why st_site_at(const uint8_t *seg, size_t len, size_t sys, struct st_site *s)
+{
+	return st_site_at2(seg, len, sys, NULL, s);
+}
+
 static bool map_any(const uint8_t *map, size_t lo, size_t hi)
 {
 	for (size_t t = lo; t < hi; t++)
@@ -442,7 +461,7 @@ static bool map_any(const uint8_t *map, size_t lo, size_t hi)
 }
 
 size_t st_site_scan(const uint8_t *seg, size_t len, const uint8_t *targets,
-		    void (*fn)(void *ctx, size_t sys, enum st_site_why why, const struct st_site *s),
+		    const uint8_t *starts, void (*fn)(void *ctx, size_t sys, enum st_site_why why, const struct st_site *s),
 		    void *ctx)
 {
 	size_t n = 0;
@@ -451,7 +470,7 @@ size_t st_site_scan(const uint8_t *seg, size_t len, const uint8_t *targets,
 			continue;
 		n++;
 		struct st_site s = { 0 };
-		enum st_site_why why = st_site_at(seg, len, off, &s);
+		enum st_site_why why = st_site_at2(seg, len, off, starts, &s);
 		if (why == ST_SITE_OK && (targets ? map_any(targets, s.start + 1, s.end)
 						  : st_branch_into(seg, len, s.start + 1, s.end)))
 			why = ST_SITE_BRANCH_IN;

@@ -67,23 +67,31 @@ enum st_site_why {
 /* Describe the syscall instruction at seg[sys] (seg: an executable segment,
  * len bytes): ST_SITE_OK and *s filled when it can be rewritten. */
 enum st_site_why st_site_at(const uint8_t *seg, size_t len, size_t sys, struct st_site *s);
+/* The same, given the instruction starts a linear decode of the functions
+ * found (one bit per byte, st_targets_precise): a syscall among them takes
+ * its anchor only at one of them (a guess inside another instruction,
+ * `89 c8` in `4d 89 c8`, would load the wrong number). */
+enum st_site_why st_site_at2(const uint8_t *seg, size_t len, size_t sys, const uint8_t *starts,
+			     struct st_site *s);
 
 /* Whether a direct branch decoded at any offset of seg targets [lo, hi). */
 bool st_branch_into(const uint8_t *seg, size_t len, size_t lo, size_t hi);
 
 /* Branch targets, one bit per byte of seg in map (len / 8 + 1 bytes,
- * zeroed by the caller): _precise decodes the instructions of [from, to)
+ * zeroed by the caller; starts, if not NULL, gets the instruction starts
+ * found): _precise decodes the instructions of [from, to)
  * linearly (a function's extent from the symbol table), falling back to
  * _any for the rest at an instruction it does not know; _any takes a branch
  * decoded at every offset of [from, to), real or not. */
-void st_targets_precise(const uint8_t *seg, size_t len, size_t from, size_t to, uint8_t *map);
+void st_targets_precise(const uint8_t *seg, size_t len, size_t from, size_t to, uint8_t *map,
+			uint8_t *starts);
 void st_targets_any(const uint8_t *seg, size_t len, size_t from, size_t to, uint8_t *map);
 
 /* Calls fn for every `0f 05` in seg (every offset is tried), with the
  * verdict of st_site_at() and of the branch check: against targets (a map
  * from st_targets_*) or, if NULL, st_branch_into(). Returns the number of
  * syscall byte pairs seen. */
-size_t st_site_scan(const uint8_t *seg, size_t len, const uint8_t *targets,
+size_t st_site_scan(const uint8_t *seg, size_t len, const uint8_t *targets, const uint8_t *starts,
 		    void (*fn)(void *ctx, size_t sys, enum st_site_why why, const struct st_site *s),
 		    void *ctx);
 

@@ -31,7 +31,7 @@ static void bits_set(uint8_t *m, size_t lo, size_t hi)
 }
 
 void st_elf_targets(const uint8_t *file, size_t size, const Elf64_Phdr *ph, uint8_t *map,
-		    uint8_t *cov)
+		    uint8_t *cov, uint8_t *starts)
 {
 	const Elf64_Ehdr *eh = (const void *)file;
 	const uint8_t *seg = file + ph->p_offset;
@@ -39,7 +39,7 @@ void st_elf_targets(const uint8_t *file, size_t size, const Elf64_Phdr *ph, uint
 	size_t nb = len / 8 + 1;
 
 	for (size_t i = 0; i < nb; i++)
-		map[i] = cov[i] = 0;
+		map[i] = cov[i] = starts[i] = 0;
 	if (eh->e_shoff && eh->e_shentsize == sizeof(Elf64_Shdr) && eh->e_shoff < size &&
 	    (size - eh->e_shoff) / sizeof(Elf64_Shdr) >= eh->e_shnum) {
 		const Elf64_Shdr *sh = (const void *)(file + eh->e_shoff);
@@ -56,7 +56,7 @@ void st_elf_targets(const uint8_t *file, size_t size, const Elf64_Phdr *ph, uint
 					continue;
 				size_t from = sym[k].st_value - ph->p_vaddr;
 				size_t to = from + sym[k].st_size > len ? len : from + sym[k].st_size;
-				st_targets_precise(seg, len, from, to, map);
+				st_targets_precise(seg, len, from, to, map, starts);
 				bits_set(cov, from, to);
 			}
 		}

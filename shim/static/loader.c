@@ -16,7 +16,9 @@
  * kept from the kernel's), and jumps to its entry. A wanted site it cannot
  * rewrite stops it before the program runs, with one line naming the site.
  *
- * NVRING_STATIC_DEBUG=1 prints the sites and what became of them.
+ * NVRING_STATIC_DEBUG=1 prints the sites and what became of them;
+ * NVRING_STATIC_KERNEL=1 sends every rewritten call to the kernel (the
+ * rewriting alone, compared with a direct run: tests/vm/shim_static.sh).
  */
 #include <elf.h>
 #include <errno.h>
@@ -231,17 +233,17 @@ static void patch_program(const uint8_t *file, size_t size, uintptr_t bias)
 		if (ph[i].p_type != PT_LOAD || !(ph[i].p_flags & PF_X) || !ph[i].p_filesz)
 			continue;
 		size_t nb = ph[i].p_filesz / 8 + 1;
-		long m = sys6(__NR_mmap, 0, 2 * nb, PROT_READ | PROT_WRITE,
+		long m = sys6(__NR_mmap, 0, 3 * nb, PROT_READ | PROT_WRITE,
 			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (sys_err(m))
 			die("out of memory", m);
 		uint8_t *map = (uint8_t *)m;
-		st_elf_targets(file, size, &ph[i], map, map + nb);
+		st_elf_targets(file, size, &ph[i], map, map + nb, map + 2 * nb);
 		struct patch_ctx c = { .seg = (uint8_t *)(bias + ph[i].p_vaddr),
 				       .len = ph[i].p_filesz, .vaddr = ph[i].p_vaddr,
 				       .pool = &pool };
-		st_site_scan(c.seg, c.len, map, on_site, &c);
-		sys2(__NR_munmap, m, 2 * nb);
+		st_site_scan(c.seg, c.len, map, map + 2 * nb, on_site, &c);
+		sys2(__NR_munmap, m, 3 * nb);
 		if (debug) {
 			char b1[24], b2[24];
 			st_say("nvring-static-loader: ", st_utoa(b1, c.done, 10), " sites rewritten, ",

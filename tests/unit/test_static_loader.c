@@ -175,10 +175,10 @@ static void scan_file(const char *rel, int min_uring)
 		if (ph[i].p_type != PT_LOAD || !(ph[i].p_flags & PF_X))
 			continue;
 		size_t nb = ph[i].p_filesz / 8 + 1;
-		uint8_t *map = calloc(2, nb);
+		uint8_t *map = calloc(3, nb);
 		assert_non_null(map);
-		st_elf_targets(f, (size_t)st.st_size, &ph[i], map, map + nb);
-		st_site_scan(f + ph[i].p_offset, ph[i].p_filesz, map, on_site, &c);
+		st_elf_targets(f, (size_t)st.st_size, &ph[i], map, map + nb, map + 2 * nb);
+		st_site_scan(f + ph[i].p_offset, ph[i].p_filesz, map, map + 2 * nb, on_site, &c);
 		naive += naive_uring_sites(f + ph[i].p_offset, ph[i].p_filesz);
 		free(map);
 	}
@@ -247,6 +247,52 @@ static void test_decode(void **state)
 	/* a branch to the syscall refuses the site */
 	static const uint8_t br[] = { 0xeb, 0x05, 0xb8, 0xaa, 0x01, 0x00, 0x00, 0x0f, 0x05 };
 	assert_true(st_branch_into(br, sizeof(br), 3, 9));
+}
+
+/* Every static shim program on a 64 MiB file, directly and through the
+ * loader with NVRING_STATIC_KERNEL=1 (each rewritten site's trampoline and
+ * the stub run, the kernel answers): the same stdout, the same status. */
+static void test_rewritten_progs_kernel(void **state)
+{
+	(void)state;
+	static const char *const progs[] = {
+		"raw_cat", "uring_drain", "uring_eventfd", "uring_fixed", "uring_fork",
+		"uring_links", "uring_mixed", "uring_overflow", "uring_probe", "uring_rw",
+		"uring_threads", "uring_timeout", "uring_vectored",
+	};
+	char img[] = "/tmp/nvring-static-XXXXXX";
+	int fd = mkstemp(img);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 64 << 20), 0);
+	close(fd);
+	char loader[PATH_MAX];
+	path_of(loader, sizeof(loader), "../../lib/nvring-static-loader");
+	int compared = 0;
+	for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
+		char prog[PATH_MAX], rel[64];
+		static char direct[1 << 16], loaded[1 << 16];
+		snprintf(rel, sizeof(rel), "../shim-static/%s", progs[i]);
+		path_of(prog, sizeof(prog), rel);
+		char *dargv[] = { prog, img, NULL };
+		char *largv[] = { loader, prog, prog, img, NULL };
+		int d = run(dargv, NULL, NULL, NULL, direct, sizeof(direct));
+		if (d == 77) {
+			print_message("%s: skipped on this host (exit 77)\n", progs[i]);
+			continue;
+		}
+		int l = run(largv, "NVRING_STATIC_KERNEL=1", NULL, NULL, loaded, sizeof(loaded));
+		if (d != l || strcmp(direct, loaded))
+			print_message("%s: direct %d, through the loader %d\n--- direct\n%s--- loader\n%s",
+				      progs[i], d, l, direct, loaded);
+		assert_int_equal(d, 0);
+		assert_int_equal(l, 0);
+		assert_string_equal(direct, loaded);
+		compared++;
+	}
+	unlink(img);
+	print_message("%d programs: identical output\n", compared);
+	if (!compared)
+		skip();
 }
 
 /* ---- the fake owner ------------------------------------------------------- */
@@ -475,6 +521,7 @@ int main(void)
 		cmocka_unit_test(test_loader_static_pie),
 		cmocka_unit_test(test_sites_probe),
 		cmocka_unit_test(test_sites_shim_progs),
+		cmocka_unit_test(test_rewritten_progs_kernel),
 		cmocka_unit_test(test_client_fake_owner),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
