@@ -38,6 +38,10 @@ int ur_reqs_grow(struct ur_ring *r, unsigned n)
 	sizes[r->nchunks] = n;
 	chunks[r->nchunks++] = reqs;
 	for (unsigned i = 0; i < n; i++) {
+		reqs[i].slot = r->nreqs < UR_STATE_SLOTS ? r->nreqs : UINT32_MAX;
+		r->nreqs++;
+		if (r->cstate)
+			r->cstate->used = r->nreqs < UR_STATE_SLOTS ? r->nreqs : UR_STATE_SLOTS;
 		reqs[i].next = r->free_reqs;
 		r->free_reqs = &reqs[i];
 	}
@@ -89,6 +93,7 @@ static void ur_req_release(struct ur_ring *r, struct ur_req *req)
 
 static inline void ur_req_put_free(struct ur_ring *r, struct ur_req *req)
 {
+	ur_slot_end(r, req);
 	req->live = false;
 	req->next = r->free_reqs;
 	r->free_reqs = req;
@@ -139,6 +144,7 @@ void ur_post_cqe(struct ur_ring *r, struct ur_req *req)
 {
 	r->cq_seq++;     /* the kernel's cached_cq_tail, overflow included */
 	if (!r->overflow.head && ur_cq_write(r, req->user_data, req->res, 0)) {
+		ur_slot_posted(r, req);
 		ur_req_free(r, req);
 		return;
 	}
@@ -156,6 +162,7 @@ void ur_cq_flush_overflow(struct ur_ring *r)
 	while ((req = r->overflow.head)) {
 		if (!ur_cq_write(r, req->user_data, req->res, 0))
 			break;
+		ur_slot_posted(r, req);
 		ur_q_pop(&r->overflow);
 		ur_req_put_free(r, req);
 	}
@@ -186,6 +193,7 @@ void ur_complete_io(struct ur_ring *r, struct ur_req *req, int res)
 	    ur_cq_write(r, req->user_data, res, 0)) {
 		r->cq_seq++;   /* as ur_post_cqe() */
 		r->active--;
+		ur_slot_posted(r, req);
 		ur_req_free(r, req);
 		return;
 	}

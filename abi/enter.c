@@ -152,6 +152,13 @@ static int ur_wait(struct ur_ring *r, unsigned min, uint64_t deadline)
 				continue;
 			}
 		}
+		/* served: a client killed while we wait for it is noticed
+		 * (its pidfd), so that its rings can be closed */
+		if (__builtin_expect(r->client != NULL, 0) && !(idle & 255) && ur_tls_client &&
+		    ur_client_gone(ur_tls_client)) {
+			ret = -ENODEV;
+			break;
+		}
 		ur_backoff(&idle);
 	}
 	return ur_cq_ready(r) ? 0 : ret;
@@ -299,8 +306,8 @@ NVR_API int nvr_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 		return (unsigned)fd >= UR_RINGFD_REG_MAX ? -EINVAL : -EBADF;
 	int err;
 	struct ur_ring *r = ur_ring_get(fd, &err);
-	if (!r)
-		return err;
+	if (!r)   /* or a ring an owner serves (client.c) */
+		return ur_remote_enter(fd, to_submit, min_complete, flags, arg, argsz, err);
 	if (atomic_load_explicit(&r->disabled, memory_order_acquire))
 		return -EBADFD;
 
@@ -366,6 +373,7 @@ static void *ur_sq_thread(void *arg)
 	struct ur_ring *r = arg;
 	uint64_t last_busy = now_ns();
 	unsigned idle = 0;
+	ur_tls_client = r->client;   /* served: the memory is the creator's */
 	if (r->sq_cpu >= 0) {
 		cpu_set_t set;
 		CPU_ZERO(&set);

@@ -82,7 +82,7 @@ void ur_ns_put(struct ur_ns *ns)
 		free(ns);
 }
 
-static int ur_ns_make(struct nvr_ctrlr *ctrlr, uint32_t nsid, struct ur_ns **out)
+int ur_ns_make(struct nvr_ctrlr *ctrlr, uint32_t nsid, struct ur_ns **out)
 {
 	struct nvr_ns_info info;
 	int ret = nvr_ns_get_info(ctrlr, nsid, &info);
@@ -106,6 +106,17 @@ static int ur_ns_make(struct nvr_ctrlr *ctrlr, uint32_t nsid, struct ur_ns **out
 	atomic_init(&ns->fpos, 0);
 	*out = ns;
 	return 0;
+}
+
+/* A served controller: the owner must know what our @fd stands for. On
+ * failure the descriptor is unbound again. */
+static int ns_tell_owner(struct nvr_ctrlr *ctrlr, int fd, uint32_t nsid)
+{
+	ur_client_hook(ctrlr);
+	int ret = ur_remote_ns_bind(ctrlr, fd, nsid);
+	if (ret < 0)
+		nvr_ns_close(fd);
+	return ret;
 }
 
 NVR_API int nvr_ns_open(struct nvr_ctrlr *ctrlr, uint32_t nsid)
@@ -133,6 +144,11 @@ NVR_API int nvr_ns_open(struct nvr_ctrlr *ctrlr, uint32_t nsid)
 		free(ns);
 		return ret;
 	}
+	if (nvr_ctrlr_is_remote(ctrlr)) {
+		ret = ns_tell_owner(ctrlr, fd, nsid);
+		if (ret < 0)
+			return ret;
+	}
 	return fd;
 }
 
@@ -153,9 +169,11 @@ NVR_API int nvr_ns_bind(struct nvr_ctrlr *ctrlr, uint32_t nsid, int fd)
 		return -EEXIST;
 	}
 	ret = ur_fdtab_put(&ns->obj);
-	if (ret < 0)
+	if (ret < 0) {
 		free(ns);
-	return ret;
+		return ret;
+	}
+	return nvr_ctrlr_is_remote(ctrlr) ? ns_tell_owner(ctrlr, fd, nsid) : 0;
 }
 
 NVR_API int nvr_ns_close(int fd)
@@ -170,6 +188,9 @@ NVR_API int nvr_ns_close(int fd)
 	ur_fdslot_t *page = atomic_load_explicit(&ur_fdtab[fd / FDTAB_PAGE], memory_order_relaxed);
 	atomic_store_explicit(&page[fd % FDTAB_PAGE], NULL, memory_order_release);
 	pthread_mutex_unlock(&fdtab_lock);
+	struct nvr_ctrlr *c = ((struct ur_ns *)o)->ctrlr;
+	if (c && nvr_ctrlr_is_remote(c))
+		ur_remote_ns_unbind(c, fd);
 	if (((struct ur_ns *)o)->own_fd)
 		close(fd);
 	ur_ns_put((struct ur_ns *)o);
@@ -179,7 +200,7 @@ NVR_API int nvr_ns_close(int fd)
 NVR_API int nvr_uring_is_ring(int fd)
 {
 	struct ur_obj *o = ur_fdtab_get(fd);
-	return o && o->kind == UR_RING;
+	return o && (o->kind == UR_RING || o->kind == UR_RRING);
 }
 
 NVR_API int nvr_uring_is_ns(int fd)
@@ -201,9 +222,19 @@ NVR_API int nvr_uring_set_fd_floor(int floor)
 
 int ur_memfd(const char *name)
 {
-	int fd = memfd_create(name, MFD_CLOEXEC);
+	return ur_memfd_flags(name, 0);
+}
+
+int ur_memfd_flags(const char *name, unsigned flags)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC | flags);
 	if (fd < 0)
 		return -errno;
+	return ur_fd_raise(fd);
+}
+
+int ur_fd_raise(int fd)
+{
 	int floor = atomic_load_explicit(&ur_fd_floor, memory_order_relaxed);
 	if (floor > 0 && fd < floor) {
 		int hi = fcntl(fd, F_DUPFD_CLOEXEC, floor);

@@ -116,6 +116,13 @@ int ur_kring_prep(struct ur_ring *r, struct ur_req *req, const struct io_uring_s
 {
 	_Static_assert(sizeof(((struct ur_req *)0)->iov_inline) >= 2 * sizeof(struct io_uring_sqe),
 		       "a forwarded SQE128 fits the inline iovecs");
+	if (r->client) {
+		/* served (abi/served.h): our kernel ring would act on our own
+		 * files and memory, not the client's */
+		req->rflags |= UR_F_KRING | UR_F_HAS_ERR;
+		req->err = -EOPNOTSUPP;
+		return 0;
+	}
 	memcpy(req->iov_inline, sqe, sizeof(*sqe) << r->sqe_shift);
 	req->rflags |= UR_F_KRING;
 	req->fd = sqe->fd;
@@ -193,7 +200,7 @@ static uint8_t kprobe_ops[IORING_OP_LAST];
 
 bool ur_kring_op_supported(struct ur_ring *r, unsigned op)
 {
-	if (op >= IORING_OP_LAST || (r->flags & IORING_SETUP_IOPOLL))
+	if (op >= IORING_OP_LAST || (r->flags & IORING_SETUP_IOPOLL) || r->client)
 		return false;
 	int st = atomic_load_explicit(&kprobe_state, memory_order_acquire);
 	if (!st) {

@@ -148,7 +148,8 @@ static int ur_assign_file(struct ur_ring *r, struct ur_req *req)
 			return -EBADF;
 		req->ns = r->files[req->fd];
 	} else {
-		req->ns = ur_ns_get(req->fd);
+		struct ur_client *cl = ur_ring_client(r);
+		req->ns = cl ? ur_client_ns_get(cl, req->fd) : ur_ns_get(req->fd);
 		if (!req->ns)
 			return -EBADF;
 		req->rflags |= UR_F_NS_REF;
@@ -261,10 +262,12 @@ static int ur_start_io(struct ur_ring *r, struct ur_req *req)
 			left -= segs[nseg].len;
 		}
 	} else if (req->dev_op == NVR_IO_READ || req->dev_op == NVR_IO_WRITE) {
-		if (ur_op_is_fixed(req->opcode)) {
+		if (ur_op_is_fixed(req->opcode) && !r->client) {
 			const struct ur_fixed_buf *b = &r->bufs[req->buf_index];
 			segs[0].iova = b->iova + (req->addr - b->base);
 		} else {
+			/* (a served ring's fixed buffers are client memory,
+			 * never mapped: they bounce too, abi/served.h) */
 			int ret = ur_pool_get(r, req, req->xfer);
 			if (ret < 0)
 				return ret;
@@ -625,7 +628,7 @@ static void ur_fixed_done(void *arg, const struct nvr_cpl *cpl)
 bool ur_submit_fixed(struct ur_ring *r, struct ur_req *req, const struct io_uring_sqe *sqe)
 {
 	uint8_t op = sqe->opcode;
-	if (!ur_op_is_fixed(op) || sqe->flags != IOSQE_FIXED_FILE)
+	if (!ur_op_is_fixed(op) || sqe->flags != IOSQE_FIXED_FILE || r->client)
 		return false;
 	if (r->link_head || r->drain_next || r->defer.head)
 		return false;   /* joins a chain, or waits: ur_submit_sqe() and ur_queue() */

@@ -43,7 +43,7 @@ void ur_quiesce(struct ur_ring *r)
 static void ur_buffers_release(struct ur_ring *r)
 {
 	for (unsigned i = 0; i < r->nbufs; i++)
-		if (r->bufs[i].len)
+		if (r->bufs[i].len && !r->client)   /* served: nothing was held */
 			nvr_dma_unhold(r->ctrlr, (void *)(uintptr_t)r->bufs[i].base);
 	for (unsigned i = 0; i < r->nbuf_maps; i++)
 		nvr_dma_unregister(r->ctrlr, r->buf_maps[i]);
@@ -112,6 +112,19 @@ static int ur_register_buffers(struct ur_ring *r, const void *uarg, unsigned nr)
 		bufs[i].base = base;
 		bufs[i].len = len;
 	}
+	if (r->client) {
+		/* served (abi/served.h): client memory is never mapped; the
+		 * kernel's pinning would fail on pages that are not there */
+		for (unsigned i = 0; i < nr; i++) {
+			struct iovec v = { (void *)(uintptr_t)bufs[i].base, bufs[i].len };
+			if (bufs[i].len && ur_user_prefix(&v, 1, bufs[i].len) != bufs[i].len) {
+				ret = -EFAULT;
+				goto out;
+			}
+		}
+		nheld = 0;
+		goto done;
+	}
 	for (unsigned i = 0; i < nr; i++) {
 		if (!bufs[i].len)
 			continue;
@@ -153,6 +166,7 @@ static int ur_register_buffers(struct ur_ring *r, const void *uarg, unsigned nr)
 			goto out;
 		}
 	}
+done:
 	r->bufs = bufs;
 	r->nbufs = nr;
 	r->buf_maps = maps;
@@ -216,6 +230,21 @@ static int ur_register_files(struct ur_ring *r, const void *uarg, unsigned nr)
 	for (unsigned i = 0; i < nr; i++) {
 		if (!fds || fds[i] == -1)
 			continue;   /* sparse slot */
+		struct ur_client *cl = ur_ring_client(r);
+		if (cl) {
+			/* served: the client's namespace descriptors; any other
+			 * open file of its leaves an empty slot, as ours do */
+			files[i] = ur_client_ns_get(cl, fds[i]);
+			if (!files[i]) {
+				int dup = ur_client_getfd(cl, fds[i]);
+				if (dup < 0) {
+					ret = -EBADF;
+					goto fail;
+				}
+				close(dup);
+			}
+			continue;
+		}
 		struct ur_obj *o = ur_fdtab_get(fds[i]);
 		if (o && o->kind == UR_RING) {
 			ret = -EBADF;   /* rings can't be registered files */
@@ -302,16 +331,25 @@ static int ur_register_eventfd(struct ur_ring *r, void *arg, unsigned nr, bool a
 	int efd;
 	if (ur_copy_from_user(&efd, (uintptr_t)arg, sizeof(efd)))
 		return -EFAULT;
+	struct ur_client *cl = ur_ring_client(r);
+	int taken = -1;
+	if (cl) {
+		/* served: the client's eventfd, taken into this process */
+		taken = ur_client_getfd(cl, efd);
+		if (taken < 0)
+			return -EBADF;
+		efd = taken;
+	}
 	char link[64], target[64];
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", efd);
 	ssize_t n = efd >= 0 ? readlink(link, target, sizeof(target) - 1) : -1;
-	if (n < 0)
-		return -EBADF;
-	target[n] = 0;
-	if (strcmp(target, "anon_inode:[eventfd]"))
-		return -EINVAL;     /* eventfd_ctx_fdget(): not an eventfd */
+	if (n < 0 || (target[n] = 0, strcmp(target, "anon_inode:[eventfd]"))) {
+		if (taken >= 0)
+			close(taken);
+		return n < 0 ? -EBADF : -EINVAL;   /* eventfd_ctx_fdget(): not an eventfd */
+	}
 	/* the kernel holds the eventfd itself: the program may close its fd */
-	int dup = fcntl(efd, F_DUPFD_CLOEXEC, 0);
+	int dup = taken >= 0 ? taken : fcntl(efd, F_DUPFD_CLOEXEC, 0);
 	if (dup < 0)
 		return -errno;
 	r->eventfd_tail = r->cq_tail;
@@ -335,8 +373,8 @@ NVR_API int nvr_uring_register(int fd, unsigned opcode, void *arg, unsigned nr_a
 {
 	int err;
 	struct ur_ring *r = ur_ring_get(fd, &err);
-	if (!r)
-		return err;
+	if (!r)   /* or a ring an owner serves (client.c) */
+		return ur_remote_register(fd, opcode, arg, nr_args, err);
 	if (opcode >= IORING_REGISTER_LAST)
 		return -EINVAL;
 	/* the ring's lock: the SQPOLL poller parks, and on other rings a

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "abi/served.h"
 #include "nvring/nvring.h"
 #include "nvring/uring.h"
 
@@ -55,7 +56,7 @@
 
 /* ---- the fd table: rings and namespace descriptors by fd number ---- */
 
-enum ur_kind { UR_RING = 1, UR_NS = 2 };
+enum ur_kind { UR_RING = 1, UR_NS = 2, UR_RRING = 3 /* served by an owner: client.c */ };
 
 struct ur_obj {
 	enum ur_kind kind;
@@ -100,7 +101,22 @@ static inline struct ur_obj *ur_fdtab_get(int fd)
 void ur_fdtab_del(int fd);
 struct ur_ns *ur_ns_get(int fd);                /* +1 ref, NULL if not a namespace */
 void ur_ns_put(struct ur_ns *ns);               /* -1 ref, frees at 0 */
+int  ur_ns_make(struct nvr_ctrlr *ctrlr, uint32_t nsid, struct ur_ns **out);  /* unpublished, 1 ref */
 int  ur_memfd(const char *name);                /* memfd_create at the fd floor */
+int  ur_memfd_flags(const char *name, unsigned flags);   /* ... with MFD_* @flags */
+int  ur_fd_raise(int fd);                       /* @fd moved to the fd floor (closed on error) */
+
+/* client.c: rings on a controller an owner serves (nvr_ctrlr_connect()).
+ * The ur_remote_* take the error their caller found for an fd that is not
+ * one of our own rings and return it when it is not a served one either. */
+int  ur_client_setup(struct nvr_ctrlr *ctrlr, unsigned entries, struct io_uring_params *p);
+void ur_client_hook(struct nvr_ctrlr *c);
+int  ur_remote_enter(int fd, unsigned to_submit, unsigned min_complete, unsigned flags,
+		     const void *arg, size_t argsz, int err);
+int  ur_remote_register(int fd, unsigned opcode, void *arg, unsigned nr_args, int err);
+int  ur_remote_close(int fd);
+int  ur_remote_ns_bind(struct nvr_ctrlr *c, int fd, uint32_t nsid);
+void ur_remote_ns_unbind(struct nvr_ctrlr *c, int fd);
 
 /* ---- requests ---- */
 
@@ -172,6 +188,7 @@ struct ur_req {
 	bool     flush_after;     /* RWF_DSYNC/SYNC write on a VWC device */
 	bool     is_read;
 	bool     live;            /* allocated (not on the free list) */
+	uint32_t slot;            /* served rings: its crash-state slot, or UINT32_MAX */
 	uint64_t lba;             /* next block to move */
 	uint64_t nlb_left;        /* blocks not yet moved */
 	uint32_t chunk;           /* blocks in the nvr_io() in flight */
@@ -250,6 +267,11 @@ static inline void ur_unlock(struct ur_lock *l)
 struct ur_ring {
 	struct ur_obj obj;
 	struct nvr_ctrlr *ctrlr;
+	/* Served to another process (abi/served.h): its creator, and the
+	 * crash state in the memfd. NULL for our own rings. */
+	struct ur_client *client;
+	struct nvs_ring_state *cstate;
+	uint32_t nreqs;           /* requests made (slot numbers handed out) */
 	struct nvr_qpair *qp;
 	uint32_t flags;           /* setup flags */
 	uint32_t sq_entries, cq_entries;
@@ -343,6 +365,48 @@ struct ur_ring {
 				    * pass, register; SQPOLL: the poller per pass, and
 				    * register/flush callers from other threads */
 };
+
+/* The client whose memory and files a call on @r reaches: the caller's
+ * (a forked child that adopted its parent's ring acts on its own memory,
+ * as the kernel resolves addresses in the submitting task), else the
+ * ring's creator (the SQPOLL poller). NULL: the ring is our own. */
+static inline struct ur_client *ur_ring_client(const struct ur_ring *r)
+{
+	if (__builtin_expect(!r->client, 1))
+		return NULL;
+	return ur_tls_client ? ur_tls_client : r->client;
+}
+
+/* Crash state (serve_proto.h): the request took an SQE... */
+static inline void ur_slot_take(struct ur_ring *r, struct ur_req *req, uint64_t user_data)
+{
+	if (__builtin_expect(!r->cstate, 1) || req->slot == UINT32_MAX)
+		return;
+	struct nvs_slot *s = &r->cstate->slots[req->slot];
+	s->user_data = user_data;
+	s->cq_pos = 0;
+	/* ordered before the SQ head that shows the SQE consumed (release) */
+	atomic_store_explicit((_Atomic uint32_t *)&s->state, NVS_SLOT_LIVE, memory_order_relaxed);
+}
+/* ...its CQE went to CQ index r->cq_tail - 1 (before the tail's release)... */
+static inline void ur_slot_posted(struct ur_ring *r, struct ur_req *req)
+{
+	if (__builtin_expect(!r->cstate, 1) || req->slot == UINT32_MAX)
+		return;
+	r->cstate->slots[req->slot].cq_pos = r->cq_tail;
+}
+/* ...it is gone: a slot whose CQE was written stays LIVE with its cq_pos
+ * (the client tells by the CQ tail whether the CQE was published) until
+ * the request takes the next SQE; one that ends without a CQE is freed. */
+static inline void ur_slot_end(struct ur_ring *r, struct ur_req *req)
+{
+	if (__builtin_expect(!r->cstate, 1) || req->slot == UINT32_MAX)
+		return;
+	struct nvs_slot *s = &r->cstate->slots[req->slot];
+	if (!s->cq_pos)
+		atomic_store_explicit((_Atomic uint32_t *)&s->state, NVS_SLOT_FREE,
+				      memory_order_relaxed);
+}
 
 /* Shared-word accessors. Each names what it orders. */
 
@@ -493,6 +557,14 @@ void ur_quiesce(struct ur_ring *r);
 /* setup.c: requests that hold nothing in the device and release what
  * every allocated request still holds (close). */
 void ur_release_all_reqs(struct ur_ring *r);
+/* setup.c: a ring served to @client (abi/served.h): as nvr_uring_setup(),
+ * its memfd sealed against resizing and carrying the crash state; the
+ * ring holds a reference on @client. Returns our fd of it. */
+int  ur_setup_served(struct nvr_ctrlr *ctrlr, unsigned entries, struct io_uring_params *p,
+		     struct ur_client *client);
+/* close of a ring: nvr_uring_close() of our fd; served.c drops the
+ * client reference */
+void ur_client_put(struct ur_client *c);
 
 /* Opcode classes used across submission, issue and completion. */
 static inline bool ur_op_is_fixed(uint8_t op)

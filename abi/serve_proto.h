@@ -134,7 +134,7 @@ struct nvs_ring_state {
 	uint32_t magic;       /* NVS_STATE_MAGIC */
 	uint32_t nslots;
 	uint32_t cqe_size;    /* 16 or 32 (CQE32) */
-	uint32_t pad;
+	uint32_t used;        /* slots ever used: [0, used) is all there is to scan */
 	struct nvs_slot slots[];
 };
 

@@ -13,6 +13,7 @@
  * SQEs at IORING_OFF_SQES; the holes are never touched (sparse).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "abi/ring.h"
+#include "driver/ctrlr.h"
 
 /* Offsets inside the rings object (the kernel's struct io_rings). */
 enum {
@@ -149,14 +151,34 @@ static void ur_ring_unmap(struct ur_ring *r)
 		munmap(r->cq_ring, r->cq_ring_sz);
 	if (r->sqes && (void *)r->sqes != MAP_FAILED)
 		munmap(r->sqes, r->sqes_sz);
+	if (r->cstate)
+		munmap(r->cstate, UR_STATE_BYTES);
+	r->cstate = NULL;
 }
 
 static int ur_ring_map(struct ur_ring *r, int fd, size_t rings_sz, size_t sq_array_off)
 {
 	r->sq_ring_sz = r->cq_ring_sz = page_align(rings_sz);
 	r->sqes_sz = page_align((size_t)r->sq_entries * (sizeof(struct io_uring_sqe) << r->sqe_shift));
-	if (ftruncate(fd, (off_t)(IORING_OFF_SQES + r->sqes_sz)) < 0)
+	off_t size = (off_t)(IORING_OFF_SQES + r->sqes_sz);
+	if (r->client)
+		size = (off_t)(NVS_OFF_STATE + UR_STATE_BYTES);
+	if (ftruncate(fd, size) < 0)
 		return -errno;
+	if (r->client) {
+		/* The client must not shrink what we map (a SIGBUS here) nor
+		 * grow it; its writes into the ring are its own business. */
+		if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+			return -errno;
+		void *st = mmap(NULL, UR_STATE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+				(off_t)NVS_OFF_STATE);
+		if (st == MAP_FAILED)
+			return -ENOMEM;
+		r->cstate = st;
+		r->cstate->magic = NVS_STATE_MAGIC;
+		r->cstate->nslots = UR_STATE_SLOTS;
+		r->cstate->cqe_size = (uint32_t)sizeof(struct io_uring_cqe) << r->cqe_shift;
+	}
 	r->sq_ring = mmap(NULL, r->sq_ring_sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
 			  fd, IORING_OFF_SQ_RING);
 	r->cq_ring = mmap(NULL, r->cq_ring_sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
@@ -200,6 +222,8 @@ static void ur_ring_free(struct ur_ring *r)
 	ur_ring_unmap(r);
 	if (r->obj.fd >= 0)
 		close(r->obj.fd);
+	if (r->client)
+		ur_client_put(r->client);
 	free(r);
 }
 
@@ -212,7 +236,27 @@ static uint32_t ur_pool_pages(uint32_t qdepth)
 	return pages < 256 ? 256 : pages > 2048 ? 2048 : (uint32_t)pages;
 }
 
+static int ur_setup(struct nvr_ctrlr *ctrlr, unsigned entries, struct io_uring_params *p,
+		    struct ur_client *client);
+
+int ur_setup_served(struct nvr_ctrlr *ctrlr, unsigned entries, struct io_uring_params *p,
+		    struct ur_client *client)
+{
+	return ur_setup(ctrlr, entries, p, client);
+}
+
 NVR_API int nvr_uring_setup(struct nvr_ctrlr *ctrlr, unsigned entries, struct io_uring_params *p)
+{
+	if (ctrlr && nvr_ctrlr_is_remote(ctrlr))
+	{
+		ur_client_hook(ctrlr);
+		return ur_client_setup(ctrlr, entries, p);   /* an owner serves it (client.c) */
+	}
+	return ur_setup(ctrlr, entries, p, NULL);
+}
+
+static int ur_setup(struct nvr_ctrlr *ctrlr, unsigned entries, struct io_uring_params *p,
+		    struct ur_client *client)
 {
 	if (!p)
 		return -EFAULT;
@@ -229,6 +273,10 @@ NVR_API int nvr_uring_setup(struct nvr_ctrlr *ctrlr, unsigned entries, struct io
 	r->obj.fd = -1;
 	atomic_init(&r->obj.refs, 1);
 	r->ctrlr = ctrlr;
+	if (client) {
+		atomic_fetch_add_explicit(&client->refs, 1, memory_order_relaxed);
+		r->client = client;
+	}
 	r->flags = p->flags;
 	r->sq_entries = p->sq_entries;
 	r->cq_entries = p->cq_entries;
@@ -246,8 +294,10 @@ NVR_API int nvr_uring_setup(struct nvr_ctrlr *ctrlr, unsigned entries, struct io
 	size_t sq_array_off;
 	size_t rings_sz = ur_rings_size(p->flags, r->sq_entries, r->cq_entries, &sq_array_off);
 
-	int fd = ur_memfd("[io_uring]");
+	int fd = ur_memfd_flags("[io_uring]", client ? MFD_ALLOW_SEALING : 0);
 	if (fd < 0) {
+		if (client)
+			ur_client_put(client);
 		free(r);
 		return fd;
 	}
@@ -292,7 +342,7 @@ NVR_API int nvr_uring_close(int fd)
 	int err;
 	struct ur_ring *r = ur_ring_get(fd, &err);
 	if (!r)
-		return -EBADF;
+		return ur_remote_close(fd);   /* served by an owner, or -EBADF */
 	ur_fdtab_del(fd);
 	ur_sqpoll_stop(r);
 	/* Let the commands in the device complete (the kernel, too, waits

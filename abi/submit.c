@@ -181,6 +181,7 @@ static int ur_init_req(struct ur_ring *r, struct ur_req *req, const struct io_ur
 	 * the kernel checks it, then run by the kernel ring. Fixed buffers are
 	 * nvring's registration, not the kernel ring's: not forwarded. */
 	bool other_file = def->needs_file && !iopoll_ring && !(fl & IOSQE_FIXED_FILE) &&
+			  !r->client &&   /* served: the client's fds are not ours */
 			  !ur_op_is_fixed(op) && !nvr_uring_is_ns(sqe->fd) && sqe->fd >= 0 &&
 			  fcntl(sqe->fd, F_GETFD) >= 0;
 	if (!def->ioprio && sqe->ioprio)
@@ -329,6 +330,12 @@ static const struct io_uring_sqe *ur_next_sqe(struct ur_ring *r)
 /* io_submit_sqes(): returns the number of SQEs consumed. */
 int ur_submit(struct ur_ring *r, unsigned to_submit)
 {
+	/* served: a request about to take a new SQE may be one whose CQE is
+	 * written but not yet published; publish first, so that its slot
+	 * (overwritten now) is not needed for a crash any more */
+	if (__builtin_expect(r->cstate != NULL, 0) &&
+	    atomic_load_explicit(r->cq_ktail, memory_order_relaxed) != r->cq_tail)
+		ur_cq_tail_release(r);
 	uint32_t avail = ur_sq_tail_acquire(r) - r->sq_head;
 	if (avail > r->sq_entries)
 		avail = r->sq_entries;
@@ -345,6 +352,7 @@ int ur_submit(struct ur_ring *r, unsigned to_submit)
 			ur_req_free(r, req);
 			break;
 		}
+		ur_slot_take(r, req, sqe->user_data);
 		if (ur_submit_fixed(r, req, sqe)) {   /* the common SQE (ops.c) */
 			left--;
 			continue;

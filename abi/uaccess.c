@@ -118,10 +118,31 @@ ssize_t ur_pvm_move(bool to_user, void *buf, size_t len, const struct iovec *rem
 	return n;
 }
 
+__thread struct ur_client *ur_tls_client;
+
+/* A served ring's client (abi/served.h): its memory, by process_vm on its
+ * pid, never by memcpy (its addresses mean nothing here). */
+static ssize_t ur_pvm_client(const struct ur_client *c, bool to_user, void *buf, size_t len,
+			     const struct iovec *remote, unsigned long nremote)
+{
+	struct iovec l = { buf, len };
+	ssize_t n;
+	do {
+		n = to_user ? process_vm_writev(c->pid, &l, 1, remote, nremote, 0)
+			    : process_vm_readv(c->pid, &l, 1, remote, nremote, 0);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EFAULT || errno == ENOMEM || errno == EINVAL ? -EFAULT :
+		       errno == ESRCH ? -ENODEV : -errno;
+	return n;
+}
+
 /* Either way, the same result. */
 static ssize_t ur_move(bool to_user, void *buf, size_t len, const struct iovec *iov,
 		       unsigned long n)
 {
+	if (__builtin_expect(ur_tls_client != NULL, 0))
+		return ur_pvm_client(ur_tls_client, to_user, buf, len, iov, n);
 	if (ur_fault_usable())
 		return ur_fault_move(to_user, buf, len, iov, n);
 	return ur_pvm_move(to_user, buf, len, iov, n);

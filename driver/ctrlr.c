@@ -630,6 +630,8 @@ int nvr_ctrlr_reset_for(struct nvr_ctrlr *ctrlr, const char *why)
 
 NVR_API int nvr_ctrlr_reset(struct nvr_ctrlr *ctrlr)
 {
+	if (ctrlr && ctrlr->remote)
+		return -EOPNOTSUPP;   /* served by an owner: no device here */
 	if (!ctrlr)
 		return -EINVAL;
 	if (enter_depth)
@@ -672,6 +674,8 @@ NVR_API int nvr_ctrlr_detach(struct nvr_ctrlr *ctrlr)
 
 	if (!ctrlr)
 		return -EINVAL;
+	if (ctrlr->remote)
+		return nvr_remote_detach(ctrlr);
 	/* Queue pairs belong to their users (rings among them): freeing
 	 * them here would leave those users with dangling pointers. */
 	pthread_mutex_lock(&ctrlr->qid_lock);

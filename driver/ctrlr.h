@@ -63,7 +63,12 @@ struct nvr_ns {
 
 struct nvr_qpair;
 
+struct nvr_remote;
+
 struct nvr_ctrlr {
+	/* Connected to an owner process (driver/remote.c): no device, no
+	 * queues; info and ns are what the owner reported. */
+	struct nvr_remote    *remote;
 	struct nvr_pci_dev   *dev;
 	volatile uint8_t     *bar;
 	size_t                bar_len;
@@ -134,6 +139,20 @@ int nvr_ctrlr_attach_dev(struct nvr_pci_dev *dev, const struct nvr_ctrlr_opts *o
 
 /* The namespace @nsid, or NULL if it is not active. */
 const struct nvr_ns *nvr_ctrlr_find_ns(const struct nvr_ctrlr *ctrlr, uint32_t nsid);
+
+/* driver/remote.c: a controller an owner serves (abi/serve_proto.h). */
+static inline bool nvr_ctrlr_is_remote(const struct nvr_ctrlr *c) { return c->remote != NULL; }
+struct nvs_msg;
+/* One request and its reply on this thread's connection: the reply's ret,
+ * or -ENODEV once the owner is gone (after its process exited). @sendfd:
+ * an fd to pass along (-1: none); *@rfd: the one the reply carried. */
+int  nvr_remote_call(struct nvr_ctrlr *c, struct nvs_msg *m, const void *pl, size_t plen,
+		     void *rpl, size_t rmax, int sendfd, int *rfd);
+bool nvr_remote_dead(const struct nvr_ctrlr *c);
+/* Called on the first connection of a new process (a fork child). */
+void nvr_remote_set_new_process(struct nvr_ctrlr *c, void (*fn)(struct nvr_ctrlr *c));
+int  nvr_remote_detach(struct nvr_ctrlr *c);
+int  nvr_remote_socket_path(const char *bdf, char *out, size_t len);
 
 /* CSTS check, one MMIO read (not for every poll): all ones (the device is
  * gone) fails the controller with -ENODEV; CSTS.CFS resets it (at once, or

@@ -21,6 +21,8 @@ static int log_dma_get(struct nvr_ctrlr *ctrlr, void **va, uint64_t *iova)
 NVR_API int nvr_ctrlr_get_log_page(struct nvr_ctrlr *ctrlr, uint8_t lid, uint32_t nsid,
 				   void *buf, size_t len)
 {
+	if (ctrlr && ctrlr->remote)
+		return -EOPNOTSUPP;   /* served by an owner: no device here */
 	struct nvme_sqe c = { .opc = NVME_ADM_GET_LOG_PAGE, .nsid = nsid };
 	uint64_t iova;
 	uint32_t numd;
@@ -47,6 +49,8 @@ NVR_API int nvr_ctrlr_get_log_page(struct nvr_ctrlr *ctrlr, uint8_t lid, uint32_
 
 NVR_API int nvr_ctrlr_error_log_entries(struct nvr_ctrlr *ctrlr)
 {
+	if (ctrlr && ctrlr->remote)
+		return -EOPNOTSUPP;   /* served by an owner: no device here */
 	const struct nvme_id_ctrl *id;
 	uint64_t iova;
 	void *page;

@@ -486,6 +486,8 @@ static int qpair_init_mem(struct nvr_qpair *qp, uint32_t entries)
 
 NVR_API int nvr_qpair_alloc(struct nvr_ctrlr *ctrlr, uint32_t entries, struct nvr_qpair **out)
 {
+	if (ctrlr && ctrlr->remote)
+		return -EOPNOTSUPP;   /* served by an owner: no device here */
 	struct nvr_qpair *qp;
 	uint16_t qid;
 	int rc;

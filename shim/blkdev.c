@@ -50,6 +50,8 @@ static uint8_t *bounce;
 static struct nvr_ns_info ns_info;     /* of shim_cfg.nsid, once attached */
 static bool ns_known;
 static struct nvr_ctrlr *pring_ctrlr;   /* the controller pring runs on */
+static pid_t pring_pid;                 /* the process that made it: a fork child
+					 * of an owner's client makes its own */
 
 bool shim_is_blk_path(const char *path)
 {
@@ -123,8 +125,13 @@ static int blk_begin(void)
 			pthread_mutex_unlock(&blk_lock);
 			continue;
 		}
-		if (pring_up && pring_ctrlr == c)
+		if (pring_up && pring_ctrlr == c && pring_pid == getpid())
 			return 0;
+		if (pring_up && pring_pid != getpid()) {
+			/* the parent's (shared through the owner): ours is another */
+			nvr_uring_queue_exit(&pring);
+			pring_up = false;
+		}
 		rc = nvr_uring_queue_init(c, 8, &pring, NULL);
 		if (rc == 0 && !bounce && posix_memalign((void **)&bounce, 4096, BOUNCE_BYTES)) {
 			nvr_uring_queue_exit(&pring);
@@ -136,6 +143,7 @@ static int blk_begin(void)
 		}
 		pring_up = true;
 		pring_ctrlr = c;
+		pring_pid = getpid();
 		return 0;
 	}
 }

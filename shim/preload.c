@@ -47,6 +47,7 @@ static pthread_mutex_t ctrl_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct nvr_ctrlr *ctrl;      /* attached controller, under ctrl_lock */
 static _Atomic int live_rings;      /* the program's rings (not the private one) */
 static _Atomic bool foreign;        /* fork child of a holder: the device is the parent's */
+static bool served;                 /* ctrl is an owner's (nvr_ctrlr_connect_bdf()) */
 
 void *shim_real_cached(void **slot, const char *name)
 {
@@ -205,10 +206,18 @@ int shim_ctrlr_get(struct nvr_ctrlr **out)
 		return -EBUSY;
 	}
 	struct nvr_ctrlr *c;
-	char who[96];
-	int rc = holder_claim(who, sizeof(who));
-	if (rc == 0)
-		rc = shim_attach_fn(shim_cfg.bdf, &c);
+	char who[96] = "";
+	/* An owner serving the controller (`nvring serve`) is used when there
+	 * is one (many processes, forks included); else it is attached here. */
+	int rc = shim_attach_fn == attach_default ? nvr_ctrlr_connect_bdf(shim_cfg.bdf, &c)
+						  : -ENOENT;
+	if (rc == 0) {
+		served = true;
+	} else if (rc == -ENOENT) {
+		rc = holder_claim(who, sizeof(who));
+		if (rc == 0)
+			rc = shim_attach_fn(shim_cfg.bdf, &c);
+	}
 	if (rc < 0) {
 		holder_release();
 		pthread_mutex_unlock(&ctrl_lock);
@@ -273,7 +282,7 @@ static void fork_prepare(void)
 {
 	pthread_mutex_lock(&ctrl_lock);
 	held_over_fork = false;
-	if (ctrl) {
+	if (ctrl && !served) {
 		if (atomic_load(&live_rings) == 0)
 			detach_locked();
 		else
@@ -300,14 +309,15 @@ static void fork_child(void)
 		holder_fd = -1;
 		shim_fd_forget_all();
 	}
-	atomic_store(&live_rings, 0);
+	if (!served)
+		atomic_store(&live_rings, 0);   /* (an owner's rings are shared, as the kernel's) */
 	pthread_mutex_unlock(&ctrl_lock);
 }
 
 static void at_exit(void)
 {
 	pthread_mutex_lock(&ctrl_lock);
-	if (ctrl && !atomic_load(&foreign))
+	if (ctrl && !atomic_load(&foreign) && !served)
 		holder_release();
 	pthread_mutex_unlock(&ctrl_lock);
 }

@@ -33,6 +33,7 @@ int cmd_read(int argc, char **argv);
 int cmd_write(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_log(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Print "nvring: <message>\n" on stderr; returns @code so callers can
  * `return cli_fail(EXIT_USAGE, ...)`. */

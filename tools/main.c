@@ -16,6 +16,7 @@ static const struct cli_cmd commands[] = {
 	{ "write",    "write logical blocks from stdin or a file",                   cmd_write },
 	{ "run",      "run an unmodified program on a namespace (LD_PRELOAD shim)", cmd_run },
 	{ "log",      "show the SMART / Health or Error Information log page",     cmd_log },
+	{ "serve",    "own controllers and serve them to many processes (owner)",   cmd_serve },
 };
 
 static void usage(FILE *f)

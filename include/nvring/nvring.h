@@ -150,6 +150,43 @@ NVR_API int nvr_ctrlr_attach(const char *bdf, const struct nvr_ctrlr_opts *opts,
 			     struct nvr_ctrlr **out);
 
 /**
+ * nvr_ctrlr_connect() - use a controller that an owner process serves
+ * (`nvring serve BDF`, listening on @path, normally /run/nvring/BDF.sock)
+ * instead of attaching it: many processes may connect to one owner, each
+ * isolated from the others (see the README's "Many processes").
+ * On a connected controller the io_uring ABI works as on an attached one
+ * (nvr_uring_setup() and the other nvr_uring_* calls, nvr_ns_open()),
+ * every ring living in the owner, which builds every NVMe command from the
+ * ring's SQEs and moves data between the device and this process's memory
+ * itself, as the kernel does; nvr_ctrlr_get_info() (bdf, vwc, max_xfer,
+ * nn) and nvr_ns_get_info() answer from what the owner reported. The
+ * queue-pair and DMA calls (nvr_qpair_alloc(), nvr_dma_*()) need the
+ * device in this process and return -EOPNOTSUPP; so do reset and log
+ * pages. nvr_ctrlr_detach() ends the connection. Threads each get their
+ * own connection on first use; a fork() child gets its own and keeps the
+ * rings and namespace descriptors it inherited.
+ * If the owner dies, every ring's commands in flight complete with -ENODEV
+ * and so does everything after (once the owner process has fully exited:
+ * no DMA of it is still to come).
+ * Errors: -EINVAL NULL argument; -ENOENT/-ECONNREFUSED no owner listening
+ * at @path; -EACCES the owner refuses this user (one line says why);
+ * -EPROTO not an nvring owner of this version; -ENOMEM.
+ */
+NVR_API int nvr_ctrlr_connect(const char *path, struct nvr_ctrlr **out);
+
+/** nvr_ctrlr_connect_bdf() - nvr_ctrlr_connect() to the owner serving @bdf,
+ *  at RUN_DIR/BDF.sock (RUN_DIR: $NVRING_RUN_DIR or /run/nvring; or
+ *  $NVRING_SOCKET). -ENOENT when no owner serves it. */
+NVR_API int nvr_ctrlr_connect_bdf(const char *bdf, struct nvr_ctrlr **out);
+
+/** nvr_ctrlr_open() - the owner's controller when one serves @bdf
+ *  (nvr_ctrlr_connect_bdf()), else nvr_ctrlr_attach(@bdf, @opts): the same
+ *  program works either way, as far as the connected controller's calls
+ *  reach (see nvr_ctrlr_connect()). */
+NVR_API int nvr_ctrlr_open(const char *bdf, const struct nvr_ctrlr_opts *opts,
+			   struct nvr_ctrlr **out);
+
+/**
  * nvr_ctrlr_detach() - shut the controller down (CC.SHN normal) and release
  * the device and all its DMA mappings. Free every queue pair (and close
  * every ring on this controller) first: while any queue pair is allocated

@@ -226,6 +226,27 @@ NVR_API int nvr_uring_submit_and_wait(struct io_uring *ring, unsigned wait_nr);
  *  nvr_uring_queue_init(). */
 NVR_API void nvr_uring_queue_exit(struct io_uring *ring);
 
+/**
+ * nvr_serve_conn() - the owner side: serve the client on the connected
+ * unix SOCK_SEQPACKET socket @sock (accepted by the caller, who has already
+ * decided that its peer may use @ctrlr) until it disconnects; @bdf is
+ * what the client is told it reached. Every ring the client makes is a
+ * ring of this process on @ctrlr with its own I/O queue pair, run on the
+ * client's behalf: data move between the device and the client's memory
+ * through this process's DMA memory (process_vm_readv/writev on the
+ * client's pid), so the device never touches client memory and a client
+ * reaches only its own memory, rings and namespace descriptors. When the
+ * client's last connection closes (it exited or was killed), its rings are
+ * closed as nvr_uring_close() closes one, and one line is logged.
+ * Blocks; one thread per connection. Returns 0 when the client went away,
+ * -EPROTO for a client that does not speak the protocol, -EINVAL.
+ */
+NVR_API int nvr_serve_conn(struct nvr_ctrlr *ctrlr, int sock, const char *bdf);
+
+/** nvr_serve_refuse() - tell the client on @sock that it may not connect:
+ *  its nvr_ctrlr_connect() fails with -EACCES after printing @why. */
+NVR_API int nvr_serve_refuse(int sock, const char *why);
+
 #ifdef __cplusplus
 }
 #endif
