@@ -190,13 +190,13 @@ static int find_preload(char *out, size_t n)
 static int run_static(const char *prog, char **argv, const char *bdf, const char *nsid,
 		      const char *path)
 {
-	char loader[PATH_MAX], sock[96];
+	char loader[PATH_MAX], sock[112];
 	int rc = find_lib("NVRING_STATIC_LOADER", "nvring-static-loader", loader, sizeof(loader));
 	if (rc < 0)
 		return cli_fail(EXIT_RUNTIME, "%s is statically linked and needs %s, which is "
 				"missing (%s): run `make`", prog, loader, strerror(-rc));
-	const char *sock_env = getenv("NVRING_SOCKET");
-	snprintf(sock, sizeof(sock), "/run/nvring/%s.sock", bdf);
+	const char *sock_env = getenv("NVRING_SOCKET"), *rundir = getenv("NVRING_RUN_DIR");
+	snprintf(sock, sizeof(sock), "%.80s/%s.sock", rundir && *rundir ? rundir : "/run/nvring", bdf);
 	if (!(sock_env && *sock_env) && access(sock, F_OK) < 0)
 		return cli_fail(EXIT_RUNTIME, "%s is statically linked: it runs on %s only through "
 				"the owner process, and none is serving it (no %s): start `nvring "

@@ -9,8 +9,12 @@
  * close() of one tells the owner (NVS_CLOSE), dup() of one names the same
  * ring. The namespace path (NVRING_PATH, exactly) opens a memfd as large as
  * the namespace, bound with NVS_NS_BIND, as the library's nvr_ns_open()
- * does; its dups are bound too. fstat() of it shows a regular file of the
- * namespace's size, which is how the test programs find the size.
+ * does; its dups are bound too. stat/fstat/statx of it (or of the path)
+ * show a block device and its ioctls answer the geometry, as the dynamic
+ * shim's shim/blkdev.c does.
+ *
+ * The owner's socket: $NVRING_SOCKET, else RUN_DIR/BDF.sock (RUN_DIR:
+ * $NVRING_RUN_DIR or /run/nvring), BDF from NVRING_DEVICE=BDF[/NSID].
  *
  * One connection per thread (the owner runs one call per connection at a
  * time, and a thread may block in io_uring_enter while another submits),
@@ -26,11 +30,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/io_uring.h>
+#include <linux/stat.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 
@@ -125,8 +132,13 @@ int st_client_init(void)
 	if (sock && *sock) {
 		copy_str(cfg.sock_path, sizeof(cfg.sock_path), sock);
 	} else {
-		char p[108] = "/run/nvring/";
+		/* as the library's client: RUN_DIR/BDF.sock, RUN_DIR being
+		 * $NVRING_RUN_DIR or /run/nvring */
+		const char *rd = st_getenv("NVRING_RUN_DIR");
+		char p[108];
+		copy_str(p, sizeof(p) - 24, rd && *rd ? rd : "/run/nvring");
 		size_t n = strlen(p);
+		p[n++] = '/';
 		for (i = 0; bdf[i] && n < sizeof(p) - 6; i++)
 			p[n++] = bdf[i];
 		memcpy(p + n, ".sock", 6);
@@ -572,6 +584,90 @@ static long ns_open(long flags)
 	return fd;
 }
 
+/* ---- the block device's face ----------------------------------------------- */
+
+#define BLK_MAJOR 259            /* blkext, as shim/blkdev.c */
+#define BLK_MINOR 0xfff00u
+
+static const struct nvs_ns_desc *ns_desc(void)
+{
+	for (uint32_t i = 0; have_hello && i < hello.nns && i < NVS_MAX_NS; i++)
+		if (hello.ns[i].nsid == cfg.nsid)
+			return &hello.ns[i];
+	return NULL;
+}
+
+static bool is_ns_fd(long fd)
+{
+	return fd >= 0 && fd < MAX_FDS && fds[fd].kind == FD_NS;
+}
+
+/* Whether a path call names the namespace: the path itself, or an empty
+ * path with AT_EMPTY_PATH on a namespace fd. */
+static bool names_ns(long dirfd, const char *path, long flags)
+{
+	if (!path)
+		return false;
+	if (!path[0])
+		return (flags & AT_EMPTY_PATH) && is_ns_fd(dirfd);
+	return st_streq(path, cfg.ns_path);
+}
+
+static long blk_stat(struct stat *st)
+{
+	if (!ns_desc() && conn_get() < 0)
+		return -ENODEV;   /* no owner: as if the device were missing */
+	memset(st, 0, sizeof(*st));
+	unsigned maj = BLK_MAJOR, min = BLK_MINOR + cfg.nsid;
+	st->st_mode = S_IFBLK | 0660;
+	st->st_rdev = (min & 0xff) | ((maj & 0xfff) << 8) | ((uint64_t)(min & ~0xffu) << 12);
+	st->st_dev = 5;
+	st->st_ino = 0x6e7672u + cfg.nsid;
+	st->st_nlink = 1;
+	st->st_blksize = 4096;
+	return 0;
+}
+
+static long blk_statx(struct statx *sx)
+{
+	struct stat st;
+	long rc = blk_stat(&st);
+	if (rc < 0)
+		return rc;
+	memset(sx, 0, sizeof(*sx));
+	sx->stx_mask = STATX_BASIC_STATS;
+	sx->stx_blksize = 4096;
+	sx->stx_nlink = 1;
+	sx->stx_mode = (uint16_t)st.st_mode;
+	sx->stx_ino = st.st_ino;
+	sx->stx_rdev_major = BLK_MAJOR;
+	sx->stx_rdev_minor = BLK_MINOR + cfg.nsid;
+	sx->stx_dev_minor = 5;
+	return 0;
+}
+
+static long blk_ioctl(unsigned long req, void *argp)
+{
+	const struct nvs_ns_desc *d = ns_desc();
+	if (!d)
+		return -ENODEV;
+	uint64_t bytes = d->nblocks * d->lba_size;
+	switch (req) {
+	case BLKGETSIZE64: *(uint64_t *)argp = bytes; return 0;
+	case BLKGETSIZE: *(unsigned long *)argp = (unsigned long)(bytes >> 9); return 0;
+	case BLKSSZGET: *(int *)argp = (int)d->lba_size; return 0;
+	case BLKPBSZGET:
+	case BLKIOMIN: *(unsigned int *)argp = d->lba_size; return 0;
+	case BLKIOOPT: *(unsigned int *)argp = 0; return 0;
+	case BLKBSZGET: *(int *)argp = 4096; return 0;
+	case BLKROGET: *(int *)argp = 0; return 0;
+	case BLKFLSBUF: return 0;   /* no page cache to drop */
+	case BLKDISCARD:
+	case BLKZEROOUT: return -EOPNOTSUPP;   /* not through the static client yet */
+	default: return -ENOTTY;
+	}
+}
+
 bool st_client_call(long nr, const long a[6], long *ret)
 {
 	if (!cfg.ok)
@@ -615,6 +711,32 @@ bool st_client_call(long nr, const long a[6], long *ret)
 		*ret = ns_open(flags);
 		return true;
 	}
+	case __NR_fstat:
+		if (!is_ns_fd(a[0]))
+			return false;
+		*ret = blk_stat((struct stat *)a[1]);
+		return true;
+	case __NR_stat:
+	case __NR_lstat:
+		if (!names_ns(AT_FDCWD, (const char *)a[0], 0))
+			return false;
+		*ret = blk_stat((struct stat *)a[1]);
+		return true;
+	case __NR_newfstatat:
+		if (!names_ns(a[0], (const char *)a[1], a[3]))
+			return false;
+		*ret = blk_stat((struct stat *)a[2]);
+		return true;
+	case __NR_statx:
+		if (!names_ns(a[0], (const char *)a[1], a[2]))
+			return false;
+		*ret = blk_statx((struct statx *)a[4]);
+		return true;
+	case __NR_ioctl:
+		if (!is_ns_fd(a[0]))
+			return false;
+		*ret = blk_ioctl((unsigned long)a[1], (void *)a[2]);
+		return true;
 	case __NR_dup:
 	case __NR_dup2:
 	case __NR_dup3:

@@ -32,6 +32,8 @@ static const long wanted[] = {
 	3,                      /* close: a ring or namespace descriptor goes away */
 	2, 257,                 /* open, openat: the namespace path */
 	32, 33, 292, 72,        /* dup, dup2, dup3, fcntl (F_DUPFD) */
+	4, 5, 6, 262, 332,      /* stat, fstat, lstat, newfstatat, statx: a block device */
+	16,                     /* ioctl: BLKGETSIZE64, BLKSSZGET, ... */
 };
 
 bool st_nr_wanted(long nr)

@@ -59,6 +59,12 @@ static const char *nr_name(long nr)
 	case 33: return "dup2";
 	case 292: return "dup3";
 	case 72: return "fcntl";
+	case 4: return "stat";
+	case 5: return "fstat";
+	case 6: return "lstat";
+	case 262: return "newfstatat";
+	case 332: return "statx";
+	case 16: return "ioctl";
 	default: return "a syscall";
 	}
 }

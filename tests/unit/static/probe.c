@@ -9,7 +9,8 @@
  *                       be compared line for line
  *   probe uring PATH    a ring's life against the test's fake owner: setup,
  *                       a NOP submitted, a register call, PATH opened (the
- *                       namespace), fstat'ed and dup'ed, the ring closed; then
+ *                       namespace), fstat'ed, ioctl'ed, stat'ed by path
+ *                       and dup'ed, the ring closed; then
  *                       a second ring whose owner dies: its in-flight request
  *                       must come back -ENODEV, never hang
  */
@@ -20,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
 #include <sys/auxv.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -67,7 +70,13 @@ static int probe_uring(const char *path)
 	printf("open = %s\n", fd >= 0 ? "fd" : strerror(errno));
 	struct stat st;
 	if (fd >= 0 && fstat(fd, &st) == 0)
-		printf("size = %lld\n", (long long)st.st_size);
+		printf("block device = %d\n", S_ISBLK(st.st_mode));
+	uint64_t bytes = 0;
+	int lbs = 0;
+	if (ioctl(fd, BLKGETSIZE64, &bytes) == 0 && ioctl(fd, BLKSSZGET, &lbs) == 0)
+		printf("size = %llu, lba %d\n", (unsigned long long)bytes, lbs);
+	if (stat(path, &st) == 0)
+		printf("path block device = %d\n", S_ISBLK(st.st_mode));
 	int fd2 = dup(fd);
 	printf("dup = %s\n", fd2 >= 0 ? "fd" : strerror(errno));
 	close(fd2);
