@@ -34,6 +34,7 @@
 #include <linux/io_uring.h>
 #include <linux/stat.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -492,8 +493,22 @@ static long do_enter(struct ring *r, const long a[6])
 		ring_crash_complete(r, false, true);
 		return -ENODEV;
 	}
+	/* The owner ignores a signal mask: the wait runs here with it, as the
+	 * kernel's does (a signal it lets through runs its handler, and the
+	 * wait goes on, as the library's enter does). A malformed arg is the
+	 * owner's to refuse. */
+	uint64_t umask = 0;
+	if (!(a[3] & IORING_ENTER_EXT_ARG))
+		umask = a[5] == 8 ? (uint64_t)a[4] : 0;
+	else if (a[4] && a[5] == sizeof(struct io_uring_getevents_arg) &&
+		 ((const struct io_uring_getevents_arg *)a[4])->sigmask_sz == 8)
+		umask = ((const struct io_uring_getevents_arg *)a[4])->sigmask;
+	uint64_t saved;
+	bool masked = umask && sys4(__NR_rt_sigprocmask, SIG_SETMASK, umask, &saved, 8) == 0;
 	struct nvs_msg req = { .op = NVS_ENTER, .a = { r->id, a[1], a[2], a[3], a[4], a[5] } }, rep;
 	int err = call(&req, NULL, 0, &rep, NULL, 0, NULL);
+	if (masked)
+		sys4(__NR_rt_sigprocmask, SIG_SETMASK, &saved, NULL, 8);
 	if (err == -EPIPE || err == -ECONNREFUSED || err == -ENOENT) {
 		owner_died();
 		ring_crash_complete(r, false, true);

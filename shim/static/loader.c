@@ -23,6 +23,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/prctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -325,6 +326,15 @@ __attribute__((noreturn, used)) void st_main(uintptr_t *sp)
 	uintptr_t bias = map_program((int)fd, file, (size_t)st.st_size, &phdr);
 	patch_program(file, (size_t)st.st_size, bias);
 	sys1(__NR_close, fd);
+	/* the program's name in ps and in the owner's log, not the loader's */
+	const char *base = argv[2];
+	for (const char *q = argv[2]; *q; q++)
+		if (*q == '/')
+			base = q + 1;
+	char comm[16] = { 0 };
+	for (size_t i = 0; i < 15 && base[i]; i++)
+		comm[i] = base[i];
+	sys2(__NR_prctl, PR_SET_NAME, comm);
 	if (st_client_init() < 0)
 		die("NVRING_DEVICE is not set (run it through `nvring run`)", 0);
 

@@ -13,6 +13,8 @@
 #                   the kernel device: stdout identical to the kernel run
 #   PROG_nvring     `nvring run --device BDF -- PROG /dev/nvring0n1` with the
 #                   owner serving BDF: stdout identical to the kernel run
+# and one fault test: the owner SIGKILLed under a running program, which
+# must fail its calls with -ENODEV, never hang.
 # Halves that cannot run are skipped with the reason (no kernel device, no
 # twin, no loader, no `nvring serve`, the owner not coming up).
 # SHIM_STATIC_PROGS="uring_rw raw_cat" runs only those; SHIM_PROG_TIMEOUT (240 s).
@@ -154,5 +156,36 @@ for name in $progs; do
     say "$name: $(( $(date +%s) - t0 )) s"
     group_end
 done
+# The owner killed (SIGKILL) under a running static program: its calls
+# must fail (-ENODEV, the in-flight requests completed from the crash
+# state), never hang. Last: no owner serves after it.
+group_begin shim_static_death 1
+t_run fault_death_static_owner_killed
+dp=$shim_dir/uring_diffstream
+if [ -n "$nvr_why" ] || [ -z "$owner" ]; then
+    say "${nvr_why:-no owner}"; t_skip fault_death_static_owner_killed
+elif [ ! -x "$dp" ]; then
+    say "no $dp"; t_skip fault_death_static_owner_killed
+else
+    timeout 60 nvring run --device "$bdf" -- "$dp" /dev/nvring0n1 >"$tmp/d.out" 2>"$tmp/d.err" &
+    runner=$!
+    # its first CQEs printed: the program is inside its stream of I/O
+    i=0
+    while [ "$(wc -l <"$tmp/d.out")" -lt 3 ] && [ "$i" -lt 100 ] && kill -0 "$runner" 2>/dev/null; do
+        sleep 0.1; i=$((i + 1))
+    done
+    kill -9 "$owner" 2>/dev/null; wait "$owner" 2>/dev/null; owner=
+    wait "$runner"; dst=$?
+    tail -n 3 "$tmp/d.out" | sed 's/^/    d| /'; tail -n 5 "$tmp/d.err" | sed 's/^/    d| /'
+    if [ "$dst" = 124 ] || [ "$dst" = 137 ]; then
+        say "the program hung after the owner's death (killed by timeout)"; t_fail fault_death_static_owner_killed
+    elif [ "$dst" = 0 ]; then
+        say "exit 0: the owner died after the program's last call (no fault seen)"; t_skip fault_death_static_owner_killed
+    else
+        say "exit $dst after the owner's death, no hang"; t_pass fault_death_static_owner_killed
+    fi
+fi
+group_end
+
 stop_owner
 exit $any_fail
