@@ -27,6 +27,13 @@
  * wait), in-flight requests get -ENODEV CQEs per the crash state in the
  * memfd, and the call returns -ENODEV; later enters complete their SQEs the
  * same way. Nothing waits forever.
+ *
+ * Not handled (yet): IORING_REGISTER_RING_FDS (refused with -EINVAL, so
+ * liburing keeps using the fd: a registered index could not be mapped to a
+ * ring id here); BLKDISCARD/BLKZEROOUT (-EOPNOTSUPP); a signal handler that
+ * makes io_uring calls while its thread waits in one (the two would share
+ * the thread's connection); a vfork()/posix_spawn() child that closes or
+ * dups a ring or namespace fd before its exec (it shares these tables).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -530,28 +537,44 @@ static long do_register(struct ring *r, const long a[6])
 	return err ? err : rep.ret;
 }
 
-/* fd stops being a ring or a namespace (close, or the target of dup2). */
+/* fd stops being a ring or a namespace (close, or the target of dup2).
+ * The tables change under the lock; the owner hears of it after. */
 static void fd_forget(long fd)
 {
-	if (fd < 0 || fd >= MAX_FDS || fds[fd].kind == FD_NONE)
+	if (fd < 0 || fd >= MAX_FDS)
 		return;
 	struct nvs_msg req = { 0 }, rep;
+	lock_take();
 	if (fds[fd].kind == FD_RING) {
 		struct ring *r = &rings[fds[fd].ring];
+		int ri = fds[fd].ring;
 		fds[fd].kind = FD_NONE;
-		if (--r->refs)
+		if (--r->refs) {
+			/* another fd still names it: keep one that stays open */
+			if (r->memfd == fd)
+				for (int k = 0; k < MAX_FDS; k++)
+					if (fds[k].kind == FD_RING && fds[k].ring == ri) {
+						r->memfd = k;
+						break;
+					}
+			lock_drop();
 			return;
-		if (!r->dead) {
-			req.op = NVS_CLOSE;
-			req.a[0] = r->id;
-			call(&req, NULL, 0, &rep, NULL, 0, NULL);
 		}
+		bool tell = !r->dead;
+		req.op = NVS_CLOSE;
+		req.a[0] = r->id;
 		r->used = false;
-	} else {
+		lock_drop();
+		if (tell)
+			call(&req, NULL, 0, &rep, NULL, 0, NULL);
+	} else if (fds[fd].kind == FD_NS) {
 		fds[fd].kind = FD_NONE;
+		lock_drop();
 		req.op = NVS_NS_UNBIND;
 		req.a[0] = fd;
 		call(&req, NULL, 0, &rep, NULL, 0, NULL);
+	} else {
+		lock_drop();
 	}
 }
 
@@ -560,10 +583,14 @@ static void fd_dup(long oldfd, long newfd)
 {
 	if (oldfd < 0 || oldfd >= MAX_FDS || newfd < 0 || newfd >= MAX_FDS || newfd == oldfd)
 		return;
-	if (fds[oldfd].kind == FD_RING) {
+	lock_take();
+	enum fd_kind k = (enum fd_kind)fds[oldfd].kind;
+	if (k == FD_RING) {
 		fds[newfd] = fds[oldfd];
 		rings[fds[oldfd].ring].refs++;
-	} else if (fds[oldfd].kind == FD_NS) {
+	}
+	lock_drop();
+	if (k == FD_NS) {
 		struct nvs_msg req = { .op = NVS_NS_BIND, .a = { newfd, cfg.nsid } }, rep;
 		if (!call(&req, NULL, 0, &rep, NULL, 0, NULL) && rep.ret == 0)
 			fds[newfd].kind = FD_NS;

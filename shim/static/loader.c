@@ -16,6 +16,10 @@
  * kept from the kernel's), and jumps to its entry. A wanted site it cannot
  * rewrite stops it before the program runs, with one line naming the site.
  *
+ * What differs from the kernel's exec: /proc/self/exe and /proc/self/cmdline
+ * name the loader (AT_EXECFN and argv are the program's); the heap (brk)
+ * starts after the loader's image, not the program's.
+ *
  * NVRING_STATIC_DEBUG=1 prints the sites and what became of them;
  * NVRING_STATIC_KERNEL=1 sends every rewritten call to the kernel (the
  * rewriting alone, compared with a direct run: tests/vm/shim_static.sh).
