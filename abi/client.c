@@ -209,8 +209,12 @@ static int rring_dead_enter(struct ur_rring *rr, unsigned to_submit, unsigned mi
 	pthread_mutex_unlock(&rr->lock);
 	if (sqpoll)
 		n = to_submit;
+	/* nothing left to take although the program counts SQEs as not yet
+	 * submitted (the owner took them in the call its death cut short):
+	 * an error, not 0, or a program retrying "0 submitted" spins for ever
+	 * (fio does); their CQEs, -ENODEV, are in the CQ ring */
 	if (to_submit && !sqpoll)
-		return (int)n;
+		return n ? (int)n : -ENODEV;
 	if ((flags & IORING_ENTER_GETEVENTS) && ready < min_complete)
 		return -ENODEV;
 	return sqpoll ? (int)n : 0;

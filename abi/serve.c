@@ -232,7 +232,7 @@ static void client_leave(struct ur_client_rec *rec)
 		free(s);
 		nrings++;
 	}
-	nvr_log(NVR_LOG_INFO, "serve: client pid %d (%s, uid %u) gone: %u ring%s closed, %u command%s "
+	nvr_log(nrings ? NVR_LOG_INFO : NVR_LOG_DEBUG, "serve: client pid %d (%s, uid %u) gone: %u ring%s closed, %u command%s "
 		"ended", (int)c->pid, rec->comm[0] ? rec->comm : "?", (unsigned)c->uid, nrings,
 		nrings == 1 ? "" : "s", inflight, inflight == 1 ? "" : "s");
 	ur_client_put(c);

@@ -223,7 +223,12 @@ int shim_ctrlr_get(struct nvr_ctrlr **out)
 		pthread_mutex_unlock(&ctrl_lock);
 		if (rc == -EBUSY && who[0])
 			shim_say("%s is in use by %s; one process at a time drives a "
-				 "controller (with fio: --thread)", shim_cfg.bdf, who);
+				 "controller (with fio: --thread), or run `nvring serve %s` to "
+				 "share it", shim_cfg.bdf, who, shim_cfg.bdf);
+		else if (rc == -EACCES)
+			shim_say("%s is served by an owner process that does not allow uid %u "
+				 "(`nvring serve --allow-uid %u` allows it)", shim_cfg.bdf,
+				 (unsigned)getuid(), (unsigned)getuid());
 		else
 			shim_say("cannot attach %s: %s", shim_cfg.bdf, strerror(-rc));
 		return rc;

@@ -188,7 +188,7 @@ static int find_preload(char *out, size_t n)
 /* A static program: exec the loader with PROGRAM and its argv; the owner
  * must be there (its socket), the controller is its, not ours. */
 static int run_static(const char *prog, char **argv, const char *bdf, const char *nsid,
-		      const char *path)
+		      const char *path, bool served)
 {
 	char loader[PATH_MAX], sock[112];
 	int rc = find_lib("NVRING_STATIC_LOADER", "nvring-static-loader", loader, sizeof(loader));
@@ -197,7 +197,7 @@ static int run_static(const char *prog, char **argv, const char *bdf, const char
 				"missing (%s): run `make`", prog, loader, strerror(-rc));
 	const char *sock_env = getenv("NVRING_SOCKET"), *rundir = getenv("NVRING_RUN_DIR");
 	snprintf(sock, sizeof(sock), "%.80s/%s.sock", rundir && *rundir ? rundir : "/run/nvring", bdf);
-	if (!(sock_env && *sock_env) && access(sock, F_OK) < 0)
+	if (!served && !(sock_env && *sock_env) && access(sock, F_OK) < 0)
 		return cli_fail(EXIT_RUNTIME, "%s is statically linked: it runs on %s only through "
 				"the owner process, and none is serving it (no %s): start `nvring "
 				"serve %s` first", prog, bdf, sock, bdf);
@@ -271,20 +271,35 @@ int cmd_run(int argc, char **argv)
 		path = "/dev/nvring0n1";
 	if (path[0] != '/')
 		return cli_usage("run", "--path wants an absolute path, got '%s'", path);
+	/* An owner serving the controller (`nvring serve`) holds it and pins
+	 * the memory: then neither check applies; the program's shim connects. */
+	struct nvr_ctrlr *owner;
+	int lvl = nvr_set_log_level(NVR_LOG_OFF);   /* our own line says it */
+	int rc = nvr_ctrlr_connect_bdf(bdf, &owner);
+	bool served = rc == 0;
+	nvr_set_log_level(lvl);
+	if (rc == -EACCES)
+		return cli_fail(EXIT_RUNTIME, "%s is served by an owner process that does not allow "
+				"uid %u: its owner can add `--allow-uid %u` to `nvring serve`", bdf,
+				(unsigned)getuid(), (unsigned)getuid());
+	if (rc == 0) {
+		nvr_ctrlr_detach(owner);
+	} else {
+		rc = check_holder(bdf);
+		if (rc)
+			return rc;
+		rc = check_memlock();
+		if (rc)
+			return rc;
+	}
 
 	char prog[PATH_MAX], shim[PATH_MAX];
-	int rc = find_program(argv[i], prog, sizeof(prog));
+	rc = find_program(argv[i], prog, sizeof(prog));
 	if (rc < 0)
 		return cli_fail(127, "%s: %s", argv[i], rc == -EACCES ? "permission denied"
 								       : "command not found");
 	if (is_static_elf(prog))
-		return run_static(prog, argv + i, bdf, nsid, path);
-	rc = check_holder(bdf);
-	if (rc)
-		return rc;
-	rc = check_memlock();
-	if (rc)
-		return rc;
+		return run_static(prog, argv + i, bdf, nsid, path, served);
 	rc = find_preload(shim, sizeof(shim));
 	if (rc < 0)
 		return cli_fail(EXIT_RUNTIME, "the shim library %s is missing (%s): run `make`",

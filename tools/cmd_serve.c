@@ -251,6 +251,9 @@ int cmd_serve(int argc, char **argv)
 		return cli_usage("serve", "no controller given (BDF, see `nvring list`)");
 	if (argc - i > MAX_CTRLRS)
 		return cli_usage("serve", "at most %d controllers", MAX_CTRLRS);
+	/* the one line per refused or gone client is the library's info */
+	if (!getenv("NVRING_VERBOSE"))
+		nvr_set_log_level(NVR_LOG_INFO);
 	if (!allow_all) {
 		allow_uid[nallow_uid++] = 0;
 		allow_uid[nallow_uid++] = geteuid();
