@@ -38,9 +38,14 @@ static const char run_help[] =
 	"its file calls on PATH are served by nvring. With one vfio-bound controller\n"
 	"--device may be left out.\n"
 	"\n"
+	"A statically linked PROGRAM (liburing.a) runs through nvring-static-loader,\n"
+	"which puts a client of the owner process in it: `nvring serve BDF` must be\n"
+	"serving the controller.\n"
+	"\n"
 	"Environment (the same settings): NVRING_DEVICE=BDF[/NSID], NVRING_PATH=PATH;\n"
 	"NVRING_LOG=LEVEL[:FILE] (err, warn, info, debug) for the library's messages,\n"
-	"silent by default; NVRING_PRELOAD=FILE another shim library.\n";
+	"silent by default; NVRING_PRELOAD=FILE another shim library;\n"
+	"NVRING_STATIC_LOADER=FILE another loader for static programs.\n";
 
 /* The one vfio-bound NVMe controller, or a line saying why not. */
 static int pick_device(char bdf[16])
