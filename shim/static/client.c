@@ -428,6 +428,7 @@ static void rings_adopt(int sock)
 			struct cmsghdr align;
 		} cm;
 		struct nvs_msg req = { .op = NVS_RING_ADOPT }, rep;
+		memset(&cm, 0, sizeof(cm));
 		struct iovec iov = { &req, sizeof(req) };
 		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
 				     .msg_controllen = sizeof(cm.buf) };

@@ -328,6 +328,7 @@ static void reply(int s, struct nvs_msg *m, const void *pay, size_t len, int fd)
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
 	m->len = (uint32_t)len;
 	if (fd >= 0) {
+		memset(&cm, 0, sizeof(cm));   /* the padding after the fd goes out too */
 		mh.msg_control = cm.buf;
 		mh.msg_controllen = sizeof(cm.buf);
 		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);

@@ -78,7 +78,7 @@ echo "[ INFO     ] kernel device: ${kdev:-none} ($kbytes bytes); nvring: ${nvr_w
 # (the dynamic shim through `nvring serve` fails the same way).
 owner_gap() {
     case $1 in
-        uring_mixed) echo "the owner does not yet run SQEs on the client's other files (a pipe: -EBADF), nor so the timeout that counts their completions" ;;
+        uring_mixed) echo "SQEs on the client's other files (its pipe: -EBADF, and the timeout counting their completions) need the in-process ring's hidden kernel ring: the owner cannot reach another process's files (README, Many processes; serve.sh leaves it out too)" ;;
     esac
 }
 
