@@ -4,6 +4,7 @@
  *  - the static probe (tests/unit/static/probe.c, -static and -static-pie)
  *    prints the same argv, environment and auxv essentials run directly and
  *    through the loader;
+ *  - a wanted site it cannot rewrite stops the loader with one line;
  *  - the site finder (shim/static/decode.c, elfscan.c) finds every
  *    `mov $io_uring_nr,%eax ... syscall` of the built static binaries and can
  *    rewrite each (none refused);
@@ -47,9 +48,19 @@ static void path_of(char *out, size_t n, const char *rel)
 		fail_msg("path too long: %s/%s", dir, rel);
 }
 
+static int run_fd(int which, char *const argv[], const char *env1, const char *env2,
+		  const char *env3, char *out, size_t n);
+
 /* Run argv with extra environment, stdout into out (NUL-terminated). */
 static int run(char *const argv[], const char *env1, const char *env2, const char *env3,
 	       char *out, size_t n)
+{
+	return run_fd(1, argv, env1, env2, env3, out, n);
+}
+
+/* The same, with fd @which (1 or 2) into out and the other to /dev/null. */
+static int run_fd(int which, char *const argv[], const char *env1, const char *env2,
+		  const char *env3, char *out, size_t n)
 {
 	int p[2];
 	assert_int_equal(pipe(p), 0);
@@ -57,9 +68,9 @@ static int run(char *const argv[], const char *env1, const char *env2, const cha
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		int null = open("/dev/null", O_WRONLY);
-		dup2(p[1], 1);
+		dup2(p[1], which);
 		if (null >= 0)
-			dup2(null, 2);   /* the programs' notes: paths and sizes */
+			dup2(null, 3 - which);   /* the programs' notes: paths and sizes */
 		close(p[0]);
 		close(p[1]);
 		if (env1)
@@ -109,6 +120,27 @@ static void test_loader_static_pie(void **state)
 {
 	(void)state;
 	loader_matches("static_probe_pie");
+}
+
+/* A wanted site that cannot be rewritten (a branch lands on its syscall):
+ * the loader stops before the program runs, with one line naming it. */
+static void test_loader_refuses_site(void **state)
+{
+	(void)state;
+	char prog[PATH_MAX], loader[PATH_MAX], err[1024];
+	path_of(prog, sizeof(prog), "static_refuse");
+	path_of(loader, sizeof(loader), "../../lib/nvring-static-loader");
+	char *dargv[] = { prog, NULL };
+	char *largv[] = { loader, prog, prog, NULL };
+	assert_int_equal(run_fd(2, dargv, NULL, NULL, NULL, err, sizeof(err)), 3);
+	assert_int_equal(run_fd(2, largv, "NVRING_DEVICE=0000:00:00.0", NULL, NULL, err,
+				sizeof(err)), 127);
+	print_message("%s", err);
+	assert_non_null(strstr(err, "cannot rewrite the io_uring_enter call at 0x"));
+	assert_non_null(strstr(err, "a branch lands inside it"));
+	char *nl = strchr(err, '\n');
+	assert_non_null(nl);
+	assert_int_equal(nl[1], 0);   /* one line */
 }
 
 /* ---- site finding ------------------------------------------------------- */
@@ -525,6 +557,7 @@ int main(void)
 		cmocka_unit_test(test_decode),
 		cmocka_unit_test(test_loader_static),
 		cmocka_unit_test(test_loader_static_pie),
+		cmocka_unit_test(test_loader_refuses_site),
 		cmocka_unit_test(test_sites_probe),
 		cmocka_unit_test(test_sites_shim_progs),
 		cmocka_unit_test(test_rewritten_progs_kernel),
