@@ -20,10 +20,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -340,6 +342,7 @@ struct fake {
 	size_t loglen;
 	int nrings;
 	int ring_fd[4];
+	bool die_on_11;        /* the owner dies in the second ring's enter */
 };
 
 static void logf_(struct fake *f, const char *fmt, ...)
@@ -404,116 +407,198 @@ static int fake_ring(struct fake *f, unsigned entries, struct io_uring_params *p
 	return fd;
 }
 
+/* One request of connection s: false when the connection is done. */
+static bool fake_serve_one(struct fake *f, int s)
+{
+	union {
+		struct nvs_msg m;
+		char buf[sizeof(struct nvs_msg) + NVS_MAX_PAYLOAD];
+	} in;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr a;
+	} cm;
+	struct iovec iov = { &in, sizeof(in) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+			     .msg_controllen = sizeof(cm.buf) };
+	ssize_t r = recvmsg(s, &mh, MSG_CMSG_CLOEXEC);
+	if (r <= 0)
+		return false;
+	int passed = -1;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	if (c && c->cmsg_type == SCM_RIGHTS)
+		memcpy(&passed, CMSG_DATA(c), sizeof(int));
+	struct nvs_msg m = in.m, out = { .op = m.op };
+	switch (m.op) {
+	case NVS_HELLO: {
+		logf_(f, "HELLO %llx %lld\n", (unsigned long long)m.a[0], (long long)m.a[1]);
+		struct nvs_hello_reply h = { .owner_pid = (uint32_t)f->dead_pid, .nns = 1 };
+		snprintf(h.bdf, sizeof(h.bdf), "0000:00:00.0");
+		h.ns[0] = (struct nvs_ns_desc){ .nsid = 1, .lba_size = 512, .nblocks = 65536 };
+		reply(s, &out, &h, sizeof(h), -1);
+		break;
+	}
+	case NVS_SETUP: {
+		struct io_uring_params p;
+		logf_(f, "SETUP %lld len %u\n", (long long)m.a[0], m.len);
+		int fd = fake_ring(f, (unsigned)m.a[0], &p);
+		f->ring_fd[f->nrings] = fd;
+		out.ret = 10 + f->nrings++;
+		reply(s, &out, &p, sizeof(p), fd);
+		break;
+	}
+	case NVS_ENTER: {
+		logf_(f, "ENTER %lld %lld %lld %llx\n", (long long)m.a[0], (long long)m.a[1],
+		      (long long)m.a[2], (unsigned long long)m.a[3]);
+		/* take the SQEs: SQ head = tail */
+		int fd = f->ring_fd[m.a[0] - 10];
+		uint32_t tail;
+		assert_int_equal(pread(fd, &tail, 4, 4), 4);
+		assert_int_equal(pwrite(fd, &tail, 4, 0), 4);
+		if (m.a[0] == 11 && f->die_on_11)
+			return false;   /* the owner dies mid-call */
+		out.ret = m.a[1];
+		reply(s, &out, NULL, 0, -1);
+		break;
+	}
+	case NVS_RING_ADOPT: {
+		struct stat a, b;
+		out.ret = -EBADF;
+		for (int i = 0; passed >= 0 && i < f->nrings; i++)
+			if (!fstat(passed, &a) && !fstat(f->ring_fd[i], &b) && a.st_ino == b.st_ino)
+				out.ret = 10 + i;
+		logf_(f, "ADOPT -> %lld\n", (long long)out.ret);
+		reply(s, &out, NULL, 0, -1);
+		break;
+	}
+	case NVS_REGISTER:
+		logf_(f, "REGISTER %lld %lld\n", (long long)m.a[0], (long long)m.a[1]);
+		reply(s, &out, NULL, 0, -1);
+		break;
+	case NVS_CLOSE:
+		logf_(f, "CLOSE %lld\n", (long long)m.a[0]);
+		reply(s, &out, NULL, 0, -1);
+		break;
+	case NVS_NS_BIND:
+		logf_(f, "NS_BIND nsid %lld\n", (long long)m.a[1]);
+		reply(s, &out, NULL, 0, -1);
+		break;
+	case NVS_NS_UNBIND:
+		logf_(f, "NS_UNBIND\n");
+		reply(s, &out, NULL, 0, -1);
+		break;
+	default:
+		logf_(f, "op %u\n", m.op);
+		out.ret = -EINVAL;
+		reply(s, &out, NULL, 0, -1);
+	}
+	if (passed >= 0)
+		close(passed);
+	return true;
+}
+
+/* Connections one at a time in order of arrival; done when every
+ * connection made has closed. */
 static void *fake_owner(void *arg)
 {
 	struct fake *f = arg;
-	int s = accept(f->lsock, NULL, NULL);
-	if (s < 0)
-		return NULL;
-	for (;;) {
-		union {
-			struct nvs_msg m;
-			char buf[sizeof(struct nvs_msg) + NVS_MAX_PAYLOAD];
-		} in;
-		ssize_t r = recv(s, &in, sizeof(in), 0);
-		if (r <= 0)
-			break;
-		struct nvs_msg m = in.m, out = { .op = m.op };
-		switch (m.op) {
-		case NVS_HELLO: {
-			logf_(f, "HELLO %llx %lld\n", (unsigned long long)m.a[0], (long long)m.a[1]);
-			struct nvs_hello_reply h = { .owner_pid = (uint32_t)f->dead_pid, .nns = 1 };
-			snprintf(h.bdf, sizeof(h.bdf), "0000:00:00.0");
-			h.ns[0] = (struct nvs_ns_desc){ .nsid = 1, .lba_size = 512, .nblocks = 65536 };
-			reply(s, &out, &h, sizeof(h), -1);
-			break;
-		}
-		case NVS_SETUP: {
-			struct io_uring_params p;
-			logf_(f, "SETUP %lld len %u\n", (long long)m.a[0], m.len);
-			int fd = fake_ring(f, (unsigned)m.a[0], &p);
-			f->ring_fd[f->nrings] = fd;
-			out.ret = 10 + f->nrings++;
-			reply(s, &out, &p, sizeof(p), fd);
-			break;
-		}
-		case NVS_ENTER: {
-			logf_(f, "ENTER %lld %lld %lld %llx\n", (long long)m.a[0], (long long)m.a[1],
-			      (long long)m.a[2], (unsigned long long)m.a[3]);
-			/* take the SQEs: SQ head = tail */
-			int fd = f->ring_fd[m.a[0] - 10];
-			uint32_t tail;
-			assert_int_equal(pread(fd, &tail, 4, 4), 4);
-			assert_int_equal(pwrite(fd, &tail, 4, 0), 4);
-			if (m.a[0] == 11) {
-				close(s);   /* the owner dies mid-call */
-				return NULL;
+	struct pollfd pf[8] = { { .fd = f->lsock, .events = POLLIN } };
+	int n = 1, open_conns = 0, ever = 0;
+	while (!ever || open_conns) {
+		if (poll(pf, (nfds_t)n, 20000) <= 0)
+			break;   /* a test that hangs fails, it does not block */
+		if ((pf[0].revents & POLLIN) && n < 8) {
+			pf[n] = (struct pollfd){ .fd = accept(f->lsock, NULL, NULL), .events = POLLIN };
+			if (pf[n].fd >= 0) {
+				n++;
+				open_conns++;
+				ever++;
 			}
-			out.ret = m.a[1];
-			reply(s, &out, NULL, 0, -1);
-			break;
 		}
-		case NVS_REGISTER:
-			logf_(f, "REGISTER %lld %lld\n", (long long)m.a[0], (long long)m.a[1]);
-			reply(s, &out, NULL, 0, -1);
-			break;
-		case NVS_CLOSE:
-			logf_(f, "CLOSE %lld\n", (long long)m.a[0]);
-			reply(s, &out, NULL, 0, -1);
-			break;
-		case NVS_NS_BIND:
-			logf_(f, "NS_BIND nsid %lld\n", (long long)m.a[1]);
-			reply(s, &out, NULL, 0, -1);
-			break;
-		case NVS_NS_UNBIND:
-			logf_(f, "NS_UNBIND\n");
-			reply(s, &out, NULL, 0, -1);
-			break;
-		default:
-			logf_(f, "op %u\n", m.op);
-			out.ret = -EINVAL;
-			reply(s, &out, NULL, 0, -1);
+		for (int i = 1; i < n; i++) {
+			if (pf[i].fd < 0 || !(pf[i].revents & (POLLIN | POLLHUP)))
+				continue;
+			if (!fake_serve_one(f, pf[i].fd)) {
+				close(pf[i].fd);
+				pf[i].fd = -1;
+				open_conns--;
+			}
 		}
 	}
-	close(s);
+	for (int i = 1; i < n; i++)
+		if (pf[i].fd >= 0)
+			close(pf[i].fd);
 	return NULL;
+}
+
+/* The fake owner on a fresh socket, its hello naming an exited pid (so
+ * that the client's wait for a dead owner ends at once). */
+static void fake_start(struct fake *f, pthread_t *th)
+{
+	snprintf(f->path, sizeof(f->path), "/tmp/nvring-fake-%d.sock", (int)getpid());
+	unlink(f->path);
+	f->lsock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	assert_true(f->lsock >= 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->path);
+	assert_int_equal(bind(f->lsock, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(f->lsock, 4), 0);
+	f->dead_pid = fork();
+	if (f->dead_pid == 0)
+		_exit(0);
+	waitpid(f->dead_pid, NULL, 0);
+	assert_int_equal(pthread_create(th, NULL, fake_owner, f), 0);
+}
+
+static int fake_run_probe(struct fake *f, pthread_t th, const char *mode, char *out, size_t n)
+{
+	char prog[PATH_MAX], loader[PATH_MAX], sock_env[160];
+	path_of(prog, sizeof(prog), "static_probe");
+	path_of(loader, sizeof(loader), "../../lib/nvring-static-loader");
+	snprintf(sock_env, sizeof(sock_env), "NVRING_SOCKET=%s", f->path);
+	char *largv[] = { loader, prog, prog, (char *)mode, "/dev/nvring-test0n1", NULL };
+	int rc = run(largv, sock_env, "NVRING_DEVICE=0000:00:00.0/1",
+		     "NVRING_PATH=/dev/nvring-test0n1", out, n);
+	pthread_join(th, NULL);
+	close(f->lsock);
+	unlink(f->path);
+	for (int i = 0; i < f->nrings; i++)
+		close(f->ring_fd[i]);
+	print_message("probe output:\n%s", out);
+	print_message("fake owner saw:\n%s", f->log);
+	return rc;
+}
+
+/* A ring shared across fork(): the child's first call is on a connection
+ * of its own, which adopts the ring (NVS_RING_ADOPT) before its enter. */
+static void test_client_fork_adopts(void **state)
+{
+	(void)state;
+	struct fake f = { 0 };
+	pthread_t th;
+	char out[4096];
+	fake_start(&f, &th);
+	int rc = fake_run_probe(&f, th, "forkring", out, sizeof(out));
+	assert_int_equal(rc, 0);
+	assert_string_equal(out, "setup = 0\n"
+				 "child submit = 1\n"
+				 "child exit = 0\n");
+	assert_string_equal(f.log, "HELLO 4e565331 1\n"
+				   "SETUP 4 len 120\n"
+				   "HELLO 4e565331 1\n"
+				   "ADOPT -> 10\n"
+				   "ENTER 10 1 0 0\n"
+				   "CLOSE 10\n");
 }
 
 static void test_client_fake_owner(void **state)
 {
 	(void)state;
-	struct fake f = { 0 };
-	snprintf(f.path, sizeof(f.path), "/tmp/nvring-fake-%d.sock", (int)getpid());
-	unlink(f.path);
-	f.lsock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	assert_true(f.lsock >= 0);
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f.path);
-	assert_int_equal(bind(f.lsock, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(f.lsock, 4), 0);
-	/* the owner's pid in the hello: one that has exited, so that the
-	 * client's wait for the owner's death ends at once */
-	f.dead_pid = fork();
-	if (f.dead_pid == 0)
-		_exit(0);
-	waitpid(f.dead_pid, NULL, 0);
+	struct fake f = { .die_on_11 = true };
 	pthread_t th;
-	assert_int_equal(pthread_create(&th, NULL, fake_owner, &f), 0);
-
-	char prog[PATH_MAX], loader[PATH_MAX], out[4096], sock_env[160];
-	path_of(prog, sizeof(prog), "static_probe");
-	path_of(loader, sizeof(loader), "../../lib/nvring-static-loader");
-	snprintf(sock_env, sizeof(sock_env), "NVRING_SOCKET=%s", f.path);
-	char *largv[] = { loader, prog, prog, "uring", "/dev/nvring-test0n1", NULL };
-	int rc = run(largv, sock_env, "NVRING_DEVICE=0000:00:00.0/1",
-		     "NVRING_PATH=/dev/nvring-test0n1", out, sizeof(out));
-	pthread_join(th, NULL);
-	close(f.lsock);
-	unlink(f.path);
-	for (int i = 0; i < f.nrings; i++)
-		close(f.ring_fd[i]);
-	print_message("probe output:\n%s", out);
-	print_message("fake owner saw:\n%s", f.log);
+	char out[4096];
+	fake_start(&f, &th);
+	int rc = fake_run_probe(&f, th, "uring", out, sizeof(out));
 	assert_int_equal(rc, 0);
 	assert_string_equal(out, "setup = 0\n"
 				 "submit = 1\n"
@@ -562,6 +647,7 @@ int main(void)
 		cmocka_unit_test(test_sites_shim_progs),
 		cmocka_unit_test(test_rewritten_progs_kernel),
 		cmocka_unit_test(test_client_fake_owner),
+		cmocka_unit_test(test_client_fork_adopts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@
  *                       and dup'ed, the ring closed; then
  *                       a second ring whose owner dies: its in-flight request
  *                       must come back -ENODEV, never hang
+ *   probe forkring      a ring shared across fork(): the child submits on it
  */
 #include <elf.h>
 #include <errno.h>
@@ -25,6 +26,7 @@
 #include <sys/auxv.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int probe_env(int argc, char **argv)
@@ -113,6 +115,29 @@ static int probe_uring(const char *path)
 	return 0;
 }
 
+static int probe_forkring(void)
+{
+	struct io_uring ring;
+	int rc = io_uring_queue_init(4, &ring, 0);
+	printf("setup = %d\n", rc);
+	if (rc < 0)
+		return 1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* the child submits on the ring it shares with its parent */
+		io_uring_prep_nop(io_uring_get_sqe(&ring));
+		printf("child submit = %d\n", io_uring_submit(&ring));
+		_exit(0);
+	}
+	int st = -1;
+	waitpid(pid, &st, 0);
+	printf("child exit = %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	/* (liburing's SQ tail is private memory: the parent's view of the
+	 * ring is stale after the child's submit, as with the kernel) */
+	io_uring_queue_exit(&ring);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -120,6 +145,8 @@ int main(int argc, char **argv)
 		return probe_env(argc, argv);
 	if (argc >= 3 && !strcmp(argv[1], "uring"))
 		return probe_uring(argv[2]);
-	fprintf(stderr, "usage: probe env ARGS... | probe uring PATH\n");
+	if (argc >= 2 && !strcmp(argv[1], "forkring"))
+		return probe_forkring();
+	fprintf(stderr, "usage: probe env ARGS... | probe uring PATH | probe forkring\n");
 	return 2;
 }
