@@ -39,7 +39,7 @@ STATIC_SRCS := $(wildcard shim/static/*.c)
 STATIC_LOADER := $(if $(STATIC_SRCS),$(BUILD)/lib/nvring-static-loader)
 SHIMS_BINS := $(SHIMT_SRCS:tests/shim/%.c=$(BUILD)/tests/shim-static/%)
 STATIC_PROBES := $(BUILD)/tests/unit/static_probe $(BUILD)/tests/unit/static_probe_pie \
-  $(BUILD)/tests/unit/static_refuse
+  $(BUILD)/tests/unit/static_probe_stripped $(BUILD)/tests/unit/static_refuse
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
@@ -107,6 +107,8 @@ $(BUILD)/tests/unit/static_probe: tests/unit/static/probe.c
 $(BUILD)/tests/unit/static_probe_pie: tests/unit/static/probe.c
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 $(WARN) -O2 -g -D_GNU_SOURCE -static-pie -fPIE -o $@ $< -luring
+$(BUILD)/tests/unit/static_probe_stripped: $(BUILD)/tests/unit/static_probe
+	strip -o $@ $<
 $(BUILD)/tests/unit/static_refuse: tests/unit/static/refuse.S
 	@mkdir -p $(@D)
 	$(CC) -nostdlib -static -no-pie -o $@ $<

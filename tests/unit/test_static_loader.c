@@ -124,6 +124,13 @@ static void test_loader_static_pie(void **state)
 	loader_matches("static_probe_pie");
 }
 
+/* No symbol table: the functions' extents come from .eh_frame. */
+static void test_loader_stripped(void **state)
+{
+	(void)state;
+	loader_matches("static_probe_stripped");
+}
+
 /* A wanted site that cannot be rewritten (a branch lands on its syscall):
  * the loader stops before the program runs, with one line naming it. */
 static void test_loader_refuses_site(void **state)
@@ -232,6 +239,7 @@ static void test_sites_probe(void **state)
 	(void)state;
 	scan_file("static_probe", 3);
 	scan_file("static_probe_pie", 3);
+	scan_file("static_probe_stripped", 3);
 }
 
 static void test_sites_shim_progs(void **state)
@@ -642,6 +650,7 @@ int main(void)
 		cmocka_unit_test(test_decode),
 		cmocka_unit_test(test_loader_static),
 		cmocka_unit_test(test_loader_static_pie),
+		cmocka_unit_test(test_loader_stripped),
 		cmocka_unit_test(test_loader_refuses_site),
 		cmocka_unit_test(test_sites_probe),
 		cmocka_unit_test(test_sites_shim_progs),
