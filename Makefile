@@ -35,6 +35,11 @@ SHIM_SRCS  := $(wildcard shim/*.c)
 SHIM_OBJS  := $(SHIM_SRCS:%.c=$(BUILD)/obj/%.o)
 SHIMT_SRCS := $(wildcard tests/shim/*.c)
 SHIMT_BINS := $(SHIMT_SRCS:tests/shim/%.c=$(BUILD)/tests/shim/%)
+STATIC_SRCS := $(wildcard shim/static/*.c)
+STATIC_LOADER := $(if $(STATIC_SRCS),$(BUILD)/lib/nvring-static-loader)
+SHIMS_BINS := $(SHIMT_SRCS:tests/shim/%.c=$(BUILD)/tests/shim-static/%)
+STATIC_PROBES := $(BUILD)/tests/unit/static_probe $(BUILD)/tests/unit/static_probe_pie \
+  $(BUILD)/tests/unit/static_probe_stripped $(BUILD)/tests/unit/static_refuse
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
@@ -44,7 +49,8 @@ CLI        := $(BUILD)/bin/nvring
 PRELOAD    := $(if $(SHIM_SRCS),$(BUILD)/lib/libnvring-preload.so)
 
 .PHONY: all test unit vm demo asan deps clean bench soak fuzz fuzz-build
-all: $(STATIC_LIB) $(SHARED_LIB) $(CLI) $(EX_BINS) $(UNIT_BINS) $(VM_BINS) $(PRELOAD) $(SHIMT_BINS)
+all: $(STATIC_LIB) $(SHARED_LIB) $(CLI) $(EX_BINS) $(UNIT_BINS) $(VM_BINS) $(PRELOAD) $(SHIMT_BINS) \
+     $(STATIC_LOADER) $(SHIMS_BINS) $(STATIC_PROBES)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -71,6 +77,46 @@ $(BUILD)/tests/shim/%: tests/shim/%.c
 	@mkdir -p $(@D) $(BUILD)/obj/tests/shim
 	$(CC) -std=gnu11 $(WARN) -O2 -g -D_GNU_SOURCE -MMD -MP -MF $(BUILD)/obj/tests/shim/$*.d \
 	  $(LDFLAGS) -o $@ $< -luring $(LDLIBS)
+
+# nvring-static-loader (shim/static/): a freestanding static executable, no
+# libc (the static program it loads brings its own), linked far above where
+# ET_EXEC programs live; never built with the sanitizers (they need a libc).
+# -mgeneral-regs-only: its code keeps off the program's vector state.
+STATIC_CFLAGS := $(CSTD) $(WARN) -O2 -g -ffreestanding -fno-builtin -fno-stack-protector \
+  -fpie -mgeneral-regs-only -fcf-protection=none -fno-asynchronous-unwind-tables -MMD -MP
+$(BUILD)/obj/static-loader/%.o: shim/static/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(STATIC_CFLAGS) -c $< -o $@
+$(BUILD)/lib/nvring-static-loader: $(STATIC_SRCS:shim/static/%.c=$(BUILD)/obj/static-loader/%.o)
+	@mkdir -p $(@D)
+	$(CC) -nostdlib -static -no-pie -Wl,-Ttext-segment=0x7e0000000000 -Wl,--build-id=none \
+	  -o $@ $^
+
+# The same programs linked statically (liburing.a, glibc's libc.a), for
+# nvring-static-loader (tests/vm/shim_static.sh).
+$(BUILD)/tests/shim-static/%: tests/shim/%.c
+	@mkdir -p $(@D) $(BUILD)/obj/tests/shim-static
+	$(CC) -std=gnu11 $(WARN) -O2 -g -D_GNU_SOURCE -MMD -MP -MF $(BUILD)/obj/tests/shim-static/$*.d \
+	  -static -o $@ $< -luring $(LDLIBS)
+
+# The loader's unit test: the static probe it runs, and the site finder
+# compiled for the host.
+$(BUILD)/tests/unit/static_probe: tests/unit/static/probe.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 $(WARN) -O2 -g -D_GNU_SOURCE -static -o $@ $< -luring
+$(BUILD)/tests/unit/static_probe_pie: tests/unit/static/probe.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 $(WARN) -O2 -g -D_GNU_SOURCE -static-pie -fPIE -o $@ $< -luring
+$(BUILD)/tests/unit/static_probe_stripped: $(BUILD)/tests/unit/static_probe
+	strip -o $@ $<
+$(BUILD)/tests/unit/static_refuse: tests/unit/static/refuse.S
+	@mkdir -p $(@D)
+	$(CC) -nostdlib -static -no-pie -o $@ $<
+$(BUILD)/tests/unit/test_static_loader: $(BUILD)/obj/tests/unit/test_static_loader.o \
+  $(BUILD)/obj/shim/static/decode.o $(BUILD)/obj/shim/static/elfscan.o \
+  | $(STATIC_PROBES) $(STATIC_LOADER) $(SHIMS_BINS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) -lcmocka $(LDLIBS)
 
 $(CLI): $(TOOL_OBJS) $(STATIC_LIB)
 	@mkdir -p $(@D)

@@ -5,8 +5,13 @@
  * bin/), tell it the controller and the path, exec the program. Before the
  * exec, every reason it could not work is one line: no controller bound,
  * the controller in use (by which process), RLIMIT_MEMLOCK too low, the
- * program not found, a statically linked program (LD_PRELOAD never runs
- * in it).
+ * program not found.
+ *
+ * A statically linked program (no PT_INTERP: LD_PRELOAD never runs in it)
+ * goes through build/lib/nvring-static-loader instead, which maps it with a
+ * freestanding client inside and rewrites its io_uring calls to reach the
+ * owner process (`nvring serve BDF`, on /run/nvring/BDF.sock), which must
+ * already be serving the controller.
  */
 #include <elf.h>
 #include <errno.h>
@@ -33,9 +38,14 @@ static const char run_help[] =
 	"its file calls on PATH are served by nvring. With one vfio-bound controller\n"
 	"--device may be left out.\n"
 	"\n"
+	"A statically linked PROGRAM (liburing.a) runs through nvring-static-loader,\n"
+	"which puts a client of the owner process in it: `nvring serve BDF` must be\n"
+	"serving the controller.\n"
+	"\n"
 	"Environment (the same settings): NVRING_DEVICE=BDF[/NSID], NVRING_PATH=PATH;\n"
 	"NVRING_LOG=LEVEL[:FILE] (err, warn, info, debug) for the library's messages,\n"
-	"silent by default; NVRING_PRELOAD=FILE another shim library.\n";
+	"silent by default; NVRING_PRELOAD=FILE another shim library;\n"
+	"NVRING_STATIC_LOADER=FILE another loader for static programs.\n";
 
 /* The one vfio-bound NVMe controller, or a line saying why not. */
 static int pick_device(char bdf[16])
@@ -152,10 +162,10 @@ static int is_static_elf(const char *file)
 	return st;
 }
 
-/* The shim: NVRING_PRELOAD, else ../lib/libnvring-preload.so from our binary. */
-static int find_preload(char *out, size_t n)
+/* @name beside our binary's ../lib (or the file @env names), into out. */
+static int find_lib(const char *env_name, const char *name, char *out, size_t n)
 {
-	const char *env = getenv("NVRING_PRELOAD");
+	const char *env = getenv(env_name);
 	if (env && *env) {
 		snprintf(out, n, "%s", env);
 	} else {
@@ -167,11 +177,54 @@ static int find_preload(char *out, size_t n)
 		char *slash = strrchr(self, '/');
 		if (slash)
 			*slash = 0;
-		if ((size_t)snprintf(out, n, "%.*s/../lib/libnvring-preload.so",
-				     (int)(n > 64 ? n - 64 : 0), self) >= n)
+		if ((size_t)snprintf(out, n, "%.*s/../lib/%s", (int)(n > 64 ? n - 64 : 0), self,
+				     name) >= n)
 			return -ENAMETOOLONG;
 	}
 	return access(out, R_OK) == 0 ? 0 : -errno;
+}
+
+/* The shim: NVRING_PRELOAD, else ../lib/libnvring-preload.so from our binary. */
+static int find_preload(char *out, size_t n)
+{
+	return find_lib("NVRING_PRELOAD", "libnvring-preload.so", out, n);
+}
+
+/* A static program: exec the loader with PROGRAM and its argv; the owner
+ * must be there (its socket), the controller is its, not ours. */
+static int run_static(const char *prog, char **argv, const char *bdf, const char *nsid,
+		      const char *path, bool served)
+{
+	char loader[PATH_MAX], sock[112];
+	int rc = find_lib("NVRING_STATIC_LOADER", "nvring-static-loader", loader, sizeof(loader));
+	if (rc < 0)
+		return cli_fail(EXIT_RUNTIME, "%s is statically linked and needs %s, which is "
+				"missing (%s): run `make`", prog, loader, strerror(-rc));
+	const char *sock_env = getenv("NVRING_SOCKET"), *rundir = getenv("NVRING_RUN_DIR");
+	snprintf(sock, sizeof(sock), "%.80s/%s.sock", rundir && *rundir ? rundir : "/run/nvring", bdf);
+	if (!served && !(sock_env && *sock_env) && access(sock, F_OK) < 0)
+		return cli_fail(EXIT_RUNTIME, "%s is statically linked: it runs on %s only through "
+				"the owner process, and none is serving it (no %s): start `nvring "
+				"serve %s` first", prog, bdf, sock, bdf);
+	char dev_env[48];
+	snprintf(dev_env, sizeof(dev_env), "%s/%s", bdf, nsid);
+	if (setenv("NVRING_DEVICE", dev_env, 1) || setenv("NVRING_PATH", path, 1))
+		return cli_fail(EXIT_RUNTIME, "setenv: %s", strerror(errno));
+	size_t n = 0;
+	while (argv[n])
+		n++;
+	char **largv = calloc(n + 3, sizeof(*largv));
+	if (!largv)
+		return cli_fail(EXIT_RUNTIME, "out of memory");
+	largv[0] = loader;
+	largv[1] = (char *)prog;
+	for (size_t k = 0; k < n; k++)
+		largv[2 + k] = argv[k];
+	fflush(NULL);
+	execv(loader, largv);
+	int err = errno;
+	free(largv);
+	return cli_fail(126, "cannot run %s: %s", loader, strerror(err));
 }
 
 int cmd_run(int argc, char **argv)
@@ -228,6 +281,7 @@ int cmd_run(int argc, char **argv)
 	struct nvr_ctrlr *owner;
 	int lvl = nvr_set_log_level(NVR_LOG_OFF);   /* our own line says it */
 	int rc = nvr_ctrlr_connect_bdf(bdf, &owner);
+	bool served = rc == 0;
 	nvr_set_log_level(lvl);
 	if (rc == -EACCES)
 		return cli_fail(EXIT_RUNTIME, "%s is served by an owner process that does not allow "
@@ -250,9 +304,7 @@ int cmd_run(int argc, char **argv)
 		return cli_fail(127, "%s: %s", argv[i], rc == -EACCES ? "permission denied"
 								       : "command not found");
 	if (is_static_elf(prog))
-		return cli_fail(EXIT_RUNTIME, "%s is statically linked: LD_PRELOAD cannot reach it "
-				"(static programs need the owner process, not yet available); "
-				"link it dynamically", prog);
+		return run_static(prog, argv + i, bdf, nsid, path, served);
 	rc = find_preload(shim, sizeof(shim));
 	if (rc < 0)
 		return cli_fail(EXIT_RUNTIME, "the shim library %s is missing (%s): run `make`",
