@@ -39,6 +39,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <linux/io_uring.h>
+#include <linux/prctl.h>
 #include <linux/stat.h>
 #include <poll.h>
 #include <signal.h>
@@ -220,7 +221,17 @@ static int connect_owner(void)
 		sys1(__NR_close, s);
 		return (int)r;
 	}
-	struct nvs_msg req = { .op = NVS_HELLO, .a = { NVS_MAGIC, NVS_VERSION } }, rep;
+	/* The owner copies this process's data with process_vm_readv/writev:
+	 * under Yama (ptrace_scope 1) only a tracer we name may reach us */
+	struct ucred peer;
+	unsigned pl = sizeof(peer);
+	if (sys5(__NR_getsockopt, s, SOL_SOCKET, SO_PEERCRED, &peer, &pl) == 0 && peer.pid > 0)
+		sys2(__NR_prctl, PR_SET_PTRACER, peer.pid);
+	/* and a probe it reads to check that it can reach our memory at all
+	 * (refused with one line if not, as for dynamic clients) */
+	static const uint64_t probe = NVS_MAGIC;
+	struct nvs_msg req = { .op = NVS_HELLO,
+			       .a = { NVS_MAGIC, NVS_VERSION, (int64_t)(uintptr_t)&probe } }, rep;
 	struct nvs_hello_reply h;
 	int err = xfer((int)s, &req, NULL, 0, &rep, &h, sizeof(h), NULL);
 	if (!err && rep.ret < 0) {

@@ -42,6 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
+#include <sys/klog.h>
 #include <sys/random.h>
 #include <linux/fs.h>
 #include <cmocka.h>
@@ -145,6 +146,31 @@ static void report_batch(uint64_t seed, unsigned stream, unsigned batch)
 				       (unsigned long long)G.segs[o->addr + k].base,
 				       (unsigned long long)G.segs[o->addr + k].len);
 	}
+}
+
+/* The guest kernel's last block-layer and NVMe lines: when the kernel
+ * side's result is an error no generated request should give (-EIO, a
+ * timeout), its own log says why (a reset, an aborted command). */
+static void klog_tail(void)
+{
+	static char buf[1 << 17];
+	int n = klogctl(3 /* SYSLOG_ACTION_READ_ALL: klogctl(2); no uapi header has it */, buf,
+			sizeof(buf) - 1);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	const char *keep[12] = { 0 };
+	unsigned k = 0;
+	for (char *l = buf, *e; l && *l; l = e) {
+		e = strchr(l, '\n');
+		if (e)
+			*e++ = 0;
+		if (strstr(l, "nvme") || strstr(l, "blk_") || strstr(l, "I/O error") || strstr(l, "io_uring"))
+			keep[k++ % 12] = l;
+	}
+	printf("  the guest kernel's last %u nvme/block lines:\n", k < 12 ? k : 12);
+	for (unsigned i = k < 12 ? 0 : k - 12; i < k; i++)
+		printf("    %s\n", keep[i % 12]);
 }
 
 static const struct gop *op_by_ud(uint64_t ud)
@@ -401,8 +427,10 @@ static unsigned run_batch(uint64_t seed, unsigned stream, unsigned batch, const 
 	if (at >= 0)
 		bad += mismatch(seed, stream, batch, "the hole's page differs at byte %ld (kernel 0x%02x nvring 0x%02x)",
 				at, K.hole[at], O.hole[at]);
-	if (bad)
+	if (bad) {
 		report_batch(seed, stream, batch);
+		klog_tail();
+	}
 	return bad;
 }
 
@@ -631,7 +659,11 @@ static void hand_segs(struct gop *o, const uint32_t *lens, unsigned n)
  * when the WRITE runs, never at prep); a HARDLINK goes on (the misaligned
  * WRITE then runs: -EINVAL). Seed 1796156731's mismatch (kernel -EINVAL,
  * nvring -ECANCELED after a short READV; tests/vm/difftest.seeds) is none
- * of these shapes. Returns mismatches. */
+ * of these shapes. But the rule is not the kernel's every time: on a loaded
+ * host a linked READV short at the device's end let the next member run
+ * (seed 1795365787 stream 3, before diff_gen.h kept link flags off
+ * transfers that may be short), so these run in make soak only; nvring's
+ * own rule is tested in tests/unit/test_uring_rw.c. Returns mismatches. */
 struct hand_case { uint8_t op; uint8_t flags; bool odd, full, bad_write; uint8_t wflags; };
 
 static const struct hand_case hand_cases[] = {
@@ -699,7 +731,11 @@ static unsigned run_seed(uint64_t seed, long only)
 	rings_init(8, NULL);
 	write_region(seed);
 	rings_exit();
-	run_directed(seed);
+	/* the directed chains measure a kernel rule that holds only when its
+	 * reads are issued the usual way (see run_directed()): in make soak,
+	 * or by hand with NVRING_DIFF_DIRECTED=1, never in make test */
+	if (vm_env_long("NVRING_DIFF_SOAK_SECONDS", 0) > 0 || vm_env_long("NVRING_DIFF_DIRECTED", 0) > 0)
+		run_directed(seed);
 	for (unsigned i = 0; i < DG_NSTREAMS; i++) {
 		if (only >= 0 && (unsigned)only != i)
 			continue;
