@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -275,22 +276,122 @@ static uint64_t serve_spin_ns(void)
 	return v - 1;
 }
 
-/* The next request: polled for the spin window, then waited for. */
-static ssize_t recv_next(int sock, struct nvs_msg *m, void *payload, size_t max, int *fd)
+/* A connection's mailbox (struct nvs_mbox), when its client asked for one:
+ * @seen is the last request number taken from it. */
+struct mbox {
+	struct nvs_mbox *mb;
+	uint32_t seen;
+};
+
+/* A request in the mailbox: copied out once (the client may change it
+ * under us; what we serve is this copy). */
+static bool mbox_take(struct mbox *x, struct nvs_msg *m, int order)
 {
-	uint64_t spin = serve_spin_ns(), t0 = 0;
-	for (unsigned i = 0; spin; i++) {
-		ssize_t n = recv_msg_flags(sock, m, payload, max, fd, MSG_DONTWAIT);
-		if (n != -EAGAIN)
-			return n;
+	if (!x->mb)
+		return false;
+	uint32_t seq = __atomic_load_n(&x->mb->req_seq, order);
+	if (seq == x->seen)
+		return false;
+	memcpy(m, &x->mb->req, sizeof(*m));
+	m->len = 0;
+	x->seen = seq;
+	/* only calls without payload or descriptors come this way */
+	if (m->op != NVS_ENTER && m->op != NVS_REGISTER && m->op != NVS_CLOSE &&
+	    m->op != NVS_NS_BIND && m->op != NVS_NS_UNBIND)
+		m->op = 0;   /* -EINVAL */
+	return true;
+}
+
+/* The next request, from the mailbox or the socket (*@from_mbox says
+ * which): polled for the spin window, then waited for in recvmsg().
+ * Polling the mailbox costs no system call; the socket, which brings the
+ * calls that carry data or descriptors and tells of the client's end, is
+ * looked at every 20 us of it. */
+static ssize_t recv_next(int sock, struct mbox *x, struct nvs_msg *m, void *payload, size_t max,
+			 int *fd, bool *from_mbox)
+{
+	uint64_t spin = serve_spin_ns(), t0 = mono_ns(), sock_at = 0;
+	*from_mbox = false;
+	*fd = -1;
+	if (x->mb)
+		__atomic_store_n(&x->mb->owner_awake, 1, __ATOMIC_SEQ_CST);
+	for (;;) {
+		if (mbox_take(x, m, __ATOMIC_ACQUIRE)) {
+			*from_mbox = true;
+			return (ssize_t)sizeof(*m);
+		}
 		uint64_t t = mono_ns();
-		if (!t0)
-			t0 = t;
-		else if (t - t0 > spin)
+		if (!x->mb || t >= sock_at) {
+			ssize_t n = recv_msg_flags(sock, m, payload, max, fd, MSG_DONTWAIT);
+			if (n > 0 && m->op == NVS_KICK)
+				continue;   /* look at the mailbox */
+			if (n != -EAGAIN)
+				return n;
+			sock_at = t + 20000;
+		}
+		if (t - t0 > spin)
 			break;
-		sched_yield();   /* a client on this CPU gets to make the call */
+		if (!x->mb || t - t0 > 5000)
+			sched_yield();   /* a client on this CPU gets to make the call */
 	}
-	return recv_msg(sock, m, payload, max, fd);
+	for (;;) {
+		if (x->mb) {
+			/* asleep from here: the client kicks, or we see its request */
+			__atomic_store_n(&x->mb->owner_awake, 0, __ATOMIC_SEQ_CST);
+			if (mbox_take(x, m, __ATOMIC_SEQ_CST)) {
+				*from_mbox = true;
+				return (ssize_t)sizeof(*m);
+			}
+		}
+		ssize_t n = recv_msg(sock, m, payload, max, fd);
+		if (n > 0 && m->op == NVS_KICK) {
+			if (x->mb)
+				__atomic_store_n(&x->mb->owner_awake, 1, __ATOMIC_SEQ_CST);
+			if (mbox_take(x, m, __ATOMIC_SEQ_CST)) {
+				*from_mbox = true;
+				return (ssize_t)sizeof(*m);
+			}
+			continue;   /* a kick for a request already served */
+		}
+		return n;
+	}
+}
+
+/* The reply to a mailbox request; a sleeping client is kicked (without
+ * blocking: a client that never reads its kicks only loses its own). */
+static void mbox_reply(int sock, struct mbox *x, int64_t ret)
+{
+	struct nvs_mbox *mb = x->mb;
+	mb->ret = ret;
+	__atomic_store_n(&mb->rep_seq, x->seen, __ATOMIC_RELEASE);
+	if (__atomic_exchange_n(&mb->client_sleeps, 0, __ATOMIC_SEQ_CST)) {
+		struct nvs_msg k = { .op = NVS_KICK };
+		if (send(sock, &k, sizeof(k), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+			/* its socket is full or gone: its end is seen by recv */
+		}
+	}
+}
+
+/* A mailbox for this connection: a sealed page, mapped here; its memfd
+ * (for the hello reply) in *@memfd. */
+static int mbox_make(struct mbox *x, int *memfd)
+{
+	int fd = memfd_create("nvring-mbox", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return -errno;
+	void *va = MAP_FAILED;
+	if (ftruncate(fd, NVS_MBOX_SIZE) == 0 &&
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
+		va = mmap(NULL, NVS_MBOX_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (va == MAP_FAILED) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	x->mb = va;
+	x->seen = 0;
+	*memfd = fd;
+	return 0;
 }
 
 static ssize_t recv_msg_flags(int sock, struct nvs_msg *m, void *payload, size_t max, int *fd,
@@ -605,11 +706,19 @@ NVR_API int nvr_serve_conn(struct nvr_ctrlr *ctrlr, int sock, const char *bdf)
 	int on_cpu = -1;
 	struct nvs_hello_reply hello;
 	hello_fill(ctrlr, bdf, &hello);
-	if (send_reply(sock, &m, 0, &hello, sizeof(hello), -1) < 0)
+	struct mbox mbox = { 0 };
+	int mbfd = -1;
+	if ((m.a[3] & NVS_HELLO_MBOX) && mbox_make(&mbox, &mbfd) < 0)
+		mbfd = -1;   /* the socket alone, then */
+	int hsent = send_reply(sock, &m, 0, &hello, sizeof(hello), mbfd);
+	if (mbfd >= 0)
+		close(mbfd);
+	if (hsent < 0)
 		goto out;
 
 	for (;;) {
-		n = recv_next(sock, &m, payload, sizeof(payload), &fd);
+		bool from_mbox;
+		n = recv_next(sock, &mbox, &m, payload, sizeof(payload), &fd, &from_mbox);
 		if (n <= 0)
 			break;
 		int64_t ret;
@@ -667,11 +776,19 @@ NVR_API int nvr_serve_conn(struct nvr_ctrlr *ctrlr, int sock, const char *bdf)
 		ur_tls_client = NULL;
 		if (fd >= 0)
 			close(fd);
+		if (from_mbox) {
+			if (rfd >= 0)
+				close(rfd);   /* (no mailbox request makes one) */
+			mbox_reply(sock, &mbox, ret);
+			continue;
+		}
 		int sent = send_reply(sock, &m, ret, payload, rlen, rfd);
 		if (sent < 0)
 			break;
 	}
 out:
+	if (mbox.mb)
+		munmap(mbox.mb, NVS_MBOX_SIZE);
 	client_leave(rec);
 	return 0;
 }

@@ -45,7 +45,8 @@ enum nvs_op {
 	 * to check that it can reach the client's memory at all. Reply: ret 0
 	 * and struct nvs_hello_reply as payload, or -EACCES/-EPROTO and a
 	 * text line (NUL-terminated) as payload. Must be a connection's
-	 * first. */
+	 * first. a[3] & NVS_HELLO_MBOX: the client wants a mailbox (see
+	 * struct nvs_mbox); the reply then carries its memfd (SCM_RIGHTS). */
 	NVS_HELLO = 1,
 	/* a[0] = entries; payload: struct io_uring_params (in). Reply: ret =
 	 * ring id (>= 0) or -errno; payload: struct io_uring_params (out);
@@ -74,7 +75,12 @@ enum nvs_op {
 	 * or -EBADF (not a ring of this owner). The ring stays the same
 	 * ring (the kernel's rings are shared across fork). */
 	NVS_RING_ADOPT = 8,
+	/* Mailbox hand-over (struct nvs_mbox), no reply. Client to owner: a
+	 * request is in the mailbox and the owner was not polling it. Owner
+	 * to client: the mailbox holds the reply the client sleeps for. */
+	NVS_KICK = 9,
 };
+
 
 struct nvs_msg {
 	uint32_t op;          /* enum nvs_op (request); the same op (reply) */
@@ -86,6 +92,42 @@ struct nvs_msg {
 			       * hand-over between two CPUs costs far more than
 			       * one on the same CPU, see abi/serve.c) */
 };
+
+#define NVS_HELLO_MBOX 1u
+
+/*
+ * The mailbox: one page per connection, a memfd the owner creates and seals
+ * against resizing, mapped by both. A call without payload or descriptors
+ * (ENTER above all) goes through it instead of the socket, so that while
+ * both sides poll, a call costs no system call on either (each costs
+ * microseconds in a TCG guest). Sleeping stays the socket's:
+ *
+ * Client: writes req, then req_seq = its next number (seq_cst), then
+ * reads owner_awake (seq_cst): 0 -> sends NVS_KICK on the socket. It polls
+ * rep_seq (acquire) for its reply; to sleep instead it sets client_sleeps
+ * = 1 (seq_cst) and reads rep_seq again: answered -> exchanges
+ * client_sleeps back to 0, and if the owner had already taken it (the
+ * exchange gives 0) receives the owner's NVS_KICK; not answered -> sleeps
+ * in recv for that NVS_KICK.
+ * Owner: polls req_seq (acquire) with owner_awake = 1; to sleep it stores
+ * owner_awake = 0 (seq_cst) and reads req_seq again (seq_cst) before it
+ * sleeps in recv -- so either it sees the request or the client sees it
+ * asleep and kicks. It copies req out once, serves it, writes ret, then
+ * rep_seq = req_seq (release), then exchanges client_sleeps to 0: was 1
+ * -> sends NVS_KICK. A client's garbage here is a garbage request of its
+ * own (validated like any) or kicks it does not read.
+ */
+struct nvs_mbox {
+	uint32_t req_seq;        /* atomic; client */
+	uint32_t owner_awake;    /* atomic; owner */
+	uint32_t pad0[14];
+	uint32_t rep_seq;        /* atomic; owner */
+	uint32_t client_sleeps;  /* atomic; both */
+	uint32_t pad1[14];
+	struct nvs_msg req;      /* the client's request (ret: its CPU + 1) */
+	int64_t ret;             /* the owner's reply */
+};
+#define NVS_MBOX_SIZE 4096u
 
 /* Largest payload: a hello reply. */
 #define NVS_MAX_NS     32u

@@ -54,6 +54,8 @@ struct nvr_remote {
 struct conn {
 	int fd;
 	uint32_t gen;
+	struct nvs_mbox *mb;   /* this connection's mailbox, or NULL */
+	uint32_t seq;          /* the last request number put in it */
 };
 
 /* Bumped in every fork child: connections of older generations are the
@@ -63,12 +65,36 @@ static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 static void on_fork_child(void) { atomic_fetch_add(&fork_gen, 1); }
 static void fork_hook(void) { pthread_atfork(NULL, NULL, on_fork_child); }
 
-static void conn_free(void *p)
+/* The connection's socket and mailbox go (also a fork child's copies of
+ * its parent's: the parent's owner thread still serves those). */
+static void conn_drop(struct conn *cn)
 {
-	struct conn *cn = p;
 	if (cn->fd >= 0)
 		close(cn->fd);
-	free(cn);
+	if (cn->mb)
+		munmap(cn->mb, NVS_MBOX_SIZE);
+	cn->fd = -1;
+	cn->mb = NULL;
+}
+
+static void conn_free(void *p)
+{
+	conn_drop(p);
+	free(p);
+}
+
+/* The mailbox whose memfd came with the hello reply (the socket alone
+ * when there is none or it cannot be mapped). */
+static void conn_map(struct conn *cn, int memfd)
+{
+	cn->mb = NULL;
+	cn->seq = 0;
+	if (memfd < 0)
+		return;
+	void *va = mmap(NULL, NVS_MBOX_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	close(memfd);
+	if (va != MAP_FAILED)
+		cn->mb = va;
 }
 
 static ssize_t xfer_flags(int fd, bool out, struct nvs_msg *m, void *pl, size_t plen, int *fdp,
@@ -106,13 +132,71 @@ static uint64_t mono_ns(void)
 
 static __thread uint64_t call_mean_ns;   /* EWMA (1/8) of this thread's calls */
 
-static ssize_t reply_wait(int fd, struct nvs_msg *m, void *pl, size_t plen, int *fdp)
+/* How long this call polls before it sleeps (see client_spin_ns()). */
+static uint64_t spin_window(void)
 {
-	uint64_t cap = client_spin_ns(), t0 = mono_ns(), spin = 2 * call_mean_ns;
+	uint64_t cap = client_spin_ns(), spin = 2 * call_mean_ns;
 	if (spin < 20000)
 		spin = 20000;
-	if (spin > cap)
-		spin = cap;
+	return spin > cap ? cap : spin;
+}
+
+static void call_took(uint64_t t0)
+{
+	uint64_t took = mono_ns() - t0;
+	call_mean_ns = call_mean_ns ? call_mean_ns - call_mean_ns / 8 + took / 8 : took;
+}
+
+/* A call through the mailbox (struct nvs_mbox, the protocol there): its
+ * result in m->ret. Returns > 0, 0 when the owner is gone, or -errno. */
+static ssize_t mbox_call(struct conn *cn, struct nvs_msg *m)
+{
+	struct nvs_mbox *mb = cn->mb;
+	uint64_t t0 = mono_ns(), spin = spin_window();
+	memcpy(&mb->req, m, sizeof(*m));
+	uint32_t seq = ++cn->seq;
+	__atomic_store_n(&mb->req_seq, seq, __ATOMIC_SEQ_CST);
+	if (!__atomic_load_n(&mb->owner_awake, __ATOMIC_SEQ_CST)) {
+		struct nvs_msg k = { .op = NVS_KICK };
+		ssize_t n = xfer(cn->fd, true, &k, NULL, 0, NULL);
+		if (n < 0)
+			return n;
+	}
+	for (;;) {
+		if (__atomic_load_n(&mb->rep_seq, __ATOMIC_ACQUIRE) == seq)
+			goto done;
+		uint64_t t = mono_ns() - t0;
+		if (t > spin)
+			break;
+		if (t > 5000)
+			sched_yield();   /* the owner's thread may share this CPU */
+	}
+	__atomic_store_n(&mb->client_sleeps, 1, __ATOMIC_SEQ_CST);
+	for (;;) {
+		/* answered meanwhile: if we take our flag back no kick comes,
+		 * else the owner took it and its kick is on the way */
+		if (__atomic_load_n(&mb->rep_seq, __ATOMIC_SEQ_CST) == seq &&
+		    __atomic_exchange_n(&mb->client_sleeps, 0, __ATOMIC_SEQ_CST))
+			goto done;
+		struct nvs_msg k;
+		ssize_t n = xfer(cn->fd, false, &k, NULL, 0, NULL);
+		if (n <= 0)
+			return n;
+		if (k.op != NVS_KICK)
+			return -EPROTO;
+		if (__atomic_load_n(&mb->rep_seq, __ATOMIC_ACQUIRE) == seq)
+			goto done;
+		__atomic_store_n(&mb->client_sleeps, 1, __ATOMIC_SEQ_CST);
+	}
+done:
+	m->ret = mb->ret;
+	call_took(t0);
+	return (ssize_t)sizeof(*m);
+}
+
+static ssize_t reply_wait(int fd, struct nvs_msg *m, void *pl, size_t plen, int *fdp)
+{
+	uint64_t cap = client_spin_ns(), t0 = mono_ns(), spin = spin_window();
 	ssize_t n = -EAGAIN;
 	while (cap) {
 		n = xfer_flags(fd, false, m, pl, plen, fdp, MSG_DONTWAIT);
@@ -122,8 +206,7 @@ static ssize_t reply_wait(int fd, struct nvs_msg *m, void *pl, size_t plen, int 
 	}
 	if (n == -EAGAIN)
 		n = xfer(fd, false, m, pl, plen, fdp);
-	uint64_t took = mono_ns() - t0;
-	call_mean_ns = call_mean_ns ? call_mean_ns - call_mean_ns / 8 + took / 8 : took;
+	call_took(t0);
 	return n;
 }
 
@@ -178,7 +261,7 @@ static ssize_t xfer_flags(int fd, bool out, struct nvs_msg *m, void *pl, size_t 
 
 /* Connect and say hello; the reply into @h. Returns the socket or -errno,
  * with one line saying why when the owner refused. */
-static int dial(const char *path, struct nvs_hello_reply *h, bool quiet)
+static int dial(const char *path, struct nvs_hello_reply *h, bool quiet, int *mbfd)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -200,15 +283,21 @@ static int dial(const char *path, struct nvs_hello_reply *h, bool quiet)
 		prctl(PR_SET_PTRACER, (unsigned long)peer.pid, 0, 0, 0);
 	static const uint64_t probe = NVS_MAGIC;
 	struct nvs_msg m = { .op = NVS_HELLO,
-			     .a = { NVS_MAGIC, NVS_VERSION, (int64_t)(uintptr_t)&probe } };
+			     .a = { NVS_MAGIC, NVS_VERSION, (int64_t)(uintptr_t)&probe,
+				    NVS_HELLO_MBOX } };
 	/* a refusing owner answers and closes without reading: its reply may
 	 * be there even when our hello could not be sent */
 	xfer(fd, true, &m, NULL, 0, NULL);
 	_Alignas(8) char buf[NVS_MAX_PAYLOAD];
-	ssize_t n = xfer(fd, false, &m, buf, sizeof(buf), NULL);
+	ssize_t n = xfer(fd, false, &m, buf, sizeof(buf), mbfd);
 	if (n <= 0) {
 		close(fd);
 		return n < 0 ? (int)n : -ECONNRESET;
+	}
+	if (m.ret < 0 || (size_t)n - sizeof(m) < sizeof(*h)) {
+		if (*mbfd >= 0)
+			close(*mbfd);
+		*mbfd = -1;
 	}
 	size_t plen = (size_t)n - sizeof(m);
 	if (m.ret < 0) {
@@ -242,15 +331,15 @@ static int conn_get(struct nvr_ctrlr *c)
 		cn->fd = -1;
 		pthread_setspecific(rm->key, cn);
 	}
-	if (cn->fd >= 0)
-		close(cn->fd);    /* our copy of the parent's connection */
-	cn->fd = -1;
+	conn_drop(cn);    /* our copy of the parent's connection */
 	struct nvs_hello_reply h;
-	int fd = dial(rm->path, &h, false);
+	int mbfd;
+	int fd = dial(rm->path, &h, false, &mbfd);
 	if (fd < 0)
 		return fd;
 	cn->fd = fd;
 	cn->gen = gen;
+	conn_map(cn, mbfd);
 	if (atomic_exchange(&rm->gen_seen, gen) != gen) {
 		/* a new process (fork child): the owner must learn what it
 		 * inherited (its rings and namespace descriptors) */
@@ -302,9 +391,15 @@ int nvr_remote_call(struct nvr_ctrlr *c, struct nvs_msg *m, const void *pl, size
 	m->len = (uint32_t)plen;
 	int cpu = sched_getcpu();
 	m->ret = cpu >= 0 ? cpu + 1 : 0;
-	ssize_t n = xfer(fd, true, m, (void *)pl, plen, &sendfd);
-	if (n >= 0)
-		n = reply_wait(fd, m, rpl, rmax, rfd);
+	struct conn *cn = pthread_getspecific(rm->key);
+	ssize_t n;
+	if (cn && cn->mb && !plen && sendfd < 0 && !rmax && !rfd) {
+		n = mbox_call(cn, m);
+	} else {
+		n = xfer(fd, true, m, (void *)pl, plen, &sendfd);
+		if (n >= 0)
+			n = reply_wait(fd, m, rpl, rmax, rfd);
+	}
 	if (n <= 0 || m->op != op) {
 		if (rfd && *rfd >= 0) {
 			close(*rfd);
@@ -391,7 +486,8 @@ NVR_API int nvr_ctrlr_connect(const char *path, struct nvr_ctrlr **out)
 		return -EINVAL;
 	pthread_once(&fork_once, fork_hook);
 	struct nvs_hello_reply h;
-	int fd = dial(path, &h, false);
+	int mbfd;
+	int fd = dial(path, &h, false, &mbfd);
 	if (fd < 0)
 		return fd;
 	struct nvr_ctrlr *c = calloc(1, sizeof(*c));
@@ -406,6 +502,8 @@ NVR_API int nvr_ctrlr_connect(const char *path, struct nvr_ctrlr **out)
 		free(cn);
 		free(ns);
 		close(fd);
+		if (mbfd >= 0)
+			close(mbfd);
 		return -ENOMEM;
 	}
 	snprintf(rm->path, sizeof(rm->path), "%s", path);
@@ -417,6 +515,7 @@ NVR_API int nvr_ctrlr_connect(const char *path, struct nvr_ctrlr **out)
 	atomic_init(&rm->gen_seen, atomic_load(&fork_gen));
 	cn->fd = fd;
 	cn->gen = atomic_load(&fork_gen);
+	conn_map(cn, mbfd);
 	pthread_setspecific(rm->key, cn);
 	c->remote = rm;
 	snprintf(c->info.bdf, sizeof(c->info.bdf), "%.15s", h.bdf);

@@ -23,16 +23,23 @@
  *   serve_embedded_qpair_io      the embedded API's queue pairs on a
  *                                connected controller: read, write, readv,
  *                                flush, write zeroes, deallocate, errors
+ *   serve_mailbox_hostile        a raw client's mailbox (serve_proto.h):
+ *                                calls answered through it, calls that
+ *                                need the socket refused, garbage numbers
+ *                                and unread kicks harm nobody else, and
+ *                                the page cannot be shrunk under the owner
  */
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include "abi/serve_proto.h"
 #include "tests/unit/test_uring_util.h"
 
 #define NS_BLOCKS 2048u     /* 512 B blocks */
@@ -430,6 +437,119 @@ static void test_serve_owner_killed_enodev(void **state)
 	assert_int_equal(nvr_ctrlr_detach(c), 0);
 }
 
+/* A raw connection with a mailbox: the socket, the mapped page in *@mb. */
+static int raw_mbox_conn(struct nvs_mbox **mb, int *memfd)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	strcpy(sa.sun_path, sock_path);
+	int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	assert_true(s >= 0);
+	assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	struct nvs_msg m = { .op = NVS_HELLO, .a = { NVS_MAGIC, NVS_VERSION, 0, NVS_HELLO_MBOX } };
+	assert_int_equal(send(s, &m, sizeof(m), 0), (ssize_t)sizeof(m));
+	_Alignas(8) char buf[sizeof(m) + NVS_MAX_PAYLOAD];
+	union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } cb;
+	struct iovec iov = { buf, sizeof(buf) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.b,
+			     .msg_controllen = sizeof(cb.b) };
+	assert_true(recvmsg(s, &mh, MSG_CMSG_CLOEXEC) >= (ssize_t)sizeof(m));
+	memcpy(&m, buf, sizeof(m));
+	assert_int_equal(m.ret, 0);
+	struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+	assert_non_null(h);
+	assert_int_equal(h->cmsg_type, SCM_RIGHTS);
+	memcpy(memfd, CMSG_DATA(h), sizeof(int));
+	*mb = mmap(NULL, NVS_MBOX_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, *memfd, 0);
+	assert_true(*mb != MAP_FAILED);
+	return s;
+}
+
+/* One call through the mailbox, by the protocol (polling, kicking a
+ * sleeping owner); the owner's result. */
+static int64_t raw_mbox_call(int s, struct nvs_mbox *mb, uint32_t *seq, uint32_t op, int64_t a0)
+{
+	memset(&mb->req, 0, sizeof(mb->req));
+	mb->req.op = op;
+	mb->req.a[0] = a0;
+	__atomic_store_n(&mb->req_seq, ++*seq, __ATOMIC_SEQ_CST);
+	if (!__atomic_load_n(&mb->owner_awake, __ATOMIC_SEQ_CST)) {
+		struct nvs_msg k = { .op = NVS_KICK };
+		assert_int_equal(send(s, &k, sizeof(k), 0), (ssize_t)sizeof(k));
+	}
+	for (int i = 0; i < 5000 && __atomic_load_n(&mb->rep_seq, __ATOMIC_ACQUIRE) != *seq; i++)
+		usleep(1000);
+	assert_int_equal(__atomic_load_n(&mb->rep_seq, __ATOMIC_ACQUIRE), *seq);
+	return mb->ret;
+}
+
+static void test_serve_mailbox_hostile(void **state)
+{
+	(void)state;
+	struct nvs_mbox *mb;
+	int memfd;
+	int s = raw_mbox_conn(&mb, &memfd);
+	/* sealed: a client cannot shrink the page under the owner (SIGBUS) */
+	assert_int_equal(ftruncate(memfd, 0), -1);
+	assert_int_equal(errno, EPERM);
+	uint32_t seq = 0;
+	/* calls that need the socket (payload, descriptors) are refused
+	 * here; the others are validated as on the socket */
+	assert_int_equal(raw_mbox_call(s, mb, &seq, NVS_SETUP, 8), -EINVAL);
+	assert_int_equal(raw_mbox_call(s, mb, &seq, NVS_RING_ADOPT, 0), -EINVAL);
+	assert_int_equal(raw_mbox_call(s, mb, &seq, NVS_HELLO, NVS_MAGIC), -EINVAL);
+	assert_int_equal(raw_mbox_call(s, mb, &seq, 77, 0), -EINVAL);
+	assert_int_equal(raw_mbox_call(s, mb, &seq, NVS_ENTER, 12345), -EBADF);
+	assert_int_equal(raw_mbox_call(s, mb, &seq, NVS_CLOSE, -1), -EBADF);
+	/* garbage: jumping numbers, a sleep flag never followed by a read
+	 * of the kicks (they pile up unread in our socket) */
+	for (unsigned i = 0; i < 300; i++) {
+		mb->req.op = (uint32_t)(i * 2654435761u);
+		mb->req.a[0] = (int64_t)i * 977;
+		__atomic_store_n(&mb->client_sleeps, 1, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&mb->req_seq, (uint32_t)(i * 40503u), __ATOMIC_SEQ_CST);
+		mb->rep_seq = 0xdeadbeef;
+		mb->owner_awake = i & 1;
+		if (i % 16 == 0) {
+			struct nvs_msg k = { .op = NVS_KICK };
+			if (send(s, &k, sizeof(k), MSG_DONTWAIT) < 0) {
+				/* the owner need not keep up */
+			}
+		}
+	}
+	/* another client meanwhile: its I/O is untouched */
+	struct nvr_ctrlr *c;
+	assert_int_equal(nvr_ctrlr_connect(sock_path, &c), 0);
+	int ns = nvr_ns_open(c, 1);
+	assert_true(ns >= 0);
+	struct tu_ring r;
+	assert_true(tu_ring_init(&r, c, 8, NULL) >= 0);
+	uint8_t *w = aligned_alloc(4096, 4096), *rd = aligned_alloc(4096, 4096);
+	fill(w, 4096, 11);
+	int res[2];
+	prep(&r, IORING_OP_WRITE, ns, w, 4096, 8192, 1);
+	run(&r, 1, res);
+	assert_int_equal(res[0], 4096);
+	memset(rd, 0, 4096);
+	prep(&r, IORING_OP_READ, ns, rd, 4096, 8192, 1);
+	prep(&r, IORING_OP_NOP, 0, NULL, 0, 0, 2);
+	run(&r, 2, res);
+	assert_int_equal(res[0], 4096);
+	assert_int_equal(res[1], 0);
+	assert_memory_equal(w, rd, 4096);
+	/* and the hostile connection itself still gets answers */
+	seq = __atomic_load_n(&mb->req_seq, __ATOMIC_SEQ_CST);
+	mb->client_sleeps = 0;
+	assert_int_equal(raw_mbox_call(s, mb, &seq, NVS_ENTER, 999), -EBADF);
+	free(w);
+	free(rd);
+	tu_ring_exit(&r);
+	nvr_ns_close(ns);
+	nvr_ctrlr_detach(c);
+	munmap(mb, NVS_MBOX_SIZE);
+	close(memfd);
+	close(s);
+}
+
 static void test_serve_refused_eacces(void **state)
 {
 	(void)state;
@@ -568,6 +688,7 @@ int main(void)
 		cmocka_unit_test(test_serve_fork_child_shares_ring),
 		cmocka_unit_test(test_serve_refused_eacces),
 		cmocka_unit_test(test_serve_embedded_qpair_io),
+		cmocka_unit_test(test_serve_mailbox_hostile),
 		cmocka_unit_test(test_serve_owner_killed_enodev),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
