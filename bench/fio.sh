@@ -18,8 +18,10 @@
 # and a table of medians with n/k ratios (against the best kernel engine of
 # the cell). Arguments: KDEV BDF [SECS] [ROUNDS].
 kdev=$1 bdf=$2 secs=${3:-2} rounds=${4:-3}
-engines="k-irq k-poll n-plain n-poll o-plain o-poll"
-nengines=6
+# FIO_ENGINES: a subset of the engines, for a run by hand
+engines=${FIO_ENGINES:-"k-irq k-poll n-plain n-poll o-plain o-poll"}
+set -- $engines
+nengines=$#
 common="--name=b --ioengine=io_uring --direct=1 --bs=4k --size=200M --time_based \
  --runtime=$secs --ramp_time=1 --randrepeat=1 --randseed=4242 --norandommap \
  --output-format=terse --cpus_allowed=0"
@@ -84,6 +86,7 @@ printf ' %10s %10s %10s %10s\n' "n-plain/k" "n-poll/k" "o/n-plain" "o/n-poll"
 for rw in randread randwrite; do
     for qd in 1 32; do
         printf '%-10s %-4s' "$rw" "$qd"
+        m_k_irq=0 m_k_poll=0 m_n_plain=0 m_n_poll=0 m_o_plain=0 m_o_poll=0   # (a subset ran)
         for e in $engines; do
             m=$(awk -v rw="$rw" -v qd="$qd" -v e="$e" '$1 == rw && $2 == qd && $3 == e { print $4 }' "$res" | median)
             eval "m_${e%%-*}_${e##*-}=$m"
