@@ -39,6 +39,7 @@
 #include "abi/ring.h"
 #include "abi/serve_proto.h"
 #include "driver/ctrlr.h"
+#include "driver/msg.h"
 #include "pci/log.h"
 
 #define NVS_MAX_HOLDERS 16   /* processes sharing one ring (fork) */
@@ -397,37 +398,15 @@ static int mbox_make(struct mbox *x, int *memfd)
 static ssize_t recv_msg_flags(int sock, struct nvs_msg *m, void *payload, size_t max, int *fd,
 			      int flags)
 {
-	struct iovec iov[2] = { { m, sizeof(*m) }, { payload, max } };
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} cbuf;
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2,
-			     .msg_control = cbuf.buf, .msg_controllen = sizeof(cbuf.buf) };
-	ssize_t n;
-	do {
-		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
-	} while (n < 0 && errno == EINTR);
-	*fd = -1;
+	ssize_t n = nvr_msg_recv(sock, m, sizeof(*m), payload, max, fd, flags);
 	if (n <= 0)
-		return n < 0 ? -errno : 0;
-	for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h))
-		if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS &&
-		    h->cmsg_len >= CMSG_LEN(sizeof(int))) {
-			int nfd = (int)((h->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			int fds[nfd];
-			memcpy(fds, CMSG_DATA(h), sizeof(fds));
-			for (int i = 0; i < nfd; i++) {
-				if (*fd < 0)
-					*fd = fds[i];
-				else
-					close(fds[i]);   /* one is all any request carries */
-			}
-		}
-	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
-		return -EMSGSIZE;
-	if ((size_t)n < sizeof(*m) || m->len != (size_t)n - sizeof(*m))
+		return n;
+	if ((size_t)n < sizeof(*m) || m->len != (size_t)n - sizeof(*m)) {
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
 		return -EPROTO;
+	}
 	return n;
 }
 
@@ -436,27 +415,8 @@ static int send_reply(int sock, struct nvs_msg *m, int64_t ret, const void *payl
 {
 	m->ret = ret;
 	m->len = (uint32_t)len;
-	struct iovec iov[2] = { { m, sizeof(*m) }, { (void *)payload, len } };
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} cbuf;
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
-	if (fd >= 0) {
-		memset(&cbuf, 0, sizeof(cbuf));
-		mh.msg_control = cbuf.buf;
-		mh.msg_controllen = sizeof(cbuf.buf);
-		struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
-		h->cmsg_level = SOL_SOCKET;
-		h->cmsg_type = SCM_RIGHTS;
-		h->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(h), &fd, sizeof(int));
-	}
-	ssize_t n;
-	do {
-		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-	} while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : 0;
+	ssize_t n = nvr_msg_send(sock, m, sizeof(*m), payload, len, fd);
+	return n < 0 ? (int)n : 0;
 }
 
 NVR_API int nvr_serve_refuse(int sock, const char *why)
@@ -638,30 +598,6 @@ static bool ring_held(struct ur_client *c, int64_t id)
 	return held;
 }
 
-/*
- * NVRING_SERVE_FOLLOW=1: serve each call on the caller's CPU (the request
- * says which; one sched_setaffinity() when the caller moved), so that the
- * hand-over is a context switch on one CPU rather than a wake-up across
- * two. Off by default: in the TCG guest on a loaded host it measured no
- * better (NOP round trips of 4-7 ms either way with both sides sleeping;
- * 0.4 ms with both polling, the default).
- */
-static void follow_cpu(int64_t want, int *on)
-{
-	static int follow = -1;
-	if (follow < 0) {
-		const char *e = getenv("NVRING_SERVE_FOLLOW");
-		follow = e && *e == '1';
-	}
-	if (!follow || want <= 0 || want > CPU_SETSIZE || want - 1 == *on)
-		return;
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	CPU_SET((int)(want - 1), &set);
-	if (sched_setaffinity(0, sizeof(set), &set) == 0)
-		*on = (int)(want - 1);
-}
-
 NVR_API int nvr_serve_conn(struct nvr_ctrlr *ctrlr, int sock, const char *bdf)
 {
 	struct ucred cred;
@@ -703,7 +639,6 @@ NVR_API int nvr_serve_conn(struct nvr_ctrlr *ctrlr, int sock, const char *bdf)
 	if (!rec)
 		return err;
 	struct ur_client *c = &rec->c;
-	int on_cpu = -1;
 	struct nvs_hello_reply hello;
 	hello_fill(ctrlr, bdf, &hello);
 	struct mbox mbox = { 0 };
@@ -724,7 +659,6 @@ NVR_API int nvr_serve_conn(struct nvr_ctrlr *ctrlr, int sock, const char *bdf)
 		int64_t ret;
 		int rfd = -1;
 		size_t rlen = 0;
-		follow_cpu(m.ret, &on_cpu);
 		ur_tls_client = c;
 		switch (m.op) {
 		case NVS_SETUP:

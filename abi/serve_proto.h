@@ -88,9 +88,8 @@ struct nvs_msg {
 	int64_t  a[6];        /* request arguments */
 	int64_t  ret;         /* reply: result, the kernel's convention.
 			       * Request: the CPU the caller runs on + 1, or 0
-			       * (the owner serves the call on that CPU: a
-			       * hand-over between two CPUs costs far more than
-			       * one on the same CPU, see abi/serve.c) */
+			       * (unused: serving each call on its caller's CPU
+			       * measured slower, see README "Cost, measured") */
 };
 
 #define NVS_HELLO_MBOX 1u

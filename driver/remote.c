@@ -33,6 +33,7 @@
 
 #include "abi/serve_proto.h"
 #include "driver/ctrlr.h"
+#include "driver/msg.h"
 #include "pci/holder.h"
 #include "pci/log.h"
 
@@ -213,49 +214,21 @@ static ssize_t reply_wait(int fd, struct nvs_msg *m, void *pl, size_t plen, int 
 static ssize_t xfer_flags(int fd, bool out, struct nvs_msg *m, void *pl, size_t plen, int *fdp,
 			  int flags)
 {
-	struct iovec iov[2] = { { m, sizeof(*m) }, { pl, plen } };
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} cbuf;
-	memset(&cbuf, 0, sizeof(cbuf));
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = plen ? 2 : 1 };
-	ssize_t n;
-	if (out) {
-		if (fdp && *fdp >= 0) {
-			mh.msg_control = cbuf.buf;
-			mh.msg_controllen = sizeof(cbuf.buf);
-			struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
-			h->cmsg_level = SOL_SOCKET;
-			h->cmsg_type = SCM_RIGHTS;
-			h->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(h), fdp, sizeof(int));
-		}
-		do {
-			n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-		} while (n < 0 && errno == EINTR);
-		return n < 0 ? -errno : n;
-	}
-	mh.msg_control = cbuf.buf;
-	mh.msg_controllen = sizeof(cbuf.buf);
-	do {
-		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | flags);
-	} while (n < 0 && errno == EINTR);
+	if (out)
+		return nvr_msg_send(fd, m, sizeof(*m), pl, plen, fdp ? *fdp : -1);
+	int got;
+	ssize_t n = nvr_msg_recv(fd, m, sizeof(*m), pl, plen, &got, flags);
 	if (fdp)
-		*fdp = -1;
-	if (n <= 0)
-		return n < 0 ? -errno : 0;
-	for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h))
-		if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
-			int got;
-			memcpy(&got, CMSG_DATA(h), sizeof(int));
-			if (fdp && *fdp < 0)
-				*fdp = got;
-			else
-				close(got);
-		}
-	if ((size_t)n < sizeof(*m))
+		*fdp = got;
+	else if (got >= 0)
+		close(got);
+	if (n > 0 && (size_t)n < sizeof(*m)) {
+		if (fdp && *fdp >= 0)
+			close(*fdp);
+		if (fdp)
+			*fdp = -1;
 		return -EPROTO;
+	}
 	return n;
 }
 
