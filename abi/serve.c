@@ -303,6 +303,15 @@ static bool mbox_take(struct mbox *x, struct nvs_msg *m, int order)
 	return true;
 }
 
+/* A kick carries nothing: a descriptor a client sent with one is closed
+ * (kept, a client could fill our descriptor table). */
+static void kick_drop(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
 /* The next request, from the mailbox or the socket (*@from_mbox says
  * which): polled for the spin window, then waited for in recvmsg().
  * Polling the mailbox costs no system call; the socket, which brings the
@@ -324,8 +333,10 @@ static ssize_t recv_next(int sock, struct mbox *x, struct nvs_msg *m, void *payl
 		uint64_t t = mono_ns();
 		if (!x->mb || t >= sock_at) {
 			ssize_t n = recv_msg_flags(sock, m, payload, max, fd, MSG_DONTWAIT);
-			if (n > 0 && m->op == NVS_KICK)
+			if (n > 0 && m->op == NVS_KICK) {
+				kick_drop(fd);
 				continue;   /* look at the mailbox */
+			}
 			if (n != -EAGAIN)
 				return n;
 			sock_at = t + 20000;
@@ -346,6 +357,7 @@ static ssize_t recv_next(int sock, struct mbox *x, struct nvs_msg *m, void *payl
 		}
 		ssize_t n = recv_msg(sock, m, payload, max, fd);
 		if (n > 0 && m->op == NVS_KICK) {
+			kick_drop(fd);
 			if (x->mb)
 				__atomic_store_n(&x->mb->owner_awake, 1, __ATOMIC_SEQ_CST);
 			if (mbox_take(x, m, __ATOMIC_SEQ_CST)) {
